@@ -1,0 +1,305 @@
+"""Multivariate normal observations for a K-component mixture.
+
+One family, one page: log-densities of every sample under every component, additive sufficient
+statistics of responsibility-weighted data, weighted maximum likelihood from those statistics, and
+sampling. Four covariance structures share the code:
+
+============  =========================  ==================================
+type          ``covariances``            ``precisions_cholesky``
+============  =========================  ==================================
+full          (K, D, D)                  (K, D, D) upper triangular
+tied          (D, D)                     (D, D) upper triangular
+diag          (K, D)                     (K, D)
+spherical     (K,)                       (K,)
+============  =========================  ==================================
+
+``precisions_cholesky`` P is the factor with precision = P Pᵀ, as in scikit-learn, so that the
+Mahalanobis term is ``‖(x − μ) P‖²`` and log det Σ⁻¹ = 2 Σ log diag P. Precisions are never
+formed by inverting a covariance: P = L⁻ᵀ from the Cholesky factor L of Σ.
+
+Numerics
+--------
+All tensors passed to :meth:`Gaussian.log_prob` and :meth:`Gaussian.statistics` are in the compute
+dtype (float32 or float64). Statistics are returned in float64 and the M-step runs in float64.
+
+* ``full``: the E-step computes whitened residuals y = (x − μ_ref) P_ref once, and the M-step
+  statistics are Σ r y yᵀ of those residuals: second moments centred on the current component
+  means *and* whitened, so they are near r·I at convergence whatever the scale of the data.
+  :meth:`Gaussian.maximize` maps them back with L_ref and corrects for the mean shift.
+* ``diag``, ``spherical``, ``tied``: the quadratic forms are matrix products on data the caller has
+  centred on a global shift (see :mod:`lvmkit.fit.em`); the second-moment statistics are formed in
+  float64 from compute-dtype values (products of float32 numbers are exact in float64), so the
+  cancellation in Σ r x² − N μ² costs at most eps₆₄·(spread/σ)². This keeps the E- and M-steps at
+  matrix-multiply speed for these structures; see DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_LOG_2PI = math.log(2.0 * math.pi)
+# Added to every component's total responsibility, as scikit-learn does, so an empty component
+# has a finite mean before it is re-seeded.
+EPS_NK = 10.0 * torch.finfo(torch.float64).eps
+
+
+class CovarianceJitterWarning(UserWarning):
+    """A covariance matrix was not positive definite and jitter was added to its diagonal."""
+
+
+@dataclass
+class GaussianParams:
+    """Means and Cholesky factors of the precisions, on one device and in one dtype."""
+
+    means: Tensor
+    precisions_cholesky: Tensor
+
+    def to(self, dtype: torch.dtype | None = None, device=None) -> "GaussianParams":
+        return GaussianParams(
+            self.means.to(dtype=dtype, device=device),
+            self.precisions_cholesky.to(dtype=dtype, device=device),
+        )
+
+
+class Gaussian:
+    """Gaussian observation family with one of four covariance structures.
+
+    Parameters
+    ----------
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reg_covar : float
+        Non-negative value added to the diagonal of every covariance estimate.
+    """
+
+    def __init__(self, covariance_type: str = "full", reg_covar: float = 1e-6):
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
+            )
+        self.covariance_type = covariance_type
+        self.reg_covar = float(reg_covar)
+
+    # ------------------------------------------------------------------ log-densities
+    def log_prob(self, X: Tensor, params: GaussianParams) -> tuple[Tensor, Tensor | None]:
+        """log N(x_n | μ_k, Σ_k) for every sample and component.
+
+        Returns ``(log_prob, cache)``: ``log_prob`` is (n, K); ``cache`` holds the whitened
+        residuals (n, K·D) for ``full`` (reused by :meth:`statistics`), else ``None``.
+        """
+        means, P = params.means, params.precisions_cholesky
+        n, d = X.shape
+        k = means.shape[0]
+        cache = None
+        ct = self.covariance_type
+        if ct == "full":
+            # One GEMM for all components: Y[:, k*D:(k+1)*D] = X P_k − μ_k P_k.
+            P_cat = P.permute(1, 0, 2).reshape(d, k * d)
+            b_cat = torch.bmm(means.unsqueeze(1), P).reshape(k * d)
+            Y = torch.addmm(b_cat, X, P_cat, beta=-1.0)
+            maha = torch.linalg.vector_norm(Y.view(n, k, d), dim=-1).square_()
+            log_det = torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1)
+            cache = Y
+        elif ct == "tied":
+            XP = X @ P
+            b = means @ P
+            maha = torch.addmm(
+                XP.square().sum(1, keepdim=True) + b.square().sum(1), XP, b.T, alpha=-2.0
+            )
+            log_det = torch.log(torch.diagonal(P)).sum().expand(k)
+        elif ct == "diag":
+            prec = P.square()
+            maha = torch.addmm(
+                torch.sum(means.square() * prec, 1), X.square(), prec.T
+            ).addmm_(X, (means * prec).T, alpha=-2.0)
+            log_det = torch.log(P).sum(1)
+        else:  # spherical
+            prec = P.square()
+            sq = torch.addmm(
+                X.square().sum(1, keepdim=True) + means.square().sum(1), X, means.T, alpha=-2.0
+            )
+            maha = sq * prec
+            log_det = d * torch.log(P)
+        if ct != "full":
+            # Expanded quadratic forms can round a tiny distance below zero.
+            maha = maha.clamp_(min=0.0)
+        return -0.5 * (d * _LOG_2PI + maha) + log_det, cache
+
+    # ------------------------------------------------------------------ statistics
+    def statistics(
+        self, X: Tensor, resp: Tensor, params: GaussianParams, cache: Tensor | None
+    ) -> dict[str, Tensor]:
+        """Additive sufficient statistics of ``X`` weighted by responsibilities ``resp`` (n, K).
+
+        Sums over rows, in float64, so statistics of chunks add up to those of the whole data.
+        ``params`` (and ``cache`` from :meth:`log_prob` with the same params) is the reference
+        the ``full`` second moments are centred and whitened on; pass ``cache=None`` to compute
+        the residuals here (used at initialisation).
+        """
+        f64 = torch.float64
+        r64 = resp.to(f64)
+        X64 = X.to(f64)
+        stats = {"nk": r64.sum(0), "sx": r64.T @ X64}
+        ct = self.covariance_type
+        if ct == "full":
+            n, d = X.shape
+            k = resp.shape[1]
+            if cache is None:
+                _, cache = Gaussian("full").log_prob(X, params)
+            Ys = cache.view(n, k, d).mul_(resp.sqrt().unsqueeze(-1))  # overwrites the cache
+            Yt = Ys.permute(1, 0, 2)
+            stats["syy"] = torch.bmm(Yt.transpose(1, 2), Yt).to(f64)
+        elif ct == "tied":
+            stats["sxx"] = X64.T @ X64
+        else:  # diag, spherical
+            stats["sxx"] = r64.T @ X64.square()
+        return stats
+
+    # ------------------------------------------------------------------ M-step
+    def maximize(
+        self, stats: dict[str, Tensor], reference: GaussianParams
+    ) -> tuple[Tensor, Tensor]:
+        """Weighted maximum likelihood from summed statistics: ``(means, covariances)`` in float64.
+
+        ``reference`` (float64) must be the parameters the statistics were computed against.
+        """
+        nk = stats["nk"] + EPS_NK
+        means = stats["sx"] / nk[:, None]
+        ct = self.covariance_type
+        d = means.shape[1]
+        if ct == "full":
+            P = reference.precisions_cholesky
+            eye = torch.eye(d, dtype=P.dtype, device=P.device)
+            # L = P⁻ᵀ is the Cholesky factor of the reference covariance.
+            L = torch.linalg.solve_triangular(P, eye.expand_as(P), upper=True).mT
+            scatter = L @ (stats["syy"] / nk[:, None, None]) @ L.mT
+            delta = means - reference.means
+            cov = scatter - delta[:, :, None] * delta[:, None, :]
+            cov = 0.5 * (cov + cov.mT)
+            cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
+        elif ct == "tied":
+            n_total = stats["nk"].sum()
+            between = (means * nk[:, None]).T @ means
+            cov = (stats["sxx"] - between) / n_total
+            cov = 0.5 * (cov + cov.T)
+            cov.diagonal().add_(self.reg_covar)
+        else:
+            var = stats["sxx"] / nk[:, None] - means.square() + self.reg_covar
+            cov = var if ct == "diag" else var.mean(1)
+        return means, cov
+
+    # ------------------------------------------------------------------ factors
+    def precisions_cholesky(self, covariances: Tensor) -> tuple[Tensor, Tensor]:
+        """Cholesky factors of the precisions from covariances (float64).
+
+        Returns ``(precisions_cholesky, covariances)``: on a failed factorisation, jitter
+        escalating by 10x is added to the offending components' diagonal (with a
+        :class:`CovarianceJitterWarning`) and the covariances actually used are returned.
+        """
+        ct = self.covariance_type
+        cov = covariances.clone()
+        base = max(self.reg_covar, 1e-12)
+        if ct in ("diag", "spherical"):
+            bad = ~(cov > 0) | ~torch.isfinite(cov)
+            if bool(bad.any()):
+                scale = _finite_scale(cov)
+                cov = torch.where(bad, torch.full_like(cov, base * scale), cov)
+                _warn_jitter(ct, bad if ct == "spherical" else bad.any(1), base * scale)
+            return cov.rsqrt(), cov
+        batched = cov if ct == "full" else cov.unsqueeze(0)
+        L, info = torch.linalg.cholesky_ex(batched)
+        jitter = base * _finite_scale(torch.diagonal(batched, dim1=-2, dim2=-1))
+        failed = info > 0
+        if bool(failed.any()):
+            eye = torch.eye(batched.shape[-1], dtype=cov.dtype, device=cov.device)
+            reported = failed.clone()
+            for _ in range(12):
+                batched = torch.where(failed[:, None, None], batched + jitter * eye, batched)
+                L, info = torch.linalg.cholesky_ex(batched)
+                failed = info > 0
+                if not bool(failed.any()):
+                    break
+                jitter *= 10.0
+            else:
+                raise FloatingPointError(
+                    "Cholesky factorisation of the covariance failed even after adding jitter "
+                    f"up to {jitter:.3g} to its diagonal: the data may contain non-finite or "
+                    "enormous values. Standardize X or increase reg_covar."
+                )
+            _warn_jitter(ct, reported, jitter)
+        eye = torch.eye(batched.shape[-1], dtype=cov.dtype, device=cov.device)
+        P = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False).mT
+        if ct == "tied":
+            return P[0], batched[0]
+        return P, batched
+
+    @staticmethod
+    def precisions_from_cholesky(P: Tensor, covariance_type: str) -> Tensor:
+        """Precision matrices (or vectors) Σ⁻¹ = P Pᵀ from their Cholesky factors."""
+        if covariance_type in ("full", "tied"):
+            return P @ P.mT
+        return P.square()
+
+    def precisions_cholesky_from_precisions(self, precisions: Tensor) -> Tensor:
+        """P with P Pᵀ = precision, upper triangular, for user-supplied precisions (float64)."""
+        if self.covariance_type in ("diag", "spherical"):
+            return precisions.sqrt()
+        # The upper factor of A is flip(chol(flip(A))) (reverse rows and columns).
+        flipped = precisions.flip(-1, -2)
+        L, info = torch.linalg.cholesky_ex(flipped)
+        if bool((info > 0).any()):
+            raise ValueError(
+                "precisions_init must be symmetric positive-definite; its Cholesky "
+                "factorisation failed. Pass inverse covariance matrices, not covariances."
+            )
+        return L.flip(-1, -2)
+
+    # ------------------------------------------------------------------ counting, sampling
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        k, d = n_components, n_features
+        cov = {
+            "full": k * d * (d + 1) // 2,
+            "tied": d * (d + 1) // 2,
+            "diag": k * d,
+            "spherical": k,
+        }[self.covariance_type]
+        return cov + k * d
+
+    def sample(self, labels: Tensor, means: Tensor, covariances: Tensor, generator) -> Tensor:
+        """One draw from component ``labels[i]`` for every i (float64), vectorised over samples."""
+        n, d = labels.shape[0], means.shape[1]
+        eps = torch.randn(n, d, generator=generator, dtype=means.dtype, device=means.device)
+        ct = self.covariance_type
+        if ct == "full":
+            L = torch.linalg.cholesky(covariances)
+            noise = torch.bmm(L[labels], eps.unsqueeze(-1)).squeeze(-1)
+        elif ct == "tied":
+            noise = eps @ torch.linalg.cholesky(covariances).T
+        elif ct == "diag":
+            noise = eps * covariances[labels].sqrt()
+        else:
+            noise = eps * covariances[labels].sqrt().unsqueeze(1)
+        return means[labels] + noise
+
+
+def _finite_scale(values: Tensor) -> float:
+    """A positive scale of the data's variances, for sizing jitter."""
+    finite = values[torch.isfinite(values) & (values > 0)]
+    return float(finite.mean()) if finite.numel() else 1.0
+
+
+def _warn_jitter(covariance_type: str, components: Tensor, jitter: float) -> None:
+    idx = torch.nonzero(components.reshape(-1)).reshape(-1).tolist()
+    where = "the tied covariance" if covariance_type == "tied" else f"component(s) {idx}"
+    warnings.warn(
+        f"Covariance of {where} was not positive definite; added {jitter:.3g} to its "
+        "diagonal. This happens with duplicate points, constant features or too many "
+        "components: increase reg_covar, remove constant features, or use fewer components.",
+        CovarianceJitterWarning,
+        stacklevel=3,
+    )

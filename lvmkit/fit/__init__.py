@@ -1,0 +1,1 @@
+"""fit layer (see DESIGN.md)."""

@@ -1,0 +1,139 @@
+"""The EM loop over chunks of rows.
+
+Every iteration is one pass over the data: the E-step of each chunk returns additive sufficient
+statistics (:class:`lvmkit.models.mixture.ChunkStatistics`), the chunks are summed, and one M-step
+follows. The N x K responsibilities are never held at once, so N is limited by time, not memory;
+chunked and unchunked fits are the same computation up to the order of floating-point sums.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lvmkit.models.mixture import ChunkStatistics, Mixture
+
+# Working memory one chunk may use, in bytes, when chunk_size is None. On a CPU a few MiB keeps
+# the per-chunk intermediates (n x K x D for full covariances) in cache; a GPU wants big chunks.
+CPU_CHUNK_BYTES = 4 * 2**20
+GPU_CHUNK_BYTES = 512 * 2**20
+
+
+class DataChunks:
+    """Rows of a data set, centred on a fixed shift, served as compute-dtype chunks on a device.
+
+    The shift (float64, subtracted before the cast to the compute dtype) keeps data such as
+    values near 1e8 representable in float32; models fitted on chunks live in shifted
+    coordinates.
+
+    Parameters
+    ----------
+    X : Tensor (N, D) on any device, or a NumPy array (including ``np.memmap``)
+    shift : Tensor (D,), float64
+    dtype, device : compute dtype and device
+    chunk_size : rows per chunk, or None to size chunks from ``bytes_per_row``
+    bytes_per_row : working memory one row needs in the E-step
+    """
+
+    def __init__(self, X, shift: Tensor, dtype, device, chunk_size=None, bytes_per_row=None):
+        self.n_samples, self.n_features = X.shape
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.shift = shift.to(device=self.device, dtype=torch.float64)
+        if chunk_size is None:
+            budget = GPU_CHUNK_BYTES if self.device.type == "cuda" else CPU_CHUNK_BYTES
+            chunk_size = max(256, budget // max(int(bytes_per_row or 1), 1))
+        self.chunk_size = int(min(chunk_size, self.n_samples))
+        # Data that fits as a tensor is shifted and cast once; a memory-mapped array is read,
+        # shifted and cast chunk by chunk on every pass.
+        self._resident: Tensor | None = None
+        self._source = X
+        if isinstance(X, Tensor) or not isinstance(X, np.memmap):
+            self._resident = self._prepare(X)
+
+    def _prepare(self, rows) -> Tensor:
+        t = torch.as_tensor(rows).to(device=self.device, dtype=torch.float64)
+        return (t - self.shift).to(self.dtype)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for start in range(0, self.n_samples, self.chunk_size):
+            stop = min(start + self.chunk_size, self.n_samples)
+            if self._resident is not None:
+                yield self._resident[start:stop]
+            else:
+                yield self._prepare(np.asarray(self._source[start:stop]))
+
+    def rows(self, indices: Tensor) -> Tensor:
+        """The rows at ``indices`` (global row numbers), shifted and cast."""
+        if self._resident is not None:
+            return self._resident[indices.to(self._resident.device)]
+        return self._prepare(np.asarray(self._source[indices.cpu().numpy()]))
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_samples / self.chunk_size)
+
+
+def e_pass(model: Mixture, chunks: DataChunks) -> ChunkStatistics:
+    """One E-step over all chunks: summed statistics and log-likelihood."""
+    total = ChunkStatistics()
+    for X in chunks:
+        total += model.e_step(X)
+    return total
+
+
+@dataclass
+class EMResult:
+    lower_bounds: list[float] = field(default_factory=list)
+    converged: bool = False
+    n_iter: int = 0
+    reseeded: list[tuple[int, list[int]]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_em(
+    model: Mixture,
+    chunks: DataChunks,
+    m_step: Callable[[Mixture, ChunkStatistics, int], list[int]],
+    max_iter: int,
+    tol: float,
+    lower_bound: float = -math.inf,
+    on_iteration: Callable[[int, float, float], None] | None = None,
+) -> EMResult:
+    """Alternate E- and M-steps until the lower bound changes by less than ``tol``.
+
+    The lower bound recorded for iteration t is the mean log-likelihood per sample under the
+    parameters *entering* iteration t (the E-step makes the bound tight there), the convention of
+    scikit-learn. ``m_step(model, stats, iteration)`` updates the model in place and returns the
+    components it re-seeded.
+    """
+    result = EMResult()
+    start = time.perf_counter()
+    for n_iter in range(1, max_iter + 1):
+        previous = lower_bound
+        stats = e_pass(model, chunks)
+        lower_bound = stats.log_likelihood / stats.n_samples
+        if not math.isfinite(lower_bound):
+            raise FloatingPointError(
+                f"The log-likelihood became {lower_bound} at EM iteration {n_iter}. The data may "
+                "contain enormous values: standardize X, or increase reg_covar."
+            )
+        reseeded = m_step(model, stats, n_iter)
+        if reseeded:
+            result.reseeded.append((n_iter, reseeded))
+        result.lower_bounds.append(lower_bound)
+        result.n_iter = n_iter
+        change = lower_bound - previous
+        if on_iteration is not None:
+            on_iteration(n_iter, lower_bound, change)
+        if abs(change) < tol:
+            result.converged = True
+            break
+    result.seconds = time.perf_counter() - start
+    return result

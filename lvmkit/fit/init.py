@@ -1,0 +1,117 @@
+"""Initial parameters for mixtures: k-means++ seeding and Lloyd's k-means, on the device in torch.
+
+All functions take the data as :class:`lvmkit.fit.em.DataChunks` (shifted, compute dtype) and a
+``torch.Generator`` and never materialise an N x K matrix: distances are computed chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from lvmkit.fit.em import DataChunks
+
+
+def _sq_distances(X: Tensor, centers: Tensor) -> Tensor:
+    """Squared Euclidean distances (n, m), clamped at zero."""
+    d = torch.addmm(
+        X.square().sum(1, keepdim=True) + centers.square().sum(1), X, centers.T, alpha=-2.0
+    )
+    return d.clamp_(min=0.0)
+
+
+def random_rows(chunks: DataChunks, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` distinct rows drawn uniformly (compute dtype)."""
+    idx = torch.randperm(chunks.n_samples, generator=generator, device=generator.device)[:n]
+    return chunks.rows(idx)
+
+
+def kmeans_plusplus(chunks: DataChunks, n_clusters: int, generator: torch.Generator) -> Tensor:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, with 2 + log k local trials).
+
+    Each new center is the best of several candidates drawn with probability proportional to the
+    squared distance to the nearest center chosen so far. Returns (n_clusters, D).
+    """
+    n = chunks.n_samples
+    trials = 2 + int(math.log(n_clusters))
+    dev = generator.device
+    first = torch.randint(n, (1,), generator=generator, device=dev)
+    centers = [chunks.rows(first)[0]]
+    closest = torch.cat([_sq_distances(X, centers[0][None]).reshape(-1) for X in chunks])
+    closest64 = closest.to(torch.float64)
+    for _ in range(1, n_clusters):
+        total = closest64.sum()
+        if total <= 0:  # fewer distinct points than clusters: draw uniformly
+            cand_idx = torch.randint(n, (trials,), generator=generator, device=dev)
+        else:
+            cand_idx = torch.multinomial(
+                closest64 / total, trials, replacement=True, generator=generator
+            )
+        candidates = chunks.rows(cand_idx)
+        # Potential of each candidate: Σ_n min(closest_n, d(x_n, candidate)).
+        new_closest = torch.cat(
+            [
+                torch.minimum(_sq_distances(X, candidates), closest[i : i + X.shape[0], None])
+                for i, X in zip(range(0, n, chunks.chunk_size), chunks)
+            ]
+        )
+        best = int(torch.argmin(new_closest.to(torch.float64).sum(0)))
+        centers.append(candidates[best])
+        closest = new_closest[:, best].contiguous()
+        closest64 = closest.to(torch.float64)
+    return torch.stack(centers)
+
+
+def assign(chunks: DataChunks, centers: Tensor) -> Tensor:
+    """Index of the nearest center for every row (N,)."""
+    return torch.cat([torch.argmin(_sq_distances(X, centers), dim=1) for X in chunks])
+
+
+def kmeans(
+    chunks: DataChunks,
+    n_clusters: int,
+    generator: torch.Generator,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means from a k-means++ seeding. Returns ``(centers, labels)``.
+
+    Stops when the squared movement of all centers falls below ``tol`` times the mean feature
+    variance (scikit-learn's rule). An emptied cluster is moved to the point farthest from its
+    center.
+    """
+    centers = kmeans_plusplus(chunks, n_clusters, generator).to(torch.float64)
+    d = chunks.n_features
+    sums = torch.zeros(n_clusters, d, dtype=torch.float64, device=centers.device)
+    first = sq_first = None
+    for X in chunks:
+        X64 = X.to(torch.float64)
+        first = X64.sum(0) if first is None else first + X64.sum(0)
+        sq_first = X64.square().sum(0) if sq_first is None else sq_first + X64.square().sum(0)
+    mean = first / chunks.n_samples
+    threshold = tol * float((sq_first / chunks.n_samples - mean.square()).clamp(min=0).mean())
+    for _ in range(max_iter):
+        sums.zero_()
+        counts = torch.zeros(n_clusters, dtype=torch.float64, device=centers.device)
+        worst_d, worst_x = -1.0, None
+        c_compute = centers.to(chunks.dtype)
+        for X in chunks:
+            dist = _sq_distances(X, c_compute)
+            best_d, labels = dist.min(1)
+            sums.index_add_(0, labels, X.to(torch.float64))
+            counts += torch.bincount(labels, minlength=n_clusters).to(torch.float64)
+            i = int(torch.argmax(best_d))
+            if float(best_d[i]) > worst_d:
+                worst_d, worst_x = float(best_d[i]), X[i].to(torch.float64)
+        new = sums / counts.clamp(min=1)[:, None]
+        empty = counts == 0
+        if bool(empty.any()):
+            new[torch.nonzero(empty)[0, 0]] = worst_x
+        shift = float((new - centers).square().sum())
+        centers = new
+        if shift <= threshold:
+            break
+    c_compute = centers.to(chunks.dtype)
+    return c_compute, assign(chunks, c_compute)

@@ -1,0 +1,1 @@
+"""posteriors layer (see DESIGN.md)."""
