@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as a script
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
 from bench import _common  # noqa: E402
 
 SECTION = "bench/gmm.py"
@@ -453,6 +454,24 @@ def run_group(
     return results
 
 
+def check_targets(results: list[Result], log) -> None:
+    """Warn (stderr) when a row misses the agreement targets: float64 runs
+    must start from sklearn's first-iteration log-likelihood (1e-6) and end
+    within 1e-4 nats/sample of sklearn's final one."""
+    for r in results:
+        i = r.impl
+        sk = _find(results, i.device, i.cov_type, "float64", "sklearn")
+        if sk is None or sk is r:
+            continue
+        tag = f"{i.cov_type} {i.dtype} {i.name}"
+        if i.dtype == "float64" and abs(r.init_ll - sk.init_ll) > 1e-6:
+            log(f"WARNING {tag}: first-iteration loglik differs from sklearn by"
+                f" {abs(r.init_ll - sk.init_ll):.2e} (not the same initial parameters?)")
+        if abs(r.final_ll - sk.final_ll) > 1e-4:
+            log(f"WARNING {tag}: final loglik differs from sklearn by"
+                f" {abs(r.final_ll - sk.final_ll):.2e} > 1e-4")
+
+
 def build_impls(args, names, cov_type: str, device: str) -> list[Impl]:
     """Instances in a fixed order: lvmkit rows, then sklearn (float64 only),
     then pomegranate rows."""
@@ -696,6 +715,7 @@ def main(argv=None) -> int:
                 xg, ginits[cov_type], impls, args.n_iter, args.repeats, args.settle, log
             )
 
+    check_targets(cpu_results, log)
     text = render(args, info, peaks, cpu_results, gpu_results, args.gemm_size)
     print(text)
     if args.output is not None:

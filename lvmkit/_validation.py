@@ -8,6 +8,7 @@ what to try.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,3 +239,16 @@ def check_fitted(estimator) -> None:
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
+
+
+def as_tensor(array, device=None, dtype=torch.float64) -> torch.Tensor:
+    """A tensor of ``array`` on ``device`` in ``dtype``, never writing to the source.
+
+    Read-only NumPy arrays (memory-mapped files, broadcast views) are only read here, so torch's
+    warning about non-writable arrays does not apply and is silenced.
+    """
+    if isinstance(array, torch.Tensor):
+        return array.to(device=device, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(np.asarray(array)).to(device=device, dtype=dtype)

@@ -54,7 +54,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         - 'kmeans': hard labels of Lloyd's k-means (k-means++ seeded), run in torch on the device;
         - 'kmeans++' (or 'k-means++'): hard labels of the nearest k-means++ seed;
-        - 'random': random soft responsibilities;
+        - 'random': random soft responsibilities (every component starts near the global mean,
+          a symmetric saddle that a loose ``tol`` may mistake for convergence);
         - 'random_from_data': hard labels of the nearest of K distinct random data points;
         - 'lecture': uniform mixing proportions, means at K random data points, every
           component's covariance the single-Gaussian estimate from all the data (the textbook
@@ -214,7 +215,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 print(f"Initialization {init}")
             if continuing:
                 weights, params = self._fitted_parameters(shift, device)
-                covariances = torch.as_tensor(self.covariances_, device=device)
+                covariances = torch.as_tensor(self.covariances_, dtype=torch.float64, device=device)
             else:
                 weights, params, covariances = self._initialize(chunks, family, user_init, rng)
             model = Mixture(family, weights, params, dtype)
@@ -544,13 +545,13 @@ def _mean_and_variance(X, device) -> tuple[torch.Tensor, torch.Tensor]:
     step = max(1, 2**22 // max(X.shape[1], 1))
     total = None
     for start in range(0, n, step):
-        block = torch.as_tensor(X[start : start + step]).to(device=device, dtype=torch.float64)
+        block = v.as_tensor(X[start : start + step], device)
         s = block.sum(0)
         total = s if total is None else total + s
     mean = total / n
     sq = None
     for start in range(0, n, step):
-        block = torch.as_tensor(X[start : start + step]).to(device=device, dtype=torch.float64)
+        block = v.as_tensor(X[start : start + step], device)
         s = (block - mean).square().sum(0)
         sq = s if sq is None else sq + s
     return mean, sq / n

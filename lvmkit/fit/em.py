@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lvmkit._validation import as_tensor
 from lvmkit.models.mixture import ChunkStatistics, Mixture
 
 # Working memory one chunk may use, in bytes, when chunk_size is None. On a CPU a few MiB keeps
@@ -58,8 +59,7 @@ class DataChunks:
             self._resident = self._prepare(X)
 
     def _prepare(self, rows) -> Tensor:
-        t = torch.as_tensor(rows).to(device=self.device, dtype=torch.float64)
-        return (t - self.shift).to(self.dtype)
+        return (as_tensor(rows, self.device) - self.shift).to(self.dtype)
 
     def __iter__(self) -> Iterator[Tensor]:
         for start in range(0, self.n_samples, self.chunk_size):

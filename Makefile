@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench-gmm clean
+
+# torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
+# project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m lvmkit.demo --out out
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# Benchmarks need the peers (scikit-learn pinned, pomegranate): `make bench-gmm`.
+bench-gmm: $(STAMP)
+	$(PIP) install --quiet -e ".[test,bench]"
+	$(PY) bench/gmm.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,37 @@
+"""ELBO = log p(x) at the exact posterior and ≤ log p(x) for any q (a property test)."""
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from lvmkit.objectives.exact import elbo
+from lvmkit.posteriors.exact import exact_posterior
+
+
+def test_elbo_equals_log_evidence_at_exact_posterior():
+    log_joint = torch.randn(20, 5, dtype=torch.float64) * 4
+    log_evidence, log_resp = exact_posterior(log_joint)
+    brute = np.log(np.exp(log_joint.numpy()).sum(1))
+    np.testing.assert_allclose(log_evidence.numpy(), brute, rtol=1e-12)
+    np.testing.assert_allclose(elbo(log_joint, log_resp).numpy(), brute, rtol=1e-12)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=hs.integers(0, 2**31 - 1), k=hs.integers(1, 6))
+def test_elbo_is_a_lower_bound_for_any_q(seed, k):
+    g = torch.Generator().manual_seed(seed)
+    log_joint = torch.randn(10, k, generator=g, dtype=torch.float64) * 3
+    log_q = torch.log_softmax(torch.randn(10, k, generator=g, dtype=torch.float64) * 2, dim=1)
+    log_evidence, log_resp = exact_posterior(log_joint)
+    bound = elbo(log_joint, log_q)
+    assert (bound <= log_evidence + 1e-12).all()
+    # The gap is exactly KL(q || p(z|x)).
+    kl = (log_q.exp() * (log_q - log_resp)).sum(1)
+    np.testing.assert_allclose((log_evidence - bound).numpy(), kl.numpy(), atol=1e-10)
+
+
+def test_zero_probability_terms_contribute_nothing():
+    log_joint = torch.tensor([[0.0, -1.0]], dtype=torch.float64)
+    log_q = torch.tensor([[0.0, -float("inf")]], dtype=torch.float64)
+    assert torch.isfinite(elbo(log_joint, log_q)).all()

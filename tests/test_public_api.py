@@ -1,0 +1,12 @@
+import lvmkit
+
+
+def test_all_is_pinned():
+    # Adding a public name is a decision: update this list in the same commit.
+    assert sorted(lvmkit.__all__) == sorted(["GaussianMixture", "__version__"])
+
+
+def test_nothing_private_in_all():
+    assert not [name for name in lvmkit.__all__ if name.startswith("_") and name != "__version__"]
+    for name in lvmkit.__all__:
+        assert hasattr(lvmkit, name)
