@@ -24,6 +24,13 @@ Protocol
   ``fit`` (data conversion / transfer, scikit-learn's throw-away
   initialisation, the final E-step) is excluded for everyone; the table also
   shows the raw ``T(n_iter)``.  A warm-up fit precedes the repeats.
+* Thread hand-over: an untimed ``--settle`` sleep (default 0.3 s) precedes
+  every timed fit.  NumPy's OpenBLAS threads and torch's OpenMP threads keep
+  spin-waiting after they finish; on this 2-core machine the previous
+  library's spinning threads made the next library's first ~0.1 s of work
+  3-5x slower (measured), which would bias T(1) and hence s/iter.
+* Threads are not limited: torch and NumPy's BLAS use all cores (recorded in
+  the output).
 * Speedups are ratios of seconds per iteration measured in the same run:
   ``sklearn / row`` (sklearn runs in float64 only, whatever it is given) and
   ``pomegranate (same dtype) / row``.
@@ -37,7 +44,11 @@ Protocol
   (scikit-learn's ``score`` in float64 with the parameters plugged in), and
   the first-iteration log-likelihood (of the initial parameters) is compared
   across implementations to prove they start from the same point.
-* Optional CUDA rows (lvmkit only) at a larger size when a GPU is present.
+* Optional CUDA rows (lvmkit only) at a larger size when a GPU is present
+  (``--no-gpu`` to skip).
+
+A full run takes about 5-10 minutes on the 2-core development machine
+(pomegranate's float64 'full' fits dominate); ``--quick`` takes ~30 s.
 """
 
 from __future__ import annotations
@@ -591,8 +602,13 @@ def render(args, info, peaks, cpu_results, gpu_results, gemm_n) -> str:
         f"- Data: synthetic {args.n_components}-component mixture, N={args.n_samples:,},"
         f" D={args.n_features}, K={args.n_components} (seed {args.seed}); initial parameters"
         " from k-means on a 20k subsample, identical for every implementation;"
-        f" reg_covar={REG_COVAR:g} everywhere (pomegranate: reg_covar"
-        f"={args.pomegranate_reg_covar:g} added in its M-step, see bench/gmm.py).",
+        f" reg_covar={REG_COVAR:g}.",
+        "- pomegranate: `GeneralMixtureModel` of `Normal(means, covs)` built from the same"
+        " initial parameters (no k-means re-initialisation), `tol=-inf`;"
+        f" reg_covar={args.pomegranate_reg_covar:g} added to the variances in its M-step"
+        " (stock 1.1.2 ignores `min_cov`, i.e. has none); built and fitted with torch's"
+        " default dtype set to the run's dtype (stock 1.1.2 otherwise accumulates its"
+        " sufficient statistics in float32 even for float64 input).",
         f"- Timing: {args.n_iter} EM iterations per fit (tol=0, no early stop);"
         f" s/iter = (T({args.n_iter}) − T(1)) / {max(args.n_iter - 1, 1)}, best of"
         f" {args.repeats} interleaved repeats after a warm-up; speedup = other's s/iter / this"
@@ -655,6 +671,7 @@ def parse_args(argv=None):
     p.add_argument("--gpu-n-samples", type=int, default=1_000_000)
     p.add_argument("--gpu-n-features", type=int, default=64)
     p.add_argument("--gpu-n-components", type=int, default=64)
+    p.add_argument("--gpu-gemm-size", type=int, default=8192)
     p.add_argument("--output", type=Path, default=None,
                    help="markdown file to update (default: the repository's BENCHMARKS.md;"
                         " with --quick: none)")
@@ -690,7 +707,9 @@ def main(argv=None) -> int:
     for dt in args.dtypes if "sklearn" not in args.impls else sorted({*args.dtypes, "float64"}):
         peaks[("cpu", dt)] = _common.gemm_gflops(getattr(torch, dt), n=args.gemm_size)
         if use_gpu:
-            peaks[("cuda", dt)] = _common.gemm_gflops(getattr(torch, dt), n=8192, device="cuda")
+            peaks[("cuda", dt)] = _common.gemm_gflops(
+                getattr(torch, dt), n=args.gpu_gemm_size, device="cuda"
+            )
     log("GEMM GFLOP/s: " + ", ".join(f"{k[0]} {k[1]}: {v:.3g}" for k, v in peaks.items()))
 
     log(f"data: N={args.n_samples} D={args.n_features} K={args.n_components}")

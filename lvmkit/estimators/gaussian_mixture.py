@@ -80,7 +80,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         either way; 'float64' reproduces scikit-learn's arithmetic.
     chunk_size : int, optional
         Rows per E-step chunk. Default: sized so a chunk's working memory (about N·K·D values
-        for full covariances) is 4 MiB on a CPU and 512 MiB on a GPU. The fit is the same for
+        for full covariances) is 16 MiB on a CPU and 512 MiB on a GPU. The fit is the same for
         every chunk size, up to the order of floating-point sums.
 
     Attributes
@@ -185,6 +185,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return self._predict_chunks(chunks)
 
     def _fit(self, X) -> DataChunks:
+        """Fit; return the data as the E-step reads it (for fit_predict)."""
         v.validate_params(self, self._constraints, self._hints)
         X = v.check_X(self, X, reset=True, min_samples=2)
         n_samples, n_features = X.shape
@@ -204,6 +205,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         chunks = DataChunks(
             X, shift, dtype, device, self.chunk_size, self._bytes_per_row(n_features, dtype)
         )
+        em_chunks = chunks.mapped(family.features)
 
         continuing = self.warm_start and hasattr(self, "converged_")
         n_init = 1 if continuing else self.n_init
@@ -222,7 +224,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             model.covariances = covariances
             result = run_em(
                 model,
-                chunks,
+                em_chunks,
                 self._m_step,
                 self.max_iter,
                 self.tol,
@@ -250,7 +252,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=3,
             )
-        return chunks
+        return em_chunks
 
     def _m_step(self, model: Mixture, stats: ChunkStatistics, iteration: int) -> list[int]:
         """Closed-form M-step, re-seeding components that lost their points."""
@@ -417,12 +419,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights, params = self._fitted_parameters(shift, device)
         model = Mixture(Gaussian(self.covariance_type, self.reg_covar), weights, params, dtype)
         chunks = DataChunks(
-            X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype)
+            X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype),
+            transform=model.family.features,
         )
         return model, chunks
 
     def _predict_chunks(self, chunks: DataChunks) -> np.ndarray:
-        """Labels for data already in fit's chunks (the fitted parameters, fit's shift)."""
+        """Labels for data already in fit's E-step chunks (the fitted parameters, fit's shift)."""
         weights, params = self._fitted_parameters(chunks.shift, chunks.device)
         model = Mixture(Gaussian(self.covariance_type, self.reg_covar), weights, params, chunks.dtype)
         return np.concatenate([v.to_numpy(model.log_joint(X)[0].argmax(1)) for X in chunks])
@@ -558,16 +561,18 @@ def _mean_and_variance(X, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _sum_statistics(chunks: DataChunks, family: Gaussian, resp_of, reference=None) -> dict:
-    """Family statistics of the data under given responsibilities, summed over chunks."""
+    """Family statistics of the data under given responsibilities, summed over chunks.
+
+    ``reference`` defaults to identity whitening at the origin (the data's shift).
+    """
     total: dict = {}
     start = 0
     for X in chunks:
         resp = resp_of(X, start)
         ref = reference
         if ref is None:
-            k, d = resp.shape[1], X.shape[1]
-            ref = _identity_reference(k, d, X.dtype, X.device)
-        stats = family.statistics(X, resp, ref.to(dtype=X.dtype), None)
+            ref = _identity_reference(resp.shape[1], X.shape[1], X.dtype, X.device)
+        stats = family.statistics(family.features(X), resp, ref.to(dtype=X.dtype), None)
         for key, value in stats.items():
             total[key] = total[key] + value if key in total else value
         start += X.shape[0]

@@ -59,6 +59,8 @@ class GaussianParams:
 
     means: Tensor
     precisions_cholesky: Tensor
+    # Constants of the E-step derived from the two above (see Gaussian.prepare); filled lazily.
+    prepared: dict | None = None
 
     def to(self, dtype: torch.dtype | None = None, device=None) -> "GaussianParams":
         return GaussianParams(
@@ -86,55 +88,79 @@ class Gaussian:
         self.reg_covar = float(reg_covar)
 
     # ------------------------------------------------------------------ log-densities
+    def features(self, X: Tensor) -> Tensor:
+        """What the E-step reads for each row, computed once per data set (not per iteration).
+
+        ``X`` itself for 'full' and 'tied'; ``[x², x]`` (n, 2D) for 'diag' and 'spherical', whose
+        quadratic forms and statistics are then single matrix products.
+        """
+        if self.covariance_type in ("full", "tied"):
+            return X
+        return torch.cat([X.square(), X], 1)
+
+    def prepare(self, params: GaussianParams) -> dict:
+        """Per-iteration constants of :meth:`log_prob`, computed once per M-step, not per chunk."""
+        if params.prepared is not None:
+            return params.prepared
+        means, P = params.means, params.precisions_cholesky
+        k, d = means.shape
+        ct = self.covariance_type
+        if ct == "full":
+            # Y[:, k*D:(k+1)*D] = X P_k − μ_k P_k for all components in one GEMM.
+            prep = {
+                "P_cat": P.permute(1, 0, 2).reshape(d, k * d).contiguous(),
+                "b_cat": torch.bmm(means.unsqueeze(1), P).reshape(k * d),
+                "log_det": torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1),
+            }
+        elif ct == "tied":
+            b = means @ P
+            prep = {"P": P, "b_T": b.T.contiguous(), "b_sq": b.square().sum(1),
+                    "log_det": torch.log(torch.diagonal(P)).sum().expand(k)}
+        else:
+            prec = P.square() if ct == "diag" else P.square()[:, None].expand(k, d)
+            # Σ_d prec (x − μ)² = [x², x] @ [precᵀ; −2 (μ prec)ᵀ] + Σ_d μ² prec: one GEMM.
+            prep = {
+                "W": torch.cat([prec.T, -2.0 * (means * prec).T], 0).contiguous(),
+                "c": (means.square() * prec).sum(1),
+                "log_det": torch.log(P).sum(1) if ct == "diag" else d * torch.log(P),
+            }
+        params.prepared = prep
+        return prep
+
     def log_prob(self, X: Tensor, params: GaussianParams) -> tuple[Tensor, Tensor | None]:
         """log N(x_n | μ_k, Σ_k) for every sample and component.
 
-        Returns ``(log_prob, cache)``: ``log_prob`` is (n, K); ``cache`` holds the whitened
-        residuals (n, K·D) for ``full`` (reused by :meth:`statistics`), else ``None``.
+        ``X`` is :meth:`features` of the data. Returns ``(log_prob, cache)``: ``log_prob`` is
+        (n, K); ``cache`` holds the whitened residuals (n, K·D) for ``full`` (reused by
+        :meth:`statistics`), else ``None``.
         """
-        means, P = params.means, params.precisions_cholesky
+        prep = self.prepare(params)
         n, d = X.shape
-        k = means.shape[0]
         cache = None
         ct = self.covariance_type
         if ct == "full":
-            # One GEMM for all components: Y[:, k*D:(k+1)*D] = X P_k − μ_k P_k.
-            P_cat = P.permute(1, 0, 2).reshape(d, k * d)
-            b_cat = torch.bmm(means.unsqueeze(1), P).reshape(k * d)
-            Y = torch.addmm(b_cat, X, P_cat, beta=-1.0)
+            Y = torch.addmm(prep["b_cat"], X, prep["P_cat"], beta=-1.0)
+            k = Y.shape[1] // d
             maha = torch.linalg.vector_norm(Y.view(n, k, d), dim=-1).square_()
-            log_det = torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1)
             cache = Y
         elif ct == "tied":
-            XP = X @ P
-            b = means @ P
+            XP = X @ prep["P"]
             maha = torch.addmm(
-                XP.square().sum(1, keepdim=True) + b.square().sum(1), XP, b.T, alpha=-2.0
+                XP.square().sum(1, keepdim=True) + prep["b_sq"], XP, prep["b_T"], alpha=-2.0
             )
-            log_det = torch.log(torch.diagonal(P)).sum().expand(k)
-        elif ct == "diag":
-            prec = P.square()
-            maha = torch.addmm(
-                torch.sum(means.square() * prec, 1), X.square(), prec.T
-            ).addmm_(X, (means * prec).T, alpha=-2.0)
-            log_det = torch.log(P).sum(1)
-        else:  # spherical
-            prec = P.square()
-            sq = torch.addmm(
-                X.square().sum(1, keepdim=True) + means.square().sum(1), X, means.T, alpha=-2.0
-            )
-            maha = sq * prec
-            log_det = d * torch.log(P)
+        else:  # diag, spherical: X holds the features [x², x]
+            maha = torch.addmm(prep["c"], X, prep["W"])
+            d //= 2
         if ct != "full":
             # Expanded quadratic forms can round a tiny distance below zero.
             maha = maha.clamp_(min=0.0)
-        return -0.5 * (d * _LOG_2PI + maha) + log_det, cache
+        return maha.mul_(-0.5).add_(prep["log_det"] - 0.5 * d * _LOG_2PI), cache
 
     # ------------------------------------------------------------------ statistics
     def statistics(
         self, X: Tensor, resp: Tensor, params: GaussianParams, cache: Tensor | None
     ) -> dict[str, Tensor]:
-        """Additive sufficient statistics of ``X`` weighted by responsibilities ``resp`` (n, K).
+        """Additive sufficient statistics of features ``X`` weighted by ``resp`` (n, K).
 
         Sums over rows, in float64, so statistics of chunks add up to those of the whole data.
         ``params`` (and ``cache`` from :meth:`log_prob` with the same params) is the reference
@@ -142,22 +168,29 @@ class Gaussian:
         the residuals here (used at initialisation).
         """
         f64 = torch.float64
-        r64 = resp.to(f64)
-        X64 = X.to(f64)
-        stats = {"nk": r64.sum(0), "sx": r64.T @ X64}
+        stats = {"nk": resp.sum(0, dtype=f64)}
         ct = self.covariance_type
         if ct == "full":
             n, d = X.shape
             k = resp.shape[1]
             if cache is None:
                 _, cache = Gaussian("full").log_prob(X, params)
+            # First moments: a small GEMM in the compute dtype, summed in float64 across chunks.
+            stats["sx"] = (resp.T @ X).to(f64)
             Ys = cache.view(n, k, d).mul_(resp.sqrt().unsqueeze(-1))  # overwrites the cache
             Yt = Ys.permute(1, 0, 2)
             stats["syy"] = torch.bmm(Yt.transpose(1, 2), Yt).to(f64)
-        elif ct == "tied":
+            return stats
+        if ct == "tied":
+            X64 = X.to(f64)
+            stats["sx"] = resp.to(f64).T @ X64
             stats["sxx"] = X64.T @ X64
-        else:  # diag, spherical
-            stats["sxx"] = r64.T @ X64.square()
+            return stats
+        # diag, spherical: X holds [x², x], so one GEMM gives Σ r x² and Σ r x. Per-chunk sums
+        # are in the compute dtype, then accumulated in float64 across chunks.
+        both = (resp.T @ X).to(f64)
+        d = X.shape[1] // 2
+        stats["sxx"], stats["sx"] = both[:, :d], both[:, d:]
         return stats
 
     # ------------------------------------------------------------------ M-step

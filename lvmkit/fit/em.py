@@ -20,9 +20,9 @@ from torch import Tensor
 from lvmkit._validation import as_tensor
 from lvmkit.models.mixture import ChunkStatistics, Mixture
 
-# Working memory one chunk may use, in bytes, when chunk_size is None. On a CPU a few MiB keeps
+# Working memory one chunk may use, in bytes, when chunk_size is None. On a CPU ~16 MiB keeps
 # the per-chunk intermediates (n x K x D for full covariances) in cache; a GPU wants big chunks.
-CPU_CHUNK_BYTES = 4 * 2**20
+CPU_CHUNK_BYTES = 16 * 2**20
 GPU_CHUNK_BYTES = 512 * 2**20
 
 
@@ -38,11 +38,15 @@ class DataChunks:
     X : Tensor (N, D) on any device, or a NumPy array (including ``np.memmap``)
     shift : Tensor (D,), float64
     dtype, device : compute dtype and device
+    transform : optional function applied to every prepared chunk (e.g. a family's features);
+        applied once to resident data, per chunk to memory-mapped data
     chunk_size : rows per chunk, or None to size chunks from ``bytes_per_row``
     bytes_per_row : working memory one row needs in the E-step
     """
 
-    def __init__(self, X, shift: Tensor, dtype, device, chunk_size=None, bytes_per_row=None):
+    def __init__(
+        self, X, shift: Tensor, dtype, device, chunk_size=None, bytes_per_row=None, transform=None
+    ):
         self.n_samples, self.n_features = X.shape
         self.dtype = dtype
         self.device = torch.device(device)
@@ -55,11 +59,22 @@ class DataChunks:
         # shifted and cast chunk by chunk on every pass.
         self._resident: Tensor | None = None
         self._source = X
+        self._transform = transform
         if isinstance(X, Tensor) or not isinstance(X, np.memmap):
             self._resident = self._prepare(X)
 
     def _prepare(self, rows) -> Tensor:
-        return (as_tensor(rows, self.device) - self.shift).to(self.dtype)
+        out = (as_tensor(rows, self.device) - self.shift).to(self.dtype)
+        return out if self._transform is None else self._transform(out)
+
+    def mapped(self, transform) -> "DataChunks":
+        """The same rows with ``transform`` applied (once, for resident data)."""
+        other = object.__new__(DataChunks)
+        other.__dict__.update(self.__dict__)
+        other._transform = transform
+        if self._resident is not None:
+            other._resident = transform(self._resident)
+        return other
 
     def __iter__(self) -> Iterator[Tensor]:
         for start in range(0, self.n_samples, self.chunk_size):
@@ -85,7 +100,7 @@ def e_pass(model: Mixture, chunks: DataChunks) -> ChunkStatistics:
     total = ChunkStatistics()
     for X in chunks:
         total += model.e_step(X)
-    return total
+    return total.finish()
 
 
 @dataclass

@@ -14,30 +14,43 @@ import torch
 from torch import Tensor
 
 from lvmkit.families.gaussian import EPS_NK
-from lvmkit.posteriors.exact import exact_posterior
+from lvmkit.posteriors.exact import responsibilities
 
 
 @dataclass
 class ChunkStatistics:
-    """What one pass of the E-step over some rows returns; chunks add with ``+=``."""
+    """What one pass of the E-step over some rows returns; chunks add with ``+=``.
 
-    log_likelihood: float = 0.0  # Σ_n log p(x_n), float64
+    Everything stays a tensor on the compute device, so summing chunks never waits for the
+    device; :meth:`finish` reads the totals once per pass.
+    """
+
+    log_likelihood: Tensor | float = 0.0  # Σ_n log p(x_n), float64
     n_samples: int = 0
     family: dict[str, Tensor] = field(default_factory=dict)
-    worst_log_likelihood: float = float("inf")
+    worst_log_likelihood: Tensor | float = float("inf")
     worst_point: Tensor | None = None  # the row with the lowest log p(x), for re-seeding
 
     def __iadd__(self, other: "ChunkStatistics") -> "ChunkStatistics":
-        self.log_likelihood += other.log_likelihood
+        self.log_likelihood = self.log_likelihood + other.log_likelihood
         self.n_samples += other.n_samples
         for key, value in other.family.items():
-            if key in self.family:
-                self.family[key] += value
-            else:
-                self.family[key] = value.clone()
-        if other.worst_log_likelihood < self.worst_log_likelihood:
+            self.family[key] = self.family[key] + value if key in self.family else value
+        if self.worst_point is None:
             self.worst_log_likelihood = other.worst_log_likelihood
             self.worst_point = other.worst_point
+        else:
+            better = other.worst_log_likelihood < self.worst_log_likelihood
+            self.worst_log_likelihood = torch.where(
+                better, other.worst_log_likelihood, self.worst_log_likelihood
+            )
+            self.worst_point = torch.where(better, other.worst_point, self.worst_point)
+        return self
+
+    def finish(self) -> "ChunkStatistics":
+        """Bring the scalar totals to the host (one synchronisation per pass)."""
+        self.log_likelihood = float(self.log_likelihood)
+        self.worst_log_likelihood = float(self.worst_log_likelihood)
         return self
 
 
@@ -61,6 +74,7 @@ class Mixture:
         self.weights = weights
         self.params = params
         self._compute_params = params.to(dtype=self.dtype)
+        self.family.prepare(self._compute_params)
         self._log_weights = torch.log(weights).to(self.dtype)
 
     @property
@@ -79,15 +93,14 @@ class Mixture:
     def e_step(self, X: Tensor) -> ChunkStatistics:
         """Exact posterior over one chunk and the chunk's sufficient statistics."""
         log_joint, cache = self.log_joint(X)
-        log_evidence, log_resp = exact_posterior(log_joint)
-        resp = log_resp.exp_()
+        log_evidence, resp = responsibilities(log_joint)
         stats = self.family.statistics(X, resp, self._compute_params, cache)
-        worst = int(torch.argmin(log_evidence))
+        worst = torch.argmin(log_evidence)
         return ChunkStatistics(
-            log_likelihood=float(log_evidence.sum(dtype=torch.float64)),
+            log_likelihood=log_evidence.sum(dtype=torch.float64),
             n_samples=X.shape[0],
             family=stats,
-            worst_log_likelihood=float(log_evidence[worst]),
+            worst_log_likelihood=log_evidence[worst].to(torch.float64),
             worst_point=X[worst].to(torch.float64),
         )
 

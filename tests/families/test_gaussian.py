@@ -52,7 +52,7 @@ def test_log_prob_matches_scipy(ct):
     means, cov = random_params(ct, k, d)
     X = np.random.default_rng(1).normal(size=(50, d)) * 3
     family = Gaussian(ct)
-    got, _ = family.log_prob(torch.as_tensor(X), params_of(family, means, cov))
+    got, _ = family.log_prob(family.features(torch.as_tensor(X)), params_of(family, means, cov))
     full = dense_cov(ct, cov, k, d)
     want = np.stack([st.multivariate_normal(means[j], full[j]).logpdf(X) for j in range(k)], 1)
     np.testing.assert_allclose(got.numpy(), want, rtol=RTOL)
@@ -69,8 +69,9 @@ def test_maximize_is_weighted_mle(ct):
     means0, cov0 = random_params(ct, k, d)  # an arbitrary reference: the result must not depend on it
     ref = params_of(family, means0, cov0)
     Xt, Rt = torch.as_tensor(X), torch.as_tensor(resp)
-    _, cache = family.log_prob(Xt, ref)
-    stats = family.statistics(Xt, Rt, ref, cache)
+    F = family.features(Xt)
+    _, cache = family.log_prob(F, ref)
+    stats = family.statistics(F, Rt, ref, cache)
     means, cov = family.maximize(stats, ref)
 
     nk = resp.sum(0)
@@ -98,8 +99,9 @@ def test_statistics_are_additive_over_chunks(ct):
     R = torch.as_tensor(rng.dirichlet(np.ones(k), size=n))
     family = Gaussian(ct)
     ref = params_of(family, *random_params(ct, k, d))
-    whole = family.statistics(X, R, ref, None)
-    parts = [family.statistics(X[a:b], R[a:b], ref, None) for a, b in ((0, 100), (100, 250), (250, n))]
+    F = family.features(X)
+    whole = family.statistics(F, R, ref, None)
+    parts = [family.statistics(F[a:b], R[a:b], ref, None) for a, b in ((0, 100), (100, 250), (250, n))]
     for key, value in whole.items():
         np.testing.assert_allclose(sum(p[key] for p in parts).numpy(), value.numpy(), rtol=1e-12)
 

@@ -35,3 +35,16 @@ def test_zero_probability_terms_contribute_nothing():
     log_joint = torch.tensor([[0.0, -1.0]], dtype=torch.float64)
     log_q = torch.tensor([[0.0, -float("inf")]], dtype=torch.float64)
     assert torch.isfinite(elbo(log_joint, log_q)).all()
+
+
+def test_fast_responsibilities_match_exact_posterior():
+    from lvmkit.posteriors.exact import responsibilities
+
+    log_joint = torch.randn(50, 6, dtype=torch.float64) * 60  # spans the subnormal range of exp
+    log_evidence, log_resp = exact_posterior(log_joint)
+    fast_evidence, resp = responsibilities(log_joint)
+    np.testing.assert_allclose(fast_evidence.numpy(), log_evidence.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(resp.numpy(), log_resp.exp().numpy(), atol=1e-150, rtol=1e-12)
+    f32_evidence, f32_resp = responsibilities(log_joint.float())
+    assert f32_resp.min() >= 0 and (f32_resp[f32_resp > 0] >= torch.finfo(torch.float32).tiny).all()
+    np.testing.assert_allclose(f32_evidence.numpy(), log_evidence.numpy(), rtol=1e-6)
