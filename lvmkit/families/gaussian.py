@@ -91,12 +91,26 @@ class Gaussian:
     def features(self, X: Tensor) -> Tensor:
         """What the E-step reads for each row, computed once per data set (not per iteration).
 
-        ``X`` itself for 'full' and 'tied'; ``[x², x]`` (n, 2D) for 'diag' and 'spherical', whose
-        quadratic forms and statistics are then single matrix products.
+        ``[x, 1]`` (n, D+1) for 'full', so that the whitened residuals x P_k − μ_k P_k of all
+        components are one GEMM with no separate bias pass; ``x`` for 'tied'; ``[x², x]``
+        (n, 2D) for 'diag' and 'spherical', whose quadratic forms and statistics are then single
+        matrix products.
         """
-        if self.covariance_type in ("full", "tied"):
+        ct = self.covariance_type
+        if ct == "tied":
             return X
+        if ct == "full":
+            return torch.cat([X, torch.ones_like(X[:, :1])], 1)
         return torch.cat([X.square(), X], 1)
+
+    def data_of(self, features: Tensor) -> Tensor:
+        """The data ``x`` back from :meth:`features` (the last axis)."""
+        ct = self.covariance_type
+        if ct == "tied":
+            return features
+        if ct == "full":
+            return features[..., :-1]
+        return features[..., features.shape[-1] // 2 :]
 
     def prepare(self, params: GaussianParams) -> dict:
         """Per-iteration constants of :meth:`log_prob`, computed once per M-step, not per chunk."""
@@ -106,10 +120,11 @@ class Gaussian:
         k, d = means.shape
         ct = self.covariance_type
         if ct == "full":
-            # Y[:, k*D:(k+1)*D] = X P_k − μ_k P_k for all components in one GEMM.
+            # Y[:, k*D:(k+1)*D] = [x, 1] @ [P_k; −μ_k P_k] for all components in one GEMM.
+            P_cat = P.permute(1, 0, 2).reshape(d, k * d)
+            b_cat = torch.bmm(means.unsqueeze(1), P).reshape(1, k * d)
             prep = {
-                "P_cat": P.permute(1, 0, 2).reshape(d, k * d).contiguous(),
-                "b_cat": torch.bmm(means.unsqueeze(1), P).reshape(k * d),
+                "P_aug": torch.cat([P_cat, -b_cat], 0).contiguous(),
                 "log_det": torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1),
             }
         elif ct == "tied":
@@ -138,8 +153,9 @@ class Gaussian:
         n, d = X.shape
         cache = None
         ct = self.covariance_type
-        if ct == "full":
-            Y = torch.addmm(prep["b_cat"], X, prep["P_cat"], beta=-1.0)
+        if ct == "full":  # X holds [x, 1]
+            Y = X @ prep["P_aug"]
+            d -= 1
             k = Y.shape[1] // d
             maha = torch.linalg.vector_norm(Y.view(n, k, d), dim=-1).square_()
             cache = Y
@@ -170,13 +186,13 @@ class Gaussian:
         f64 = torch.float64
         stats = {"nk": resp.sum(0, dtype=f64)}
         ct = self.covariance_type
-        if ct == "full":
-            n, d = X.shape
+        if ct == "full":  # X holds [x, 1]
+            n, d = X.shape[0], X.shape[1] - 1
             k = resp.shape[1]
             if cache is None:
                 _, cache = Gaussian("full").log_prob(X, params)
             # First moments: a small GEMM in the compute dtype, summed in float64 across chunks.
-            stats["sx"] = (resp.T @ X).to(f64)
+            stats["sx"] = (resp.T @ X[:, :d]).to(f64)
             Ys = cache.view(n, k, d).mul_(resp.sqrt().unsqueeze(-1))  # overwrites the cache
             Yt = Ys.permute(1, 0, 2)
             stats["syy"] = torch.bmm(Yt.transpose(1, 2), Yt).to(f64)

@@ -101,7 +101,7 @@ class Mixture:
             n_samples=X.shape[0],
             family=stats,
             worst_log_likelihood=log_evidence[worst].to(torch.float64),
-            worst_point=X[worst].to(torch.float64),
+            worst_point=self.family.data_of(X[worst]).to(torch.float64),
         )
 
     def empty_components(self, stats: ChunkStatistics) -> Tensor:
