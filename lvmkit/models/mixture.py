@@ -68,6 +68,7 @@ class Mixture:
     def __init__(self, family, weights: Tensor, params, dtype: torch.dtype):
         self.family = family
         self.dtype = dtype
+        self.workspace: dict = {}  # buffers the family reuses from chunk to chunk
         self.set_parameters(weights, params)
 
     def set_parameters(self, weights: Tensor, params) -> None:
@@ -83,7 +84,7 @@ class Mixture:
 
     def log_joint(self, X: Tensor) -> tuple[Tensor, object]:
         """log p(x_n, z_n = k) (n, K) and the family's cache for :meth:`statistics`."""
-        log_prob, cache = self.family.log_prob(X, self._compute_params)
+        log_prob, cache = self.family.log_prob(X, self._compute_params, self.workspace)
         return log_prob.add_(self._log_weights), cache
 
     def log_evidence(self, X: Tensor) -> Tensor:
@@ -93,8 +94,8 @@ class Mixture:
     def e_step(self, X: Tensor) -> ChunkStatistics:
         """Exact posterior over one chunk and the chunk's sufficient statistics."""
         log_joint, cache = self.log_joint(X)
-        log_evidence, resp = responsibilities(log_joint)
-        stats = self.family.statistics(X, resp, self._compute_params, cache)
+        log_evidence, resp = responsibilities(log_joint, inplace=True)
+        stats = self.family.statistics(X, resp, self._compute_params, cache, self.workspace)
         worst = torch.argmin(log_evidence)
         return ChunkStatistics(
             log_likelihood=log_evidence.sum(dtype=torch.float64),

@@ -31,17 +31,19 @@ def exact_posterior(log_joint: Tensor) -> tuple[Tensor, Tensor]:
     return log_evidence, log_joint - log_evidence[:, None]
 
 
-def responsibilities(log_joint: Tensor) -> tuple[Tensor, Tensor]:
+def responsibilities(log_joint: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """The E-step's fast path: ``(log_evidence, resp)`` with resp = p(z | x) itself, not its log.
 
     One ``exp`` of the max-shifted log-joint, clamped at log(tiny)/2 of the dtype (-43.7 in
     float32), so no value passes through the subnormal range, where exp, sqrt and products run
     tens of times slower on CPUs. The clamp changes each responsibility by less than 1e-19
-    (float32) or 1e-154 (float64) relative to its row's total.
+    (float32) or 1e-154 (float64) relative to its row's total. With ``inplace=True`` the
+    responsibilities overwrite ``log_joint``.
     """
     floor = 0.5 * math.log(torch.finfo(log_joint.dtype).tiny)
     top = log_joint.amax(dim=1, keepdim=True)
-    p = log_joint.sub(top).clamp_(min=floor).exp_()
+    shifted = log_joint.sub_(top) if inplace else log_joint.sub(top)
+    p = shifted.clamp_(min=floor).exp_()
     total = p.sum(dim=1, keepdim=True)
     log_evidence = (top + total.log()).squeeze(1)
     return log_evidence, p.div_(total)
