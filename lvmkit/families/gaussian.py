@@ -169,11 +169,14 @@ class Gaussian:
             return log_prob.T, Y
         elif ct == "tied":
             XP = X @ prep["P"]
+            k = prep["b_T"].shape[1]
             maha = torch.addmm(
-                XP.square().sum(1, keepdim=True) + prep["b_sq"], XP, prep["b_T"], alpha=-2.0
+                XP.square().sum(1, keepdim=True) + prep["b_sq"], XP, prep["b_T"], alpha=-2.0,
+                out=_buffer(workspace, "maha", (n, k), XP),
             )
         else:  # diag, spherical: X holds the features [x², x]
-            maha = torch.addmm(prep["c"], X, prep["W"])
+            W = prep["W"]
+            maha = torch.addmm(prep["c"], X, W, out=_buffer(workspace, "maha", (n, W.shape[1]), W))
             d //= 2
         # Expanded quadratic forms can round a tiny distance below zero.
         maha = maha.clamp_(min=0.0)
