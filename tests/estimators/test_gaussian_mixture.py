@@ -337,3 +337,11 @@ def test_float32_final_loglik_within_1e_4_of_sklearn(ct):
     ref = quiet(SklearnGM(6, **kw).fit, X)
     assert abs(ours.score(X) - ref.score(X)) < 1e-4
     assert abs(ours.lower_bound_ - ref.lower_bound_) < 1e-4
+
+
+def test_verbose_reports_initialisations_and_iterations(capsys):
+    X, *_ = blobs(n=200)
+    quiet(GaussianMixture(3, verbose=2, verbose_interval=1, max_iter=3, tol=0, n_init=2, random_state=0).fit, X)
+    out = capsys.readouterr().out
+    assert out.count("Initialization 0") == 1 and out.count("Initialization 1") == 1
+    assert "Iteration 3" in out and "ll change" in out and "lower bound" in out
