@@ -42,11 +42,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lvmkit.families._base import EPS_NK, buffer as _buffer
+
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _LOG_2PI = math.log(2.0 * math.pi)
-# Added to every component's total responsibility, as scikit-learn does, so an empty component
-# has a finite mean before it is re-seeded.
-EPS_NK = 10.0 * torch.finfo(torch.float64).eps
 
 
 class CovarianceJitterWarning(UserWarning):
@@ -225,6 +224,23 @@ class Gaussian:
         stats["sxx"], stats["sx"] = both[:, :d], both[:, d:]
         return stats
 
+    @staticmethod
+    def default_reference(n_components: int, X: Tensor) -> GaussianParams:
+        """Identity whitening at the origin (the data's shift): the reference of statistics
+        computed before any parameters exist (initialisation)."""
+        k, d = n_components, X.shape[1]
+        eye = torch.eye(d, dtype=X.dtype, device=X.device).expand(k, d, d).contiguous()
+        return GaussianParams(torch.zeros(k, d, dtype=X.dtype, device=X.device), eye)
+
+    @staticmethod
+    def reference_at(stats: dict[str, Tensor]) -> GaussianParams:
+        """Identity whitening centred on the statistics' own means (float64)."""
+        nk = stats["nk"] + EPS_NK
+        means = stats["sx"] / nk[:, None]
+        k, d = means.shape
+        eye = torch.eye(d, dtype=means.dtype, device=means.device).expand(k, d, d).contiguous()
+        return GaussianParams(means, eye)
+
     # ------------------------------------------------------------------ M-step
     def maximize(
         self, stats: dict[str, Tensor], reference: GaussianParams
@@ -257,6 +273,68 @@ class Gaussian:
             var = stats["sxx"] / nk[:, None] - means.square() + self.reg_covar
             cov = var if ct == "diag" else var.mean(1)
         return means, cov
+
+    # ------------------------------------------------------------------ gradient view
+    def unconstrained(self, params: GaussianParams) -> dict[str, Tensor]:
+        """Means and Cholesky factors as free tensors: off-diagonal entries and log-diagonal."""
+        P = params.precisions_cholesky
+        if self.covariance_type in ("diag", "spherical"):
+            return {"means": params.means, "log_P": torch.log(P)}
+        diag = torch.diagonal(P, dim1=-2, dim2=-1)
+        return {"means": params.means, "P_upper": torch.triu(P, 1), "log_P": torch.log(diag)}
+
+    def constrained(self, u: dict[str, Tensor]) -> GaussianParams:
+        """Inverse of :meth:`unconstrained` (differentiable)."""
+        if self.covariance_type in ("diag", "spherical"):
+            return GaussianParams(u["means"], torch.exp(u["log_P"]))
+        P = torch.triu(u["P_upper"], 1) + torch.diag_embed(torch.exp(u["log_P"]))
+        return GaussianParams(u["means"], P)
+
+    def summarize(self, stats: dict[str, Tensor], reference: GaussianParams) -> dict[str, Tensor]:
+        """Centred statistics: N_k, x̄_k and the scatter about x̄_k, plus reg_covar·N_k·I.
+
+        The regularisation enters as it does in EM: the maximiser of the expected
+        log-likelihood below is exactly the M-step's Σ = S/N_k + reg_covar·I.
+        """
+        nk = stats["nk"] + EPS_NK
+        mean, cov = self.maximize(stats, reference)
+        if self.covariance_type == "tied":
+            scatter = cov * nk.sum()
+        elif self.covariance_type == "full":
+            scatter = cov * nk[:, None, None]
+        elif self.covariance_type == "diag":
+            scatter = cov * nk[:, None]
+        else:  # spherical: the trace of the scatter
+            scatter = cov * nk * mean.shape[1]
+        return {"nk": nk, "mean": mean, "scatter": scatter}
+
+    def expected_log_likelihood(self, summary: dict[str, Tensor], params: GaussianParams) -> Tensor:
+        """Σ_n Σ_k r_nk log N(x_n | μ_k, Σ_k) from centred statistics (differentiable in params)."""
+        nk, scatter = summary["nk"], summary["scatter"]
+        delta = summary["mean"] - params.means
+        P = params.precisions_cholesky
+        d = delta.shape[1]
+        const = -0.5 * d * _LOG_2PI * nk.sum()
+        ct = self.covariance_type
+        if ct == "full":
+            log_det = torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1)
+            spread = (P * (scatter @ P)).sum((-2, -1))
+            shift = torch.bmm(delta.unsqueeze(1), P).squeeze(1).square().sum(1)
+            return const + (nk * log_det).sum() - 0.5 * (spread + nk * shift).sum()
+        if ct == "tied":
+            log_det = torch.log(torch.diagonal(P)).sum()
+            spread = (P * (scatter @ P)).sum()
+            shift = (nk * (delta @ P).square().sum(1)).sum()
+            return const + nk.sum() * log_det - 0.5 * (spread + shift)
+        if ct == "diag":
+            prec = P.square()
+            return const + (nk[:, None] * torch.log(P)).sum() - 0.5 * (
+                prec * (scatter + nk[:, None] * delta.square())
+            ).sum()
+        prec = P.square()
+        return const + (nk * d * torch.log(P)).sum() - 0.5 * (
+            prec * (scatter + nk * delta.square().sum(1))
+        ).sum()
 
     # ------------------------------------------------------------------ factors
     def precisions_cholesky(self, covariances: Tensor) -> tuple[Tensor, Tensor]:
@@ -350,18 +428,6 @@ class Gaussian:
         else:
             noise = eps * covariances[labels].sqrt().unsqueeze(1)
         return means[labels] + noise
-
-
-def _buffer(workspace: dict | None, name: str, shape: tuple, like: Tensor) -> Tensor | None:
-    """A contiguous tensor of ``shape`` carved from a reusable buffer, or None without one."""
-    if workspace is None:
-        return None
-    numel = math.prod(shape)
-    buf = workspace.get(name)
-    if buf is None or buf.numel() < numel or buf.dtype != like.dtype or buf.device != like.device:
-        buf = torch.empty(numel, dtype=like.dtype, device=like.device)
-        workspace[name] = buf
-    return buf[:numel].view(shape)
 
 
 def _finite_scale(values: Tensor) -> float:

@@ -40,12 +40,21 @@ class DataChunks:
     dtype, device : compute dtype and device
     transform : optional function applied to every prepared chunk (e.g. a family's features);
         applied once to resident data, per chunk to memory-mapped data
+    weights : optional (N,) non-negative sample weights, held on the device in the compute dtype
     chunk_size : rows per chunk, or None to size chunks from ``bytes_per_row``
     bytes_per_row : working memory one row needs in the E-step
     """
 
     def __init__(
-        self, X, shift: Tensor, dtype, device, chunk_size=None, bytes_per_row=None, transform=None
+        self,
+        X,
+        shift: Tensor,
+        dtype,
+        device,
+        chunk_size=None,
+        bytes_per_row=None,
+        transform=None,
+        weights=None,
     ):
         self.n_samples, self.n_features = X.shape
         self.dtype = dtype
@@ -60,6 +69,7 @@ class DataChunks:
         self._resident: Tensor | None = None
         self._source = X
         self._transform = transform
+        self.weights = None if weights is None else as_tensor(weights, self.device, dtype)
         if isinstance(X, Tensor) or not isinstance(X, np.memmap):
             self._resident = self._prepare(X)
 
@@ -84,6 +94,12 @@ class DataChunks:
             else:
                 yield self._prepare(np.asarray(self._source[start:stop]))
 
+    def iter_weighted(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Chunks with their sample weights (``None`` when unweighted)."""
+        for start, X in zip(range(0, self.n_samples, self.chunk_size), self):
+            w = None if self.weights is None else self.weights[start : start + X.shape[0]]
+            yield X, w
+
     def rows(self, indices: Tensor) -> Tensor:
         """The rows at ``indices`` (global row numbers), shifted and cast."""
         if self._resident is not None:
@@ -96,10 +112,10 @@ class DataChunks:
 
 
 def e_pass(model: Mixture, chunks: DataChunks) -> ChunkStatistics:
-    """One E-step over all chunks: summed statistics and log-likelihood."""
+    """One E-step over all chunks: summed (sample-weighted) statistics and log-likelihood."""
     total = ChunkStatistics()
-    for X in chunks:
-        total += model.e_step(X)
+    for X, w in chunks.iter_weighted():
+        total += model.e_step(X, w)
     return total.finish()
 
 

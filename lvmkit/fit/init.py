@@ -23,8 +23,17 @@ def _sq_distances(X: Tensor, centers: Tensor) -> Tensor:
 
 
 def random_rows(chunks: DataChunks, n: int, generator: torch.Generator) -> Tensor:
-    """``n`` distinct rows drawn uniformly (compute dtype)."""
-    idx = torch.randperm(chunks.n_samples, generator=generator, device=generator.device)[:n]
+    """``n`` distinct rows drawn uniformly, or in proportion to the sample weights."""
+    if chunks.weights is None:
+        idx = torch.randperm(chunks.n_samples, generator=generator, device=generator.device)[:n]
+    else:
+        w = chunks.weights.to(torch.float64)
+        if int((w > 0).sum()) < n:
+            raise ValueError(
+                f"Only {int((w > 0).sum())} samples have a positive sample_weight, fewer than "
+                f"n_components={n}. Give more samples positive weight or use fewer components."
+            )
+        idx = torch.multinomial(w, n, replacement=False, generator=generator)
     return chunks.rows(idx)
 
 
@@ -40,7 +49,9 @@ def kmeans_plusplus(chunks: DataChunks, n_clusters: int, generator: torch.Genera
     first = torch.randint(n, (1,), generator=generator, device=dev)
     centers = [chunks.rows(first)[0]]
     closest = torch.cat([_sq_distances(X, centers[0][None]).reshape(-1) for X in chunks])
-    closest64 = closest.to(torch.float64)
+    # A sample of weight w counts w times: its potential is w · d².
+    w64 = 1.0 if chunks.weights is None else chunks.weights.to(torch.float64)
+    closest64 = closest.to(torch.float64) * w64
     for _ in range(1, n_clusters):
         total = closest64.sum()
         if total <= 0:  # fewer distinct points than clusters: draw uniformly
@@ -57,10 +68,11 @@ def kmeans_plusplus(chunks: DataChunks, n_clusters: int, generator: torch.Genera
                 for i, X in zip(range(0, n, chunks.chunk_size), chunks)
             ]
         )
-        best = int(torch.argmin(new_closest.to(torch.float64).sum(0)))
+        potential = (new_closest.to(torch.float64) * (w64 if chunks.weights is None else w64[:, None])).sum(0)
+        best = int(torch.argmin(potential))
         centers.append(candidates[best])
         closest = new_closest[:, best].contiguous()
-        closest64 = closest.to(torch.float64)
+        closest64 = closest.to(torch.float64) * w64
     return torch.stack(centers)
 
 
@@ -76,7 +88,7 @@ def kmeans(
     max_iter: int = 300,
     tol: float = 1e-4,
 ) -> tuple[Tensor, Tensor]:
-    """Lloyd's k-means from a k-means++ seeding. Returns ``(centers, labels)``.
+    """Lloyd's k-means (sample-weighted) from a k-means++ seeding. Returns ``(centers, labels)``.
 
     Stops when the squared movement of all centers falls below ``tol`` times the mean feature
     variance (scikit-learn's rule). An emptied cluster is moved to the point farthest from its
@@ -86,22 +98,33 @@ def kmeans(
     d = chunks.n_features
     sums = torch.zeros(n_clusters, d, dtype=torch.float64, device=centers.device)
     first = sq_first = None
-    for X in chunks:
+    total = 0.0
+    for X, w in chunks.iter_weighted():
         X64 = X.to(torch.float64)
-        first = X64.sum(0) if first is None else first + X64.sum(0)
-        sq_first = X64.square().sum(0) if sq_first is None else sq_first + X64.square().sum(0)
-    mean = first / chunks.n_samples
-    threshold = tol * float((sq_first / chunks.n_samples - mean.square()).clamp(min=0).mean())
+        w64 = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if w is None else w.to(torch.float64)
+        first = w64 @ X64 if first is None else first + w64 @ X64
+        sq = w64 @ X64.square()
+        sq_first = sq if sq_first is None else sq_first + sq
+        total += float(w64.sum())
+    mean = first / total
+    threshold = tol * float((sq_first / total - mean.square()).clamp(min=0).mean())
     for _ in range(max_iter):
         sums.zero_()
         counts = torch.zeros(n_clusters, dtype=torch.float64, device=centers.device)
         worst_d, worst_x = -1.0, None
         c_compute = centers.to(chunks.dtype)
-        for X in chunks:
+        for X, w in chunks.iter_weighted():
             dist = _sq_distances(X, c_compute)
             best_d, labels = dist.min(1)
-            sums.index_add_(0, labels, X.to(torch.float64))
-            counts += torch.bincount(labels, minlength=n_clusters).to(torch.float64)
+            X64 = X.to(torch.float64)
+            if w is None:
+                sums.index_add_(0, labels, X64)
+                counts += torch.bincount(labels, minlength=n_clusters).to(torch.float64)
+            else:
+                w64 = w.to(torch.float64)
+                sums.index_add_(0, labels, X64 * w64[:, None])
+                counts.index_add_(0, labels, w64)
+                best_d = torch.where(w > 0, best_d, 0.0)
             i = int(torch.argmax(best_d))
             if float(best_d[i]) > worst_d:
                 worst_d, worst_x = float(best_d[i]), X[i].to(torch.float64)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from lvmkit.families.gaussian import EPS_NK
+from lvmkit.families._base import EPS_NK
 from lvmkit.posteriors.exact import responsibilities
 
 
@@ -25,8 +25,8 @@ class ChunkStatistics:
     device; :meth:`finish` reads the totals once per pass.
     """
 
-    log_likelihood: Tensor | float = 0.0  # Σ_n log p(x_n), float64
-    n_samples: int = 0
+    log_likelihood: Tensor | float = 0.0  # Σ_n w_n log p(x_n), float64
+    n_samples: Tensor | float = 0.0  # Σ_n w_n (the number of rows when unweighted)
     family: dict[str, Tensor] = field(default_factory=dict)
     worst_log_likelihood: Tensor | float = float("inf")
     worst_point: Tensor | None = None  # the row with the lowest log p(x), for re-seeding
@@ -50,6 +50,7 @@ class ChunkStatistics:
     def finish(self) -> "ChunkStatistics":
         """Bring the scalar totals to the host (one synchronisation per pass)."""
         self.log_likelihood = float(self.log_likelihood)
+        self.n_samples = float(self.n_samples)
         self.worst_log_likelihood = float(self.worst_log_likelihood)
         return self
 
@@ -91,15 +92,28 @@ class Mixture:
         """log p(x_n) for every row (n,)."""
         return torch.logsumexp(self.log_joint(X)[0], dim=1)
 
-    def e_step(self, X: Tensor) -> ChunkStatistics:
-        """Exact posterior over one chunk and the chunk's sufficient statistics."""
+    def e_step(self, X: Tensor, weights: Tensor | None = None) -> ChunkStatistics:
+        """Exact posterior over one chunk and the chunk's sufficient statistics.
+
+        With sample ``weights`` every row counts ``w_n`` times: its responsibilities, hence its
+        statistics, and its log-likelihood are scaled by ``w_n`` (a weight of 2 is a duplicate).
+        """
         log_joint, cache = self.log_joint(X)
         log_evidence, resp = responsibilities(log_joint, inplace=True)
+        if weights is None:
+            total = log_evidence.sum(dtype=torch.float64)
+            n = float(X.shape[0])
+            candidates = log_evidence
+        else:
+            resp.mul_(weights[:, None])
+            total = (log_evidence * weights).sum(dtype=torch.float64)
+            n = weights.sum(dtype=torch.float64)
+            candidates = torch.where(weights > 0, log_evidence, torch.inf)
         stats = self.family.statistics(X, resp, self._compute_params, cache, self.workspace)
-        worst = torch.argmin(log_evidence)
+        worst = torch.argmin(candidates)
         return ChunkStatistics(
-            log_likelihood=log_evidence.sum(dtype=torch.float64),
-            n_samples=X.shape[0],
+            log_likelihood=total,
+            n_samples=n,
             family=stats,
             worst_log_likelihood=log_evidence[worst].to(torch.float64),
             worst_point=self.family.data_of(X[worst]).to(torch.float64),
@@ -112,8 +126,6 @@ class Mixture:
         return torch.nonzero(nk < threshold).reshape(-1)
 
     def maximize(self, stats: ChunkStatistics):
-        """Closed-form M-step: mixing weights and the family's (means, covariances), float64."""
+        """Closed-form M-step: mixing weights and the family's maximiser (float64)."""
         nk = stats.family["nk"] + EPS_NK
-        weights = nk / nk.sum()
-        means, covariances = self.family.maximize(stats.family, self.params)
-        return weights, means, covariances
+        return nk / nk.sum(), self.family.maximize(stats.family, self.params)

@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SklearnGM
 
 from lvmkit import GaussianMixture
-from lvmkit.estimators.gaussian_mixture import ComponentReseedWarning
+from lvmkit.estimators._mixture import ComponentReseedWarning
 from lvmkit.families.gaussian import CovarianceJitterWarning
 from tests.conftest import blobs, quiet
 
