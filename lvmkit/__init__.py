@@ -3,8 +3,9 @@
 The estimators follow scikit-learn's contract. See the README for the command line and examples.
 """
 
+from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["BernoulliMixture", "GaussianMixture", "PoissonMixture", "__version__"]

@@ -47,7 +47,7 @@ def _gradient(model, summary, nk, n, u) -> tuple[float, dict[str, Tensor]]:
     leaves = {name: t.detach().requires_grad_(True) for name, t in u.items()}
     value = _objective(model, summary, nk, n, leaves)
     grads = torch.autograd.grad(value, list(leaves.values()))
-    return float(value), {name: g.detach() for name, g in zip(leaves, grads)}
+    return float(value.detach()), {name: g.detach() for name, g in zip(leaves, grads)}
 
 
 def _moved(u: dict, grads: dict, step: float) -> dict:

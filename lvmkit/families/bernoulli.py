@@ -1,0 +1,89 @@
+"""Independent binary features: p(x | z = k) = Π_d p_kd^x_d (1 − p_kd)^(1 − x_d).
+
+Log-densities of all components are one matrix product, Σ_d x_d logit(p_kd) + Σ_d log(1 − p_kd).
+Statistics are N_k = Σ r and S_k = Σ r x; the M-step p_k = S_k / N_k is clipped to
+[min_prob, 1 − min_prob], the exact maximiser over that box (the objective is concave in p), so
+EM still never lowers the likelihood and a pixel never seen on in training keeps a finite
+log-probability at test time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lvmkit.families._base import EPS_NK, buffer
+
+
+@dataclass
+class BernoulliParams:
+    probs: Tensor  # (K, D)
+    prepared: dict | None = None
+
+    def to(self, dtype=None, device=None) -> "BernoulliParams":
+        return BernoulliParams(self.probs.to(dtype=dtype, device=device))
+
+
+class Bernoulli:
+    """Bernoulli observation family for a K-component mixture of binary vectors."""
+
+    def __init__(self, min_prob: float = 1e-6):
+        self.min_prob = float(min_prob)
+
+    def features(self, X: Tensor) -> Tensor:
+        return X
+
+    def data_of(self, features: Tensor) -> Tensor:
+        return features
+
+    def prepare(self, params: BernoulliParams) -> dict:
+        if params.prepared is None:
+            p = params.probs
+            params.prepared = {
+                "W": (torch.log(p) - torch.log1p(-p)).T.contiguous(),
+                "c": torch.log1p(-p).sum(1),
+            }
+        return params.prepared
+
+    def log_prob(self, X: Tensor, params: BernoulliParams, workspace: dict | None = None):
+        """log p(x_n | z = k) (n, K); no cache."""
+        prep = self.prepare(params)
+        W = prep["W"]
+        out = buffer(workspace, "log_prob", (X.shape[0], W.shape[1]), W)
+        return torch.addmm(prep["c"], X, W, out=out), None
+
+    def statistics(self, X, resp, params=None, cache=None, workspace=None) -> dict[str, Tensor]:
+        f64 = torch.float64
+        return {"nk": resp.sum(0, dtype=f64), "sx": (resp.T @ X).to(f64)}
+
+    def maximize(self, stats: dict[str, Tensor], reference=None) -> Tensor:
+        """Probabilities (K, D), float64."""
+        p = stats["sx"] / (stats["nk"] + EPS_NK)[:, None]
+        return p.clamp(self.min_prob, 1.0 - self.min_prob)
+
+    @staticmethod
+    def default_reference(n_components: int, X: Tensor):
+        return None
+
+    # gradient view
+    def unconstrained(self, params: BernoulliParams) -> dict[str, Tensor]:
+        return {"prob_logits": torch.logit(params.probs)}
+
+    def constrained(self, u: dict[str, Tensor]) -> BernoulliParams:
+        return BernoulliParams(torch.sigmoid(u["prob_logits"]))
+
+    def summarize(self, stats, reference=None) -> dict[str, Tensor]:
+        return {"nk": stats["nk"] + EPS_NK, "sx": stats["sx"]}
+
+    def expected_log_likelihood(self, summary, params: BernoulliParams) -> Tensor:
+        """Σ_n Σ_k r_nk log p(x_n | p_k) = Σ_kd [S_kd η_kd − N_k softplus(η_kd)], η = logit p."""
+        eta = torch.logit(params.probs)
+        return (summary["sx"] * eta).sum() - (summary["nk"][:, None] * torch.nn.functional.softplus(eta)).sum()
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        return n_components * n_features
+
+    def sample(self, labels: Tensor, probs: Tensor, generator) -> Tensor:
+        return torch.bernoulli(probs[labels], generator=generator)
