@@ -110,7 +110,7 @@ def select_components(
     ...                                 random_state=0)                    # doctest: +SKIP
     >>> table[["n_components", "bic", "heldout_loglik"]]                   # doctest: +SKIP
     """
-    if criterion not in CRITERIA:
+    if not isinstance(criterion, str) or criterion not in CRITERIA:
         raise ValueError(
             f"select_components: parameter 'criterion' must be one of "
             f"{', '.join(map(repr, CRITERIA))}; got {criterion!r}. Use 'bic' (the usual choice) "

@@ -214,8 +214,10 @@ class Gaussian:
         stats = {"nk": resp.sum(0, dtype=f64)}
         if ct == "tied":
             X64 = X.to(f64)
-            stats["sx"] = resp.to(f64).T @ X64
-            stats["sxx"] = X64.T @ X64
+            r64 = resp.to(f64)
+            stats["sx"] = r64.T @ X64
+            # Σ_n (Σ_k r_nk) x xᵀ: a row's total responsibility is its sample weight.
+            stats["sxx"] = X64.T @ (X64 * r64.sum(1, keepdim=True))
             return stats
         # diag, spherical: X holds [x², x], so one GEMM gives Σ r x² and Σ r x. Per-chunk sums
         # are in the compute dtype, then accumulated in float64 across chunks.

@@ -129,6 +129,7 @@ def test_verbose_prints_one_line_per_k(three_blobs, capsys):
 # ----------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("kwargs, match", [
     (dict(criterion="bick"), r"'criterion' must be one of 'bic', 'aic', 'heldout'; got 'bick'"),
+    (dict(criterion=["bic"]), r"'criterion' must be one of.*got \['bic'\]"),
     (dict(n_components=[]), r"'n_components' must be a non-empty iterable.*got \[\]"),
     (dict(n_components=5), r"iterable of ints.*single int 5.*range\(1, 6\)"),
     (dict(n_components=[1, 0]), r"int >= 1; got \[0\]"),
