@@ -195,6 +195,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bounds_ = list(result.lower_bounds)
+        self.lower_bound_seconds_ = np.asarray(result.seconds_at, dtype=np.float64)
         self.lower_bound_ = final
         self.restarts_ = np.asarray(restarts, dtype=np.float64)
         if not self.converged_ and self.max_iter > 0:

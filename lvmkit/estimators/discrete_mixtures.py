@@ -47,7 +47,7 @@ _SHARED_DOC = """
     ----------
     weights_ : ndarray (K,)
     {name}_ : ndarray (K, D)
-    converged_, n_iter_, lower_bound_, lower_bounds_, restarts_, n_features_in_
+    converged_, n_iter_, lower_bound_, lower_bounds_, lower_bound_seconds_, restarts_, n_features_in_
         As GaussianMixture's.
 """
 

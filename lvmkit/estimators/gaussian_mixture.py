@@ -104,6 +104,9 @@ class GaussianMixture(BaseMixture):
         Mean log-likelihood per sample (nats) at the last iteration of the best restart.
     lower_bounds_ : list of float
         The lower bound at every iteration of the best restart.
+    lower_bound_seconds_ : ndarray (n_iter_,)
+        Wall-clock seconds since the start of that restart's iterations when each entry of
+        ``lower_bounds_`` was recorded (for curves against time).
     restarts_ : ndarray (n_init,)
         Final lower bound of every restart, in order: different starts reach different optima.
     n_features_in_ : int

@@ -162,7 +162,8 @@ def select_components(
             best_value, best_fit = value, model
         if verbose:
             print(
-                f"K={k:<3d} lower bound {row['lower_bound']:.4f}  held-out {row['heldout_loglik']:.4f}"
+                f"K={k:<3d} lower bound {row['lower_bound']:.4f}"
+                f"  held-out {row['heldout_loglik']:.4f}"
                 f"  BIC {row['bic']:.1f}  AIC {row['aic']:.1f}  {row['n_iter']} iterations"
                 f"  {seconds:.2f}s"
             )

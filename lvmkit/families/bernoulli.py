@@ -21,6 +21,7 @@ from lvmkit.families._base import EPS_NK, buffer
 class BernoulliParams:
     probs: Tensor  # (K, D)
     prepared: dict | None = None
+    logits: Tensor | None = None  # kept by the gradient view, which moves the logits
 
     def to(self, dtype=None, device=None) -> "BernoulliParams":
         return BernoulliParams(self.probs.to(dtype=dtype, device=device))
@@ -72,14 +73,15 @@ class Bernoulli:
         return {"prob_logits": torch.logit(params.probs)}
 
     def constrained(self, u: dict[str, Tensor]) -> BernoulliParams:
-        return BernoulliParams(torch.sigmoid(u["prob_logits"]))
+        return BernoulliParams(torch.sigmoid(u["prob_logits"]), logits=u["prob_logits"])
 
     def summarize(self, stats, reference=None) -> dict[str, Tensor]:
         return {"nk": stats["nk"] + EPS_NK, "sx": stats["sx"]}
 
     def expected_log_likelihood(self, summary, params: BernoulliParams) -> Tensor:
         """Σ_n Σ_k r_nk log p(x_n | p_k) = Σ_kd [S_kd η_kd − N_k softplus(η_kd)], η = logit p."""
-        eta = torch.logit(params.probs)
+        p = params.probs
+        eta = params.logits if params.logits is not None else torch.log(p) - torch.log1p(-p)
         return (summary["sx"] * eta).sum() - (summary["nk"][:, None] * torch.nn.functional.softplus(eta)).sum()
 
     def n_parameters(self, n_components: int, n_features: int) -> int:

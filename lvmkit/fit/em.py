@@ -122,6 +122,7 @@ def e_pass(model: Mixture, chunks: DataChunks) -> ChunkStatistics:
 @dataclass
 class EMResult:
     lower_bounds: list[float] = field(default_factory=list)
+    seconds_at: list[float] = field(default_factory=list)  # cumulative, one per lower bound
     converged: bool = False
     n_iter: int = 0
     reseeded: list[tuple[int, list[int]]] = field(default_factory=list)
@@ -159,6 +160,7 @@ def run_em(
         if reseeded:
             result.reseeded.append((n_iter, reseeded))
         result.lower_bounds.append(lower_bound)
+        result.seconds_at.append(time.perf_counter() - start)
         result.n_iter = n_iter
         change = lower_bound - previous
         if on_iteration is not None:

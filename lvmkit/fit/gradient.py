@@ -107,6 +107,7 @@ def run_gradient(
         if after_step is not None:
             after_step(model)
         result.lower_bounds.append(lower_bound)
+        result.seconds_at.append(time.perf_counter() - start)
         result.n_iter = n_iter
         change = lower_bound - previous
         if on_iteration is not None:

@@ -101,3 +101,30 @@ def _colors(k: int) -> np.ndarray:
 
     cmap = matplotlib.colormaps["tab10" if k <= 10 else "tab20"]
     return np.array([cmap(c % cmap.N) for c in range(k)])
+
+
+def plot_algorithm_curves(fits: dict, axes=None, title: str | None = None):
+    """Lower bound against iteration and against seconds for several fits of one model.
+
+    ``fits`` maps a label (e.g. 'em', 'gem', 'gradient') to a fitted mixture. Returns the two
+    axes.
+    """
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    best = max(f.lower_bound_ for f in fits.values())
+    for label, fit in fits.items():
+        lb = np.asarray(fit.lower_bounds_)
+        gap = np.maximum(best - lb, 1e-12)
+        axes[0].semilogy(np.arange(1, len(lb) + 1), gap, label=f"{label} ({fit.n_iter_} it.)")
+        axes[1].semilogy(fit.lower_bound_seconds_, gap, label=label)
+    axes[0].set_xlabel("iteration")
+    axes[1].set_xlabel("seconds")
+    for ax in axes:
+        ax.set_ylabel("best bound − bound (nats per sample)")
+        ax.legend()
+        ax.grid(True, which="both", alpha=0.3)
+    if title:
+        axes[0].figure.suptitle(title)
+    return axes
