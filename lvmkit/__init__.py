@@ -3,9 +3,19 @@
 The estimators follow scikit-learn's contract. See the README for the command line and examples.
 """
 
+from lvmkit.estimators.anomaly import MixtureAnomalyDetector
 from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
+from lvmkit.estimators.selection import restart_report, select_components
 
 __version__ = "0.1.0"
 
-__all__ = ["BernoulliMixture", "GaussianMixture", "PoissonMixture", "__version__"]
+__all__ = [
+    "BernoulliMixture",
+    "GaussianMixture",
+    "MixtureAnomalyDetector",
+    "PoissonMixture",
+    "__version__",
+    "restart_report",
+    "select_components",
+]

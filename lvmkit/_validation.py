@@ -252,3 +252,14 @@ def as_tensor(array, device=None, dtype=torch.float64) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.as_tensor(np.asarray(array)).to(device=device, dtype=dtype)
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` attributed to the first caller outside lvmkit (the user's line)."""
+    import sys
+
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("lvmkit"):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

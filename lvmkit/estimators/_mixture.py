@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -199,12 +198,11 @@ class BaseMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = final
         self.restarts_ = np.asarray(restarts, dtype=np.float64)
         if not self.converged_ and self.max_iter > 0:
-            warnings.warn(
+            v.warn(
                 f"Best performing initialization did not converge in max_iter={self.max_iter} "
                 f"iterations (last change above tol={self.tol}). Increase max_iter or tol, try "
                 "other init_params, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=3,
             )
         return em_chunks
 
@@ -374,13 +372,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
             return
         components = sorted({c for _, comps in result.reseeded for c in comps})
         iterations = [it for it, _ in result.reseeded]
-        warnings.warn(
+        v.warn(
             f"Component(s) {components} lost all their points (at EM iteration(s) "
             f"{iterations[:10]}{'...' if len(iterations) > 10 else ''} of restart {init}) and "
             "were re-seeded at the worst-explained sample. This suggests more components than "
             "the data supports: try fewer components.",
             ComponentReseedWarning,
-            stacklevel=5,
         )
 
     def __sklearn_tags__(self):

@@ -326,14 +326,11 @@ class GaussianMixture(BaseMixture):
     def _warn_if_reg_covar_dominates(self, variance: torch.Tensor) -> None:
         largest = float(variance.max())
         if self.reg_covar > 0 and largest < self.reg_covar:
-            import warnings
-
-            warnings.warn(
+            v.warn(
                 f"reg_covar={self.reg_covar:g} exceeds the variance of every feature of X "
                 f"(largest {largest:.3g}): the fitted covariances will reflect reg_covar, not the "
                 "data. Standardize X (e.g. sklearn.preprocessing.StandardScaler) or lower reg_covar.",
                 UserWarning,
-                stacklevel=6,
             )
 
 

@@ -36,7 +36,7 @@ dtype (float32 or float64). Statistics are returned in float64 and the M-step ru
 from __future__ import annotations
 
 import math
-import warnings
+from lvmkit import _validation as v
 from dataclasses import dataclass
 
 import torch
@@ -441,10 +441,9 @@ def _finite_scale(values: Tensor) -> float:
 def _warn_jitter(covariance_type: str, components: Tensor, jitter: float) -> None:
     idx = torch.nonzero(components.reshape(-1)).reshape(-1).tolist()
     where = "the tied covariance" if covariance_type == "tied" else f"component(s) {idx}"
-    warnings.warn(
+    v.warn(
         f"Covariance of {where} was not positive definite; added {jitter:.3g} to its "
         "diagonal. This happens with duplicate points, constant features or too many "
         "components: increase reg_covar, remove constant features, or use fewer components.",
         CovarianceJitterWarning,
-        stacklevel=3,
     )

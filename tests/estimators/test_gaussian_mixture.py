@@ -345,3 +345,12 @@ def test_verbose_reports_initialisations_and_iterations(capsys):
     out = capsys.readouterr().out
     assert out.count("Initialization 0") == 1 and out.count("Initialization 1") == 1
     assert "Iteration 3" in out and "ll change" in out and "lower bound" in out
+
+
+def test_warnings_point_at_the_callers_line():
+    t = np.linspace(0, 1, 200)[:, None]
+    X = np.hstack([t, 2 * t, -t])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64", max_iter=3).fit(X)
+    assert caught and all(w.filename == __file__ for w in caught), {(w.filename, w.lineno) for w in caught}
