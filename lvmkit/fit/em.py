@@ -127,6 +127,19 @@ class EMResult:
     n_iter: int = 0
     reseeded: list[tuple[int, list[int]]] = field(default_factory=list)
     seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    def record(self, n_iter: int, lower_bound: float, previous: float, tol: float, on_iteration) -> bool:
+        """Log one iteration's bound; report it; return True once the change is below ``tol``."""
+        self.lower_bounds.append(lower_bound)
+        self.seconds_at.append(time.perf_counter() - self.started)
+        self.n_iter = n_iter
+        change = lower_bound - previous
+        if on_iteration is not None:
+            on_iteration(n_iter, lower_bound, change)
+        self.converged = abs(change) < tol
+        self.seconds = self.seconds_at[-1]
+        return self.converged
 
 
 def run_em(
@@ -146,7 +159,6 @@ def run_em(
     components it re-seeded.
     """
     result = EMResult()
-    start = time.perf_counter()
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         stats = e_pass(model, chunks)
@@ -159,14 +171,6 @@ def run_em(
         reseeded = m_step(model, stats, n_iter)
         if reseeded:
             result.reseeded.append((n_iter, reseeded))
-        result.lower_bounds.append(lower_bound)
-        result.seconds_at.append(time.perf_counter() - start)
-        result.n_iter = n_iter
-        change = lower_bound - previous
-        if on_iteration is not None:
-            on_iteration(n_iter, lower_bound, change)
-        if abs(change) < tol:
-            result.converged = True
+        if result.record(n_iter, lower_bound, previous, tol, on_iteration):
             break
-    result.seconds = time.perf_counter() - start
     return result

@@ -23,7 +23,6 @@ learning rate needs tuning; ``learning_rate`` is only the first trial step.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import torch
@@ -83,7 +82,6 @@ def run_gradient(
     u = {name: t.detach().to(torch.float64) for name, t in u.items()}
     step = float(learning_rate)
     result = EMResult()
-    start = time.perf_counter()
     stats: ChunkStatistics | None = None
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
@@ -106,16 +104,8 @@ def run_gradient(
             u, step, stats = _ascend_likelihood(model, chunks, summary, nk, n, u, step, lower_bound)
         if after_step is not None:
             after_step(model)
-        result.lower_bounds.append(lower_bound)
-        result.seconds_at.append(time.perf_counter() - start)
-        result.n_iter = n_iter
-        change = lower_bound - previous
-        if on_iteration is not None:
-            on_iteration(n_iter, lower_bound, change)
-        if abs(change) < tol:
-            result.converged = True
+        if result.record(n_iter, lower_bound, previous, tol, on_iteration):
             break
-    result.seconds = time.perf_counter() - start
     return result
 
 
