@@ -15,7 +15,10 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["Interval", "Options", "validate_params", "check_X", "resolve_dtype", "resolve_device"]
+__all__ = [
+    "Interval", "Options", "any_of", "validate_params", "check_X", "check_fitted",
+    "resolve_dtype", "resolve_device", "as_tensor", "to_numpy", "warn",
+]
 
 
 # --------------------------------------------------------------------------- parameters

@@ -46,12 +46,18 @@ def kmeans_plusplus(chunks: DataChunks, n_clusters: int, generator: torch.Genera
     n = chunks.n_samples
     trials = 2 + int(math.log(n_clusters))
     dev = generator.device
-    first = torch.randint(n, (1,), generator=generator, device=dev)
+    if chunks.weights is None:
+        first = torch.randint(n, (1,), generator=generator, device=dev)
+    else:  # in proportion to the weights: a zero-weight row is never a seed
+        first = torch.multinomial(chunks.weights.to(torch.float64), 1, generator=generator)
     centers = [chunks.rows(first)[0]]
     closest = torch.cat([_sq_distances(X, centers[0][None]).reshape(-1) for X in chunks])
-    # A sample of weight w counts w times: its potential is w · d².
-    w64 = 1.0 if chunks.weights is None else chunks.weights.to(torch.float64)
-    closest64 = closest.to(torch.float64) * w64
+    # A sample of weight w counts w times: its potential is w · d² (a column, to weight the
+    # candidates' distance columns too).
+    w64 = torch.ones(n, 1, dtype=torch.float64, device=closest.device)
+    if chunks.weights is not None:
+        w64 = chunks.weights.to(torch.float64)[:, None]
+    closest64 = closest.to(torch.float64) * w64[:, 0]
     for _ in range(1, n_clusters):
         total = closest64.sum()
         if total <= 0:  # fewer distinct points than clusters: draw uniformly
@@ -68,11 +74,10 @@ def kmeans_plusplus(chunks: DataChunks, n_clusters: int, generator: torch.Genera
                 for i, X in zip(range(0, n, chunks.chunk_size), chunks)
             ]
         )
-        potential = (new_closest.to(torch.float64) * (w64 if chunks.weights is None else w64[:, None])).sum(0)
-        best = int(torch.argmin(potential))
+        best = int(torch.argmin((new_closest.to(torch.float64) * w64).sum(0)))
         centers.append(candidates[best])
         closest = new_closest[:, best].contiguous()
-        closest64 = closest.to(torch.float64) * w64
+        closest64 = closest.to(torch.float64) * w64[:, 0]
     return torch.stack(centers)
 
 
@@ -101,7 +106,10 @@ def kmeans(
     total = 0.0
     for X, w in chunks.iter_weighted():
         X64 = X.to(torch.float64)
-        w64 = torch.ones(X.shape[0], dtype=torch.float64, device=X.device) if w is None else w.to(torch.float64)
+        if w is None:
+            w64 = torch.ones(X.shape[0], dtype=torch.float64, device=X.device)
+        else:
+            w64 = w.to(torch.float64)
         first = w64 @ X64 if first is None else first + w64 @ X64
         sq = w64 @ X64.square()
         sq_first = sq if sq_first is None else sq_first + sq

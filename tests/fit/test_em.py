@@ -89,3 +89,15 @@ def test_random_rows_are_distinct_data_rows():
     rows = init.random_rows(chunks, 5, torch.Generator().manual_seed(0)).numpy() + X.mean(0)
     assert len({tuple(r) for r in rows}) == 5
     assert all(any(np.allclose(r, x) for x in X) for r in rows)
+
+
+def test_zero_weight_rows_are_never_seeds():
+    X, *_ = blobs(n=200, d=2, k=2, separation=5)
+    X = np.vstack([X, np.full((200, 2), 1e3)])
+    w = np.r_[np.ones(200), np.zeros(200)]
+    shift = torch.zeros(2, dtype=torch.float64)
+    chunks = DataChunks(X, shift, torch.float64, "cpu", 64, bytes_per_row=64, weights=w)
+    for seed in range(10):
+        g = torch.Generator().manual_seed(seed)
+        for centers in (init.kmeans_plusplus(chunks, 3, g), init.random_rows(chunks, 3, g)):
+            assert float(centers.abs().max()) < 100
