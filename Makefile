@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-gmm clean
+.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-mnist clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -25,10 +25,19 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
-# Benchmarks need the peers (scikit-learn pinned, pomegranate): `make bench-gmm`.
-bench-gmm: $(STAMP)
+# Benchmarks need the peers (scikit-learn pinned, pomegranate); each writes its BENCHMARKS.md table.
+bench-deps: $(STAMP)
 	$(PIP) install --quiet -e ".[test,bench]"
+
+bench-gmm: bench-deps
 	$(PY) bench/gmm.py
+
+bench-mixtures: bench-deps
+	$(PY) bench/mixtures.py
+
+# Needs ../shared/data/binarized-mnist.
+bench-mnist: $(STAMP)
+	$(PY) bench/bernoulli_mnist.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

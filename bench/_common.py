@@ -11,6 +11,12 @@ tables the same way:
   dtype (the "peak" that benchmark rows are compared against).
 * :func:`timed` / :func:`best_of` -- wall-clock timing that synchronises CUDA
   around the timed region.
+* :func:`time_interleaved` / :func:`marginal_seconds` -- the shared timing
+  protocol: fits with ``n`` and with 1 iteration, interleaved across
+  implementations, best of repeats, seconds per iteration
+  ``(T(n) - T(1)) / (n - 1)``.
+* :func:`default_dtype`, :func:`to_numpy64` -- small adapters for peers
+  (torch's default dtype set temporarily; float64 NumPy copies of results).
 * :func:`markdown_table`, :func:`write_section` -- render a table and put it
   into ``BENCHMARKS.md`` between ``<!-- NAME:start -->`` and
   ``<!-- NAME:end -->`` markers, leaving the rest of the file untouched.
@@ -18,6 +24,7 @@ tables the same way:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
 import os
@@ -28,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -152,6 +160,93 @@ def median(times: Sequence[float]) -> float:
     return statistics.median(times)
 
 
+def marginal_seconds(t_full: Sequence[float], t_one: Sequence[float], n_iter: int) -> float:
+    """Marginal seconds per iteration ``(T(n) - T(1)) / (n - 1)`` from the best
+    (minimum) of each list of fit times; falls back to ``T(n) / n`` when
+    ``n == 1`` or noise makes the difference non-positive."""
+    t_n, t_1 = best_of(t_full), best_of(t_one)
+    if n_iter > 1 and t_n > t_1:
+        return (t_n - t_1) / (n_iter - 1)
+    return t_n / n_iter
+
+
+def time_interleaved(
+    fits: Sequence[Callable[[int], Any]],
+    n_iter: int,
+    repeats: int,
+    *,
+    labels: Sequence[str],
+    devices: Sequence[str | torch.device] | None = None,
+    settle: float = 0.0,
+    log: Callable[[str], Any] | None = None,
+    min_seconds: float = 0.0,
+    max_pairs: int = 10,
+) -> tuple[list[list[float]], list[list[float]], list[Any]]:
+    """The interleaved timing protocol of the ``bench/`` scripts.
+
+    ``fits[i](n)`` fits implementation ``i`` with ``n`` iterations and returns
+    the model.  Per repeat, every implementation in turn is timed with 1 and
+    then ``n_iter`` iterations (each after ``settle`` s of untimed sleep, see
+    :func:`timed`), so that machine noise hits all of them alike.  With
+    ``min_seconds > 0`` an implementation whose (T(1), T(n_iter)) pair took
+    less than that repeats the pair within the same repeat until its pairs
+    have taken ``min_seconds`` (at most ``max_pairs`` pairs): an
+    implementation hundreds of times faster than its peer then gets as many
+    chances at an undisturbed measurement in the peer's time, instead of one
+    (T(1) disturbed by a neighbouring process biases the marginal cost).
+    Returns ``(t_one, t_full, models)``: per implementation every T(1) and
+    T(n_iter) measured, and the model of its last ``n_iter`` fit."""
+    devices = list(devices) if devices is not None else ["cpu"] * len(fits)
+    t_one: list[list[float]] = [[] for _ in fits]
+    t_full: list[list[float]] = [[] for _ in fits]
+    models: list[Any] = [None] * len(fits)
+    for rep in range(repeats):
+        for i, (fit, label, device) in enumerate(zip(fits, labels, devices)):
+            pairs: list[tuple[float, float]] = []
+            while True:
+                t1, _ = timed(lambda: fit(1), device, settle)
+                tn, models[i] = timed(lambda: fit(n_iter), device, settle)
+                pairs.append((t1, tn))
+                spent = sum(a + b for a, b in pairs)
+                if spent >= min_seconds or len(pairs) >= max_pairs:
+                    break
+            t_one[i] += [a for a, _ in pairs]
+            t_full[i] += [b for _, b in pairs]
+            if log is not None:
+                t1, tn = min(a for a, _ in pairs), min(b for _, b in pairs)
+                log(
+                    f"  [{label}] repeat {rep + 1}/{repeats}:"
+                    f" T(1)={t1:.3f}s T({n_iter})={tn:.3f}s"
+                    + (f" (best of {len(pairs)} pairs)" if len(pairs) > 1 else "")
+                )
+    return t_one, t_full, models
+
+
+# --------------------------------------------------------------------------
+# Small adapters for peer libraries
+# --------------------------------------------------------------------------
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Set torch's default dtype inside the ``with`` block (restored after).
+
+    Libraries such as pomegranate 1.x create internal buffers (sufficient
+    statistics) with ``torch.zeros(...)`` in the default dtype, whatever the
+    dtype of the data they are given."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def to_numpy64(a: Any) -> np.ndarray:
+    """A float64 NumPy array of a tensor (any device) or array-like."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
 # --------------------------------------------------------------------------
 # Matrix-multiply rate
 # --------------------------------------------------------------------------
@@ -210,6 +305,13 @@ def write_section(body: str, name: str, path: str | Path = BENCHMARKS_MD) -> Pat
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
     return path
+
+
+def fmt_sci(x: float | None, digits: int = 1) -> str:
+    """Scientific notation (``1.5e-07``); em dash for None/NaN."""
+    if x is None or x != x:
+        return "—"
+    return f"{x:.{digits}e}"
 
 
 def fmt_sig(x: float | None, digits: int = 3) -> str:

@@ -54,7 +54,6 @@ A full run takes about 5-10 minutes on the 2-core development machine
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import shlex
 import sys
@@ -191,10 +190,7 @@ class Impl:
         raise NotImplementedError
 
 
-def _numpy64(a: Any) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=np.float64)
+_numpy64 = _common.to_numpy64
 
 
 class SklearnAPI(Impl):
@@ -290,14 +286,7 @@ def _regularized_normal_class():
     return RegularizedNormal
 
 
-@contextlib.contextmanager
-def _torch_default_dtype(dtype: torch.dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
+_torch_default_dtype = _common.default_dtype
 
 
 class Pomegranate(Impl):
@@ -421,10 +410,7 @@ class Result:
     def sec_per_iter(self) -> float:
         """Marginal seconds per iteration, (T(n) - T(1)) / (n - 1); falls back
         to T(n) / n when n == 1 or noise makes the difference non-positive."""
-        t_n, t_1 = self.fit_seconds, _common.best_of(self.t_one)
-        if self.n_iter > 1 and t_n > t_1:
-            return (t_n - t_1) / (self.n_iter - 1)
-        return t_n / self.n_iter
+        return _common.marginal_seconds(self.t_full, self.t_one, self.n_iter)
 
 
 def run_group(
@@ -445,20 +431,17 @@ def run_group(
     for res, xd in zip(results, data):
         res.impl.fit(xd, init, min(2, n_iter))  # warm-up
         res.init_ll = res.impl.initial_loglik(xd, init)
-    models: list[Any] = [None] * len(impls)
-    for rep in range(repeats):
-        for i, (res, xd) in enumerate(zip(results, data)):
-            impl = res.impl
-            t1, _ = _common.timed(lambda: impl.fit(xd, init, 1), impl.device, settle)
-            tn, models[i] = _common.timed(
-                lambda: impl.fit(xd, init, n_iter), impl.device, settle
-            )
-            res.t_one.append(t1)
-            res.t_full.append(tn)
-            log(
-                f"  [{impl.device} {impl.cov_type} {impl.dtype} {impl.name}]"
-                f" repeat {rep + 1}/{repeats}: T(1)={t1:.3f}s T({n_iter})={tn:.3f}s"
-            )
+    t_one, t_full, models = _common.time_interleaved(
+        [lambda n, impl=impl, xd=xd: impl.fit(xd, init, n) for impl, xd in zip(impls, data)],
+        n_iter,
+        repeats,
+        labels=[f"{i.device} {i.cov_type} {i.dtype} {i.name}" for i in impls],
+        devices=[i.device for i in impls],
+        settle=settle,
+        log=log,
+    )
+    for res, t1, tn in zip(results, t_one, t_full):
+        res.t_one, res.t_full = t1, tn
     for res, xd, model in zip(results, data, models):
         res.final_ll = res.impl.score(model, xd)
         res.ref_ll = reference_loglik(x, init.covariance_type, *res.impl.fitted_params(model))
@@ -537,8 +520,7 @@ def _ratio(ref: Result | None, row: Result) -> str:
     return f"{ref.sec_per_iter / row.sec_per_iter:.2f}×"
 
 
-def _sci(x: float | None) -> str:
-    return "—" if x is None or x != x else f"{x:.1e}"
+_sci = _common.fmt_sci
 
 
 def table_rows(results: list[Result], peaks: dict) -> list[list[str]]:
