@@ -26,3 +26,33 @@ def buffer(workspace: dict | None, name: str, shape: tuple, like: Tensor) -> Ten
         buf = torch.empty(numel, dtype=like.dtype, device=like.device)
         workspace[name] = buf
     return buf[:numel].view(shape)
+
+
+class IndependentFeatures:
+    """Families whose components are products over features of one-parameter distributions.
+
+    A subclass supplies ``features``/``data_of`` and ``prepare`` returning ``{"W", "c"}`` with
+    log p(x | z = k) = features(x) @ W[:, k] + c[k]; the statistics are N_k = Σ r and
+    S_k = Σ r x, and the M-step and gradient view are the subclass's.
+    """
+
+    def log_prob(self, X: Tensor, params, workspace: dict | None = None):
+        """log p(x_n | z = k) (n, K) for features ``X``: one matrix product; no cache."""
+        prep = self.prepare(params)
+        W = prep["W"]
+        out = buffer(workspace, "log_prob", (X.shape[0], W.shape[1]), W)
+        return torch.addmm(prep["c"], X, W, out=out), None
+
+    def statistics(self, X, resp, params=None, cache=None, workspace=None) -> dict[str, Tensor]:
+        f64 = torch.float64
+        return {"nk": resp.sum(0, dtype=f64), "sx": (resp.T @ self.data_of(X)).to(f64)}
+
+    @staticmethod
+    def default_reference(n_components: int, X: Tensor):
+        return None
+
+    def summarize(self, stats, reference=None) -> dict[str, Tensor]:
+        return {"nk": stats["nk"] + EPS_NK, "sx": stats["sx"]}
+
+    def n_parameters(self, n_components: int, n_features: int) -> int:
+        return n_components * n_features

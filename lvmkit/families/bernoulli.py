@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lvmkit.families._base import EPS_NK, buffer
+from lvmkit.families._base import EPS_NK, IndependentFeatures
 
 
 @dataclass
@@ -27,7 +27,7 @@ class BernoulliParams:
         return BernoulliParams(self.probs.to(dtype=dtype, device=device))
 
 
-class Bernoulli:
+class Bernoulli(IndependentFeatures):
     """Bernoulli observation family for a K-component mixture of binary vectors."""
 
     def __init__(self, min_prob: float = 1e-6):
@@ -48,25 +48,10 @@ class Bernoulli:
             }
         return params.prepared
 
-    def log_prob(self, X: Tensor, params: BernoulliParams, workspace: dict | None = None):
-        """log p(x_n | z = k) (n, K); no cache."""
-        prep = self.prepare(params)
-        W = prep["W"]
-        out = buffer(workspace, "log_prob", (X.shape[0], W.shape[1]), W)
-        return torch.addmm(prep["c"], X, W, out=out), None
-
-    def statistics(self, X, resp, params=None, cache=None, workspace=None) -> dict[str, Tensor]:
-        f64 = torch.float64
-        return {"nk": resp.sum(0, dtype=f64), "sx": (resp.T @ X).to(f64)}
-
     def maximize(self, stats: dict[str, Tensor], reference=None) -> Tensor:
         """Probabilities (K, D), float64."""
         p = stats["sx"] / (stats["nk"] + EPS_NK)[:, None]
         return p.clamp(self.min_prob, 1.0 - self.min_prob)
-
-    @staticmethod
-    def default_reference(n_components: int, X: Tensor):
-        return None
 
     # gradient view
     def unconstrained(self, params: BernoulliParams) -> dict[str, Tensor]:
@@ -75,17 +60,11 @@ class Bernoulli:
     def constrained(self, u: dict[str, Tensor]) -> BernoulliParams:
         return BernoulliParams(torch.sigmoid(u["prob_logits"]), logits=u["prob_logits"])
 
-    def summarize(self, stats, reference=None) -> dict[str, Tensor]:
-        return {"nk": stats["nk"] + EPS_NK, "sx": stats["sx"]}
-
     def expected_log_likelihood(self, summary, params: BernoulliParams) -> Tensor:
         """Σ_n Σ_k r_nk log p(x_n | p_k) = Σ_kd [S_kd η_kd − N_k softplus(η_kd)], η = logit p."""
         p = params.probs
         eta = params.logits if params.logits is not None else torch.log(p) - torch.log1p(-p)
         return (summary["sx"] * eta).sum() - (summary["nk"][:, None] * torch.nn.functional.softplus(eta)).sum()
-
-    def n_parameters(self, n_components: int, n_features: int) -> int:
-        return n_components * n_features
 
     def sample(self, labels: Tensor, probs: Tensor, generator) -> Tensor:
         return torch.bernoulli(probs[labels], generator=generator)

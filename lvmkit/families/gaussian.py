@@ -202,7 +202,7 @@ class Gaussian:
         if ct == "full":  # X holds [x, 1]
             d = X.shape[1] - 1
             if cache is None:
-                _, cache = Gaussian("full").log_prob(X, params)
+                _, cache = self.log_prob(X, params)
             # Σ r x and Σ r (the ones column) in one GEMM in the compute dtype; chunk sums are
             # accumulated in float64.
             first = (resp.T @ X).to(f64)

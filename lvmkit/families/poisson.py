@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lvmkit.families._base import EPS_NK, buffer
+from lvmkit.families._base import EPS_NK, IndependentFeatures
 
 
 @dataclass
@@ -26,7 +26,7 @@ class PoissonParams:
         return PoissonParams(self.rates.to(dtype=dtype, device=device))
 
 
-class Poisson:
+class Poisson(IndependentFeatures):
     """Poisson observation family for a K-component mixture of count vectors."""
 
     def __init__(self, min_rate: float = 1e-6):
@@ -49,24 +49,9 @@ class Poisson:
             }
         return params.prepared
 
-    def log_prob(self, X: Tensor, params: PoissonParams, workspace: dict | None = None):
-        """log p(x_n | z = k) (n, K) for features ``X``; no cache."""
-        prep = self.prepare(params)
-        W = prep["W"]
-        out = buffer(workspace, "log_prob", (X.shape[0], W.shape[1]), W)
-        return torch.addmm(prep["c"], X, W, out=out), None
-
-    def statistics(self, X, resp, params=None, cache=None, workspace=None) -> dict[str, Tensor]:
-        f64 = torch.float64
-        return {"nk": resp.sum(0, dtype=f64), "sx": (resp.T @ X[:, :-1]).to(f64)}
-
     def maximize(self, stats: dict[str, Tensor], reference=None) -> Tensor:
         """Rates (K, D), float64."""
         return (stats["sx"] / (stats["nk"] + EPS_NK)[:, None]).clamp(min=self.min_rate)
-
-    @staticmethod
-    def default_reference(n_components: int, X: Tensor):
-        return None
 
     # gradient view
     def unconstrained(self, params: PoissonParams) -> dict[str, Tensor]:
@@ -75,16 +60,10 @@ class Poisson:
     def constrained(self, u: dict[str, Tensor]) -> PoissonParams:
         return PoissonParams(torch.exp(u["log_rates"]))
 
-    def summarize(self, stats, reference=None) -> dict[str, Tensor]:
-        return {"nk": stats["nk"] + EPS_NK, "sx": stats["sx"]}
-
     def expected_log_likelihood(self, summary, params: PoissonParams) -> Tensor:
         """Σ_n Σ_k r_nk log p(x_n | λ_k), without the λ-free term Σ r log x!."""
         rates = params.rates
         return (summary["sx"] * torch.log(rates)).sum() - (summary["nk"][:, None] * rates).sum()
-
-    def n_parameters(self, n_components: int, n_features: int) -> int:
-        return n_components * n_features
 
     def sample(self, labels: Tensor, rates: Tensor, generator) -> Tensor:
         return torch.poisson(rates[labels], generator=generator)
