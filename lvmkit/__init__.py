@@ -7,6 +7,7 @@ from lvmkit.estimators.anomaly import MixtureAnomalyDetector
 from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
 from lvmkit.estimators.selection import restart_report, select_components
+from lvmkit.io import load
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,7 @@ __all__ = [
     "MixtureAnomalyDetector",
     "PoissonMixture",
     "__version__",
+    "load",
     "restart_report",
     "select_components",
 ]

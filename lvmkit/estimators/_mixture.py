@@ -19,7 +19,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from lvmkit import _validation as v
+from lvmkit._persist import Persistent
 from lvmkit.families._base import EPS_NK
+from lvmkit.fit import callbacks
 from lvmkit.fit import init as initialization
 from lvmkit.fit.em import DataChunks, EMResult, run_em
 from lvmkit.fit.gradient import run_gradient
@@ -64,7 +66,7 @@ COMMON_HINTS = {
 }
 
 
-class BaseMixture(DensityMixin, BaseEstimator):
+class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     """Shared machinery; see a subclass for the parameters."""
 
     _constraints: dict = {}
@@ -176,7 +178,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
                 weights, params, state = self._initialize(chunks, family, user_init, rng)
             model = Mixture(family, weights, params, dtype)
             model.state = state
-            result = self._run(model, em_chunks, self.lower_bound_ if continuing else -math.inf)
+            result = self._run(
+                model, em_chunks, self.lower_bound_ if continuing else -math.inf, init, n_init
+            )
             final = result.lower_bounds[-1] if result.lower_bounds else -math.inf
             restarts.append(final)
             self._report_reseeding(result, init)
@@ -206,9 +210,12 @@ class BaseMixture(DensityMixin, BaseEstimator):
             )
         return em_chunks
 
-    def _run(self, model: Mixture, chunks: DataChunks, lower_bound: float) -> EMResult:
+    def _run(
+        self, model: Mixture, chunks: DataChunks, lower_bound: float, restart: int = 0,
+        n_restarts: int = 1,
+    ) -> EMResult:
         """One restart with the chosen algorithm."""
-        callback = self._verbose_callback()
+        callback = self._iteration_callback(restart, n_restarts)
         if self.algorithm == "em":
             return run_em(
                 model, chunks, self._m_step, self.max_iter, self.tol,
@@ -346,7 +353,45 @@ class BaseMixture(DensityMixin, BaseEstimator):
         """Akaike information criterion on ``X``: −2 log L + 2 p (lower is better)."""
         return -2 * self.score(X) * _n_rows(X) + 2 * self._n_parameters()
 
+    # ================================================================== persistence
+    def _get_state(self) -> tuple[dict, dict]:
+        """Every learned attribute (public, ending in ``_``): arrays as tensors, the rest as JSON.
+
+        That is all prediction needs: the prediction shift is derived from ``weights_`` and
+        ``means_``, so a loaded model gives identical ``score_samples``.
+        """
+        v.check_fitted(self)
+        tensors, extra = {}, {}
+        for name, value in vars(self).items():
+            if name.startswith("_") or not name.endswith("_"):
+                continue
+            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+                tensors[name] = value
+            else:
+                extra[name] = value
+        return tensors, extra
+
+    def _set_state(self, tensors: dict, extra: dict) -> None:
+        for name, value in {**extra, **tensors}.items():
+            setattr(self, name, value)
+
     # ================================================================== reporting
+    def _iteration_callback(self, restart: int, n_restarts: int):
+        """The per-iteration callback: verbose printing and :mod:`lvmkit.fit.callbacks` observers
+        (``None`` when there are neither, so the loop pays nothing)."""
+        verbose = self._verbose_callback()
+        if not callbacks.observers():
+            return verbose
+
+        def report(n_iter, lower_bound, change):
+            if verbose is not None:
+                verbose(n_iter, lower_bound, change)
+            callbacks.notify(callbacks.FitProgress(
+                self, restart, n_restarts, n_iter, self.max_iter, lower_bound, change
+            ))
+
+        return report
+
     def _verbose_callback(self):
         if not self.verbose:
             return None

@@ -16,13 +16,15 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from lvmkit import _validation as v
+from lvmkit._persist import Persistent, get_nested, register, set_nested
 
 __all__ = ["MixtureAnomalyDetector"]
 
 DEFAULT_CONTAMINATION = 0.01
 
 
-class MixtureAnomalyDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
+@register
+class MixtureAnomalyDetector(Persistent, OutlierMixin, MetaEstimatorMixin, BaseEstimator):
     """Outlier detection by the log-density of a fitted mixture.
 
     ``fit(X)`` fits a clone of ``estimator`` to ``X`` (taken to be normal data) and sets the
@@ -118,6 +120,17 @@ class MixtureAnomalyDetector(OutlierMixin, MetaEstimatorMixin, BaseEstimator):
     def feature_names_in_(self) -> np.ndarray:
         check_is_fitted(self, "estimator_")
         return self.estimator_.feature_names_in_
+
+    # ================================================================== persistence
+    def _get_state(self) -> tuple[dict, dict]:
+        check_is_fitted(self, "estimator_")
+        nested = get_nested(self.estimator_, type(self).__name__)
+        return {}, {"estimator_": nested, "threshold_": self.threshold_, "offset_": self.offset_}
+
+    def _set_state(self, tensors: dict, extra: dict) -> None:
+        self.estimator_ = set_nested(extra["estimator_"])
+        self.threshold_ = extra["threshold_"]
+        self.offset_ = extra["offset_"]
 
     def _check_params(self) -> None:
         v.validate_params(self, self._constraints, self._hints)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from lvmkit import _validation as v
+from lvmkit._persist import register
 from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
@@ -144,6 +145,7 @@ def _as_numpy(X) -> np.ndarray:
     return X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
 
 
+@register
 class PoissonMixture(_IndependentFeaturesMixture):
     __doc__ = (
         """Mixture of independent Poisson counts, fitted by EM (or its gradient views).
@@ -235,6 +237,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
             )
 
 
+@register
 class BernoulliMixture(_IndependentFeaturesMixture):
     __doc__ = (
         """Mixture of independent Bernoulli features, fitted by EM (or its gradient views).

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from lvmkit import _validation as v
+from lvmkit._persist import register
 from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
@@ -22,6 +23,7 @@ from lvmkit.models.mixture import Mixture
 INIT_PARAMS = RESP_INITS + ("lecture",)
 
 
+@register
 class GaussianMixture(BaseMixture):
     """Gaussian mixture model fitted by expectation-maximisation, on CPU or GPU.
 

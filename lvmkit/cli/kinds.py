@@ -1,0 +1,215 @@
+"""The model kinds ``lvmkit fit`` and ``lvmkit select`` know, and how to add one.
+
+A kind is a name on the command line (``gmm``), the estimator it builds, and that estimator's own
+options. ``lvmkit fit KIND DATA [OPTIONS]`` and, for kinds with a number of components,
+``lvmkit select KIND DATA --components 1:10`` are generated from :data:`KINDS`; every kind also
+gets the shared options (``--columns``, ``--key``, ``--binarize``, ``--seed``, ``--device``,
+``--json``, ``-o``).
+
+Adding a kind is one function returning a :class:`ModelKind`, registered once. For the VAE::
+
+    # lvmkit/cli/vae_kind.py
+    import click
+    from lvmkit.cli.kinds import ModelKind
+
+    def vae_kind() -> ModelKind:
+        def build(options, settings):
+            from lvmkit.estimators.vae import VAE
+            return VAE(options["latent_dim"], encoder=options["network"],
+                       decoder=options["network"], likelihood=options["likelihood"],
+                       epochs=options["epochs"], random_state=settings.seed,
+                       device=settings.device)
+        return ModelKind(
+            name="vae", estimator="VAE",
+            help="Variational autoencoder (lvmkit.VAE) trained on the ELBO: vectors or images.",
+            options=[
+                click.Option(["--latent-dim"], type=click.IntRange(1), default=2, show_default=True),
+                click.Option(["--network"], type=click.Choice(["mlp", "conv"]), default="mlp"),
+                click.Option(["--likelihood"], type=click.Choice(["bernoulli", "gaussian"]),
+                             default="bernoulli"),
+                click.Option(["--epochs"], type=click.IntRange(1), default=100, show_default=True),
+            ],
+            build=build, score_name="elbo", flatten=False,
+        )
+
+then one line in :func:`builtin_kinds` below (``kinds.append(vae_kind())``), or
+``register_kind(vae_kind())`` before the command line runs. Option values reach ``build`` by
+their parameter names (``--latent-dim`` -> ``options["latent_dim"]``). ``build`` imports the
+estimator itself, so a kind costs nothing until it is fitted. ``flatten=False`` hands the
+estimator images as (n, H, W) instead of (n, H*W); ``score_name`` names the column of
+``lvmkit score`` (a VAE's ``score_samples`` is a bound, not log p(x)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import click
+
+
+@dataclass
+class FitSettings:
+    """The shared options every kind's ``build`` receives."""
+
+    seed: int = 0
+    device: str | None = None
+
+
+@dataclass
+class ModelKind:
+    """One model kind of the command line.
+
+    name : the word on the command line (``gmm``)
+    estimator : the registered class name of what it builds (``GaussianMixture``), used to find
+        the kind of a loaded model
+    help : one paragraph for ``lvmkit fit NAME --help``
+    options : the kind's own ``click.Option`` objects; their values reach ``build`` by the
+        option's parameter name
+    build : ``build(options: dict, settings: FitSettings) -> estimator`` (unfitted)
+    has_components : whether the estimator has ``n_components`` (then ``--components/-k`` is
+        added to ``fit``, and ``select`` is offered)
+    score_name : what ``score_samples`` returns, the column name of ``lvmkit score``
+    flatten : whether the estimator gets (n_samples, n_features) (the default: images are
+        flattened) or the samples in their own shape, e.g. (n, H, W) images for a
+        convolutional network
+    """
+
+    name: str
+    estimator: str
+    help: str
+    options: list[click.Option]
+    build: Callable
+    has_components: bool = False
+    default_components: int = 1
+    score_name: str = "log_likelihood"
+    flatten: bool = True
+
+
+KINDS: dict[str, ModelKind] = {}
+
+
+def register_kind(kind: ModelKind) -> ModelKind:
+    """Make ``kind`` available to ``lvmkit fit`` (and ``select``)."""
+    KINDS[kind.name] = kind
+    return kind
+
+
+def kind_of(model) -> ModelKind | None:
+    """The kind that builds estimators of ``model``'s class (None when no kind does)."""
+    ensure_kinds()
+    names = {klass.__name__ for klass in type(model).__mro__}
+    for kind in KINDS.values():
+        if kind.estimator in names:
+            return kind
+    return None
+
+
+def ensure_kinds() -> dict[str, ModelKind]:
+    if not KINDS:
+        for kind in builtin_kinds():
+            KINDS.setdefault(kind.name, kind)
+    return KINDS
+
+
+def builtin_kinds() -> list[ModelKind]:
+    """The kinds lvmkit ships. Add a kind here with one line."""
+    kinds = mixture_kinds()
+    return kinds
+
+
+# ====================================================================== mixtures
+def _mixture_options(init_choices=("kmeans", "kmeans++", "random", "random_from_data", "lecture")):
+    return [
+        click.Option(["--n-init"], type=click.IntRange(1), default=1, show_default=True,
+                     help="Restarts (initialisations); the best is kept."),
+        click.Option(["--max-iter"], type=click.IntRange(0), default=100, show_default=True,
+                     help="EM iterations per restart."),
+        click.Option(["--tol"], type=click.FloatRange(0), default=1e-3, show_default=True,
+                     help="Stop when the bound (nats/sample) changes by less."),
+        click.Option(["--init", "init_params"], type=click.Choice(init_choices), default="kmeans",
+                     show_default=True, help="How the components start."),
+        click.Option(["--algorithm"], type=click.Choice(["em", "gem", "gradient"]), default="em",
+                     show_default=True, help="Closed-form EM, generalised EM, or gradient ascent."),
+        click.Option(["--dtype"], type=click.Choice(["float32", "float64"]), default="float32",
+                     show_default=True, help="Compute precision of the E-step."),
+        click.Option(["--chunk-size"], type=click.IntRange(1), default=None,
+                     help="Rows per E-step chunk (default: sized from memory)."),
+    ]
+
+
+def _mixture_common(options: dict, settings: FitSettings) -> dict:
+    return dict(
+        n_components=options["components"], n_init=options["n_init"], max_iter=options["max_iter"],
+        tol=options["tol"], init_params=options["init_params"], algorithm=options["algorithm"],
+        dtype=options["dtype"], chunk_size=options["chunk_size"], random_state=settings.seed,
+        device=settings.device,
+    )
+
+
+def gmm_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.gaussian_mixture import GaussianMixture
+
+        return GaussianMixture(covariance_type=options["covariance"], reg_covar=options["reg_covar"],
+                               **_mixture_common(options, settings))
+
+    return ModelKind(
+        name="gmm",
+        estimator="GaussianMixture",
+        help="Gaussian mixture (lvmkit.GaussianMixture) fitted by EM: real-valued features.",
+        options=[
+            click.Option(["--covariance"], type=click.Choice(["full", "tied", "diag", "spherical"]),
+                         default="full", show_default=True, help="Covariance structure."),
+            click.Option(["--reg-covar"], type=click.FloatRange(0), default=1e-6, show_default=True,
+                         help="Added to every covariance's diagonal."),
+            *_mixture_options(),
+        ],
+        build=build,
+        has_components=True,
+    )
+
+
+def poisson_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.discrete_mixtures import PoissonMixture
+
+        return PoissonMixture(min_rate=options["min_rate"], **_mixture_common(options, settings))
+
+    return ModelKind(
+        name="poisson",
+        estimator="PoissonMixture",
+        help="Mixture of independent Poisson counts (lvmkit.PoissonMixture): non-negative integers.",
+        options=[
+            click.Option(["--min-rate"], type=click.FloatRange(0, min_open=True), default=1e-6,
+                         show_default=True, help="Lower bound on every rate."),
+            *_mixture_options(),
+        ],
+        build=build,
+        has_components=True,
+    )
+
+
+def bernoulli_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.discrete_mixtures import BernoulliMixture
+
+        return BernoulliMixture(min_prob=options["min_prob"], **_mixture_common(options, settings))
+
+    return ModelKind(
+        name="bernoulli",
+        estimator="BernoulliMixture",
+        help="Mixture of independent Bernoulli features (lvmkit.BernoulliMixture): 0/1 data "
+             "(use --binarize for grey levels).",
+        options=[
+            click.Option(["--min-prob"], type=click.FloatRange(0, 0.5, min_open=True), default=1e-6,
+                         show_default=True, help="Probabilities are kept in [p, 1 - p]."),
+            *_mixture_options(),
+        ],
+        build=build,
+        has_components=True,
+    )
+
+
+def mixture_kinds() -> list[ModelKind]:
+    return [gmm_kind(), poisson_kind(), bernoulli_kind()]

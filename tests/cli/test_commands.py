@@ -1,0 +1,217 @@
+"""The command line in-process (``lvmkit.cli.main.main``): every command, outputs and errors.
+
+test_cli.py runs the installed console script itself; these run the same code without paying
+a new interpreter per command.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import lvmkit
+from lvmkit.cli.kinds import KINDS, ModelKind, ensure_kinds, kind_of, register_kind
+from lvmkit.cli.main import main
+from tests.conftest import blobs
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LVMKIT_DEBUG", raising=False)
+
+    def run(*args, code=0):
+        status = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        assert status == code, (status, out, err)
+        return out, err
+
+    X = blobs(n=150, d=3, k=3)[0]
+    np.savetxt(tmp_path / "data.csv", X, delimiter=",", header="a,b,c", comments="", fmt="%.10g")
+    run.X = np.loadtxt(tmp_path / "data.csv", delimiter=",", skiprows=1)  # as written
+    return run
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_fit_score_predict_sample_info(cli, tmp_path):
+    out, _ = cli("fit", "gmm", "data.csv", "-k", "3", "--covariance", "diag", "-o", "m.lvm",
+                 "--dtype", "float64", "--n-init", "2", "--json")
+    fit = json.loads(out)
+    assert fit["class"] == "GaussianMixture" and fit["n_features"] == 3 and fit["converged"]
+    model = lvmkit.load("m.lvm")
+    assert model.covariance_type == "diag" and model.n_init == 2 and model.random_state == 0
+
+    out, _ = cli("score", "m.lvm", "data.csv")
+    scores = np.array(out.splitlines()[1:], dtype=float)
+    assert scores.tobytes() == model.score_samples(cli.X).tobytes()
+
+    out, _ = cli("predict", "m.lvm", "data.csv", "-o", "labels.csv")
+    assert "wrote 150 rows" in out
+    labels = np.loadtxt("labels.csv", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(labels, model.predict(cli.X))
+
+    out, _ = cli("sample", "m.lvm", "-n", "7", "-o", "s.csv")
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "a,b,c"
+    out, _ = cli("sample", "m.lvm", "-n", "5", "--json")
+    assert np.array(json.loads(out)["samples"]).shape == (5, 3)
+    out, _ = cli("sample", "m.lvm", "-n", "100", "-o", "pairs.png")
+    assert (tmp_path / "pairs.png").exists()
+
+    out, _ = cli("info", "m.lvm")
+    assert "GaussianMixture" in out and "fitted on: data.csv (columns ['a', 'b', 'c'])" in out
+
+
+def test_fit_on_chosen_columns_is_remembered(cli):
+    cli("fit", "gmm", "data.csv", "--columns", "a,2", "-k", "2", "-o", "m.lvm")
+    assert lvmkit.load("m.lvm").n_features_in_ == 2
+    out, _ = cli("score", "m.lvm", "data.csv")  # the model's columns by default
+    assert len(out.splitlines()) == 151
+    out, err = cli("score", "m.lvm", "data.csv", "--columns", "a", code=2)
+    line = one_error_line(err)
+    assert "has 1 feature(s) per sample but the model was fitted on 2" in line
+    assert "['a', 'c']" in line
+
+
+def test_images_bernoulli_plot_and_sample_grid(cli, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        img = np.zeros((6, 6), np.uint8)
+        img[:, i % 3 * 2 : i % 3 * 2 + 2] = 255
+        img[rng.random((6, 6)) < 0.05] = 128
+        Image.fromarray(img).save(folder / f"{i:02d}.png")
+    cli("fit", "bernoulli", "images", "--binarize", "200", "-k", "3", "-o", "b.lvm")
+    model = lvmkit.load("b.lvm")
+    assert model.probs_.shape == (3, 36)
+    out, _ = cli("sample", "b.lvm", "-n", "16", "-o", "grid.png")
+    with Image.open(tmp_path / "grid.png") as im:
+        assert im.size[0] > 100
+    cli("plot", "b.lvm", "images", "-o", "components.png")
+    assert (tmp_path / "components.png").stat().st_size > 5000
+
+
+def test_poisson_fit_and_progress(cli, tmp_path):
+    counts = np.random.default_rng(0).poisson(3.0, size=(80, 4)).astype(float)
+    np.save(tmp_path / "c.npy", counts)
+    out, err = cli("fit", "poisson", "c.npy", "-k", "2", "-o", "p.lvm", "--progress")
+    assert "PoissonMixture fitted on 80 samples x 4 features" in out
+    assert "fit poisson K=2" in err
+
+
+def test_convergence_warning_is_one_line(cli):
+    out, err = cli("fit", "gmm", "data.csv", "-k", "3", "--max-iter", "1", "-o", "m.lvm")
+    warning_lines = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning_lines) == 1 and "did not converge" in warning_lines[0]
+    assert "Traceback" not in err and ".py" not in err
+
+
+def test_select_and_plot(cli, tmp_path):
+    out, _ = cli("select", "gmm", "data.csv", "-k", "1,2,3", "--plot", "bic.png", "-o", "best.lvm")
+    chosen = int(out.split("bic chooses K = ")[1].split(";")[0])
+    assert "saved best.lvm" in out and lvmkit.load("best.lvm").n_components == chosen
+    assert (tmp_path / "bic.png").exists()
+    cli("plot", "best.lvm", "data.csv", "-o", "pca.png")
+    cli("plot", "best.lvm", "data.csv", "-o", "dims.svg", "--dims", "0,2")
+    assert (tmp_path / "pca.png").exists() and (tmp_path / "dims.svg").exists()
+    _, err = cli("plot", "best.lvm", "data.csv", "-o", "x.png", "--dims", "0", code=2)
+    assert "--dims" in one_error_line(err)
+    _, err = cli("plot", "best.lvm", "data.csv", "-o", "x.png", "--dims", "0,7", code=2)
+    assert "out of range" in one_error_line(err)
+
+
+def test_report_command(cli, tmp_path):
+    cli("fit", "gmm", "data.csv", "-k", "2", "-o", "m.lvm", "--n-init", "2")
+    out, _ = cli("report", "m.lvm", "data.csv", "-o", "r.html", "--json")
+    assert json.loads(out)["report"] == "r.html"
+    page = (tmp_path / "r.html").read_text()
+    for title in ("Summary", "Training curve", "Clusters", "BIC against K", "Samples", "Restarts"):
+        assert f"<h2>{title}</h2>" in page
+    _, err = cli("report", "m.lvm", "data.csv", "-o", "r.pdf", code=2)
+    assert "HTML" in one_error_line(err)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["fit", "gmm", "missing.csv"], ["missing.csv", "no such file"]),
+    (["fit", "gmm", "data.csv", "--columns", "zz"], ["no column named 'zz'"]),
+    (["fit", "gmm", "data.csv", "--covariance", "round"], ["'round'", "lvmkit fit gmm --help"]),
+    (["fit", "gmm", "data.csv", "-k", "0"], ["--components", "0"]),
+    (["fit", "gmm", "data.csv", "-k", "500"], ["n_components", "500"]),
+    (["fit", "nosuch", "data.csv"], ["nosuch"]),
+    (["fit", "gmm", "data.csv", "-o", "no/such/folder/m.lvm"], ["does not exist"]),
+    (["select", "gmm", "data.csv", "-k", "0:3"], ["--components", "K >= 1"]),
+    (["score", "data.csv", "data.csv"], ["not an lvmkit model file"]),
+    (["info", "missing.lvm"], ["missing.lvm", "no such file"]),
+    (["sample", "data.csv"], ["not an lvmkit model file"]),
+    (["fit", "gmm", "data.csv", "--device", "cuda:0"], ["cuda"]),
+])
+def test_user_errors_are_one_line_exit_2(cli, args, fragments):
+    if "cuda:0" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    _, err = cli(*args, code=2)
+    line = one_error_line(err)
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_output_suffix_errors(cli):
+    cli("fit", "gmm", "data.csv", "-k", "2", "-o", "m.lvm")
+    _, err = cli("sample", "m.lvm", "-o", "s.xyz", code=2)
+    assert "-o s.xyz" in one_error_line(err)
+    _, err = cli("plot", "m.lvm", "data.csv", "-o", "p.txt", code=2)
+    assert ".png" in one_error_line(err)
+
+
+def test_debug_reraises(cli):
+    with pytest.raises(FileNotFoundError):
+        main(["fit", "gmm", "missing.csv", "--debug"])
+
+
+def test_help_and_version(cli):
+    out, _ = cli("--help")
+    for command in ("fit", "select", "score", "predict", "sample", "plot", "info", "report", "demo"):
+        assert command in out
+    out, _ = cli("fit", "--help")
+    assert "gmm" in out and "poisson" in out and "bernoulli" in out
+    out, _ = cli("--version")
+    assert lvmkit.__version__ in out
+
+
+def test_demo_command_calls_the_demo(cli, monkeypatch):
+    import lvmkit.demo
+
+    seen = []
+    monkeypatch.setattr(lvmkit.demo, "main", lambda argv=None: seen.append(argv) or 0)
+    cli("demo", "--max-components", "2", "--out", "o")
+    assert seen == [["--max-components", "2", "--out", "o"]]
+
+
+def test_kind_registry_extension(cli):
+    """A new kind (as the VAE will add) is one ModelKind: fit picks it up with its options."""
+    import click
+
+    from lvmkit.estimators.gaussian_mixture import GaussianMixture
+
+    def build(options, settings):
+        return GaussianMixture(n_components=options["pieces"], random_state=settings.seed)
+
+    ensure_kinds()
+    register_kind(ModelKind(
+        name="toy", estimator="ToyNotRegistered", help="A toy kind.", build=build,
+        options=[click.Option(["--pieces"], type=int, default=2)],
+    ))
+    try:
+        out, _ = cli("fit", "toy", "data.csv", "--pieces", "3", "-o", "t.lvm", "--json")
+        assert json.loads(out)["n_components"] == 3
+        assert kind_of(lvmkit.load("t.lvm")).name == "gmm"
+    finally:
+        KINDS.pop("toy")
