@@ -6,18 +6,24 @@ The estimators follow scikit-learn's contract. See the README for the command li
 from lvmkit.estimators.anomaly import MixtureAnomalyDetector
 from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
+from lvmkit.estimators.marginal import MarginalLikelihood, log_marginal
 from lvmkit.estimators.selection import restart_report, select_components
+from lvmkit.estimators.vae import VAE, Autoencoder
 from lvmkit.io import load
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Autoencoder",
     "BernoulliMixture",
     "GaussianMixture",
+    "MarginalLikelihood",
     "MixtureAnomalyDetector",
     "PoissonMixture",
     "__version__",
     "load",
+    "log_marginal",
     "restart_report",
     "select_components",
+    "VAE",
 ]

@@ -6,6 +6,7 @@ def test_all_is_pinned():
     assert sorted(lvmkit.__all__) == sorted([
         "BernoulliMixture", "GaussianMixture", "MixtureAnomalyDetector", "PoissonMixture",
         "__version__", "load", "restart_report", "select_components",
+        "Autoencoder", "VAE", "log_marginal", "MarginalLikelihood",
     ])
 
 

@@ -73,6 +73,8 @@ class ModelKind:
     flatten : whether the estimator gets (n_samples, n_features) (the default: images are
         flattened) or the samples in their own shape, e.g. (n, H, W) images for a
         convolutional network
+    own_progress : the estimator draws its own progress bar (its ``verbose`` parameter is set
+        from ``--progress``) instead of the EM iteration bar
     """
 
     name: str
@@ -84,6 +86,7 @@ class ModelKind:
     default_components: int = 1
     score_name: str = "log_likelihood"
     flatten: bool = True
+    own_progress: bool = False
 
 
 KINDS: dict[str, ModelKind] = {}
@@ -115,7 +118,72 @@ def ensure_kinds() -> dict[str, ModelKind]:
 def builtin_kinds() -> list[ModelKind]:
     """The kinds lvmkit ships. Add a kind here with one line."""
     kinds = mixture_kinds()
+    kinds.append(vae_kind())
     return kinds
+
+
+# ====================================================================== VAE
+def _hidden_sizes(ctx, param, value):
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r} is not a list of layer widths, e.g. 200,200.")
+    return sizes
+
+
+def vae_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.vae import VAE
+
+        binarize = None if options["binarization"] == "none" else options["binarization"]
+        return VAE(
+            latent_dim=options["latent_dim"], encoder=options["network"], decoder=options["network"],
+            hidden_sizes=options["hidden"], likelihood=options["likelihood"], binarize=binarize,
+            beta=options["beta"], objective=options["objective"], k=options["k"],
+            epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
+            validation_fraction=options["validation_fraction"], patience=options["patience"],
+            checkpoint=options["checkpoint"], random_state=settings.seed, device=settings.device,
+            dtype=options["dtype"],
+        )
+
+    return ModelKind(
+        name="vae",
+        estimator="VAE",
+        help="Variational autoencoder (lvmkit.VAE) trained on the ELBO: vectors or images. For "
+             "8-bit images use --scale 255 with --binarization dynamic.",
+        options=[
+            click.Option(["--latent-dim"], type=click.IntRange(1), default=2, show_default=True,
+                         help="Dimension of z."),
+            click.Option(["--network"], type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True,
+                         help="Encoder and decoder: MLPs, or convolutions (image data)."),
+            click.Option(["--hidden"], default="200,200", show_default=True, callback=_hidden_sizes,
+                         help="Hidden layer widths, comma-separated."),
+            click.Option(["--likelihood"], type=click.Choice(["bernoulli", "gaussian", "gaussian-learned", "poisson"]),
+                         default="bernoulli", show_default=True, help="p(x | z)."),
+            click.Option(["--binarization"], type=click.Choice(["none", "dynamic", "static", "threshold"]),
+                         default="none", show_default=True,
+                         help="For a Bernoulli likelihood of data in [0, 1]: 'dynamic' resamples every epoch."),
+            click.Option(["--beta"], type=click.FloatRange(0), default=1.0, show_default=True, help="KL weight."),
+            click.Option(["--objective"], type=click.Choice(["elbo", "iwae"]), default="elbo", show_default=True),
+            click.Option(["--k"], type=click.IntRange(1), default=1, show_default=True,
+                         help="Samples of z per data point in training."),
+            click.Option(["--epochs"], type=click.IntRange(0), default=100, show_default=True),
+            click.Option(["--batch-size"], type=click.IntRange(1), default=100, show_default=True),
+            click.Option(["--lr"], type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True),
+            click.Option(["--validation-fraction"], type=click.FloatRange(0, 1, max_open=True), default=0.1,
+                         show_default=True, help="Held out for early stopping."),
+            click.Option(["--patience"], type=click.IntRange(1), default=10, show_default=True),
+            click.Option(["--checkpoint"], type=click.Path(dir_okay=False), default=None,
+                         help="Checkpoint file written every epoch."),
+            click.Option(["--dtype"], type=click.Choice(["float32", "float64"]), default="float32", show_default=True),
+        ],
+        build=build,
+        score_name="elbo",
+        flatten=False,
+        own_progress=True,
+    )
 
 
 # ====================================================================== mixtures

@@ -42,7 +42,16 @@ class UserError(Exception):
 
 
 # ====================================================================== shared options
+def _remember_scale(ctx, param, value):
+    ctx.meta["lvmkit.scale"] = value
+    return value
+
+
 def _data_options(f):
+    f = click.option("--scale", type=click.FloatRange(0, min_open=True), default=None, metavar="S",
+                     expose_value=False, callback=_remember_scale,
+                     help="Divide the values by S (255 maps 8-bit images to [0, 1], as a VAE's "
+                          "binarization expects). Default: the model's, when it was fitted with one.")(f)
     f = click.option("--binarize", type=float, default=None, metavar="T",
                      help="Map values > T to 1 and the rest to 0 (e.g. 0.5; 127 for 8-bit "
                           "images). Default: the model's, when it was fitted with one.")(f)
@@ -144,16 +153,23 @@ def _load_data(path: str, columns: str | None, key: str | None, binarize: float 
         cols = recipe["columns"]
     if binarize is None:
         binarize = recipe.get("binarize")
+    ctx = click.get_current_context(silent=True)
+    scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
+    if scale is None:
+        scale = recipe.get("scale")
     dataset = read_dataset(path, cols, key=key if key is not None else recipe.get("key"))
     X = dataset.matrix() if flatten else dataset.X
     if binarize is not None:
         X = (np.asarray(X) > binarize).astype(np.float64)
+    elif scale is not None:
+        X = np.asarray(X, dtype=np.float64) / scale
     new_recipe = {
         "source": str(path),
         "columns": dataset.feature_names if dataset.feature_names is not None else cols,
         "feature_names": dataset.feature_names,
         "image_shape": list(dataset.image_shape) if dataset.image_shape else recipe.get("image_shape"),
         "binarize": binarize,
+        "scale": scale,
         "key": key,
     }
     return X, dataset, new_recipe
@@ -372,8 +388,13 @@ def _do_fit(kind: ModelKind, kw: dict):
                                     flatten=kind.flatten)
     model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
     start = time.perf_counter()
-    with _progress(kw["progress"], f"fit {kind.name}"):
+    if kind.own_progress:
+        show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()
+        model.set_params(verbose=int(bool(show)))
         model.fit(X)
+    else:
+        with _progress(kw["progress"], f"fit {kind.name}"):
+            model.fit(X)
     seconds = time.perf_counter() - start
     model.save(out, metadata={"kind": kind.name, "data": recipe})
     n, d = X.shape[0], int(math.prod(X.shape[1:]))

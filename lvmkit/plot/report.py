@@ -121,7 +121,7 @@ def model_summary(model, X=None) -> list[tuple[str, str]]:
         rows.append(("data", f"{X.shape[0]} samples x {shape} features"
                      if X.ndim == 2 else f"{X.shape[0]} samples of shape {shape}"))
         if hasattr(model, "score_samples"):
-            rows.append(("mean log-likelihood on the data (nats/sample)",
+            rows.append((getattr(model, "_score_label", "mean log-likelihood on the data (nats/sample)"),
                          _fmt(float(np.mean(model.score_samples(X))))))
         for crit in ("bic", "aic"):
             if hasattr(model, crit):

@@ -220,3 +220,33 @@ def test_demo_forwards_to_the_demo(tmp_path):
     result = lvmkit_cli("demo", "--help", cwd=tmp_path, check_exit=0)
     assert "lvmkit.demo" in result.stdout and "--out" in result.stdout
     assert_user_error(lvmkit_cli("demo", "--no-such-option", cwd=tmp_path), "--no-such-option")
+
+
+@pytest.mark.slow
+def test_vae_from_8_bit_images(tmp_path):
+    """fit vae on uint8 images (N, 8, 8) with --scale and dynamic binarization; the model file
+    remembers the scaling, so score, sample, plot and report need only the data."""
+    from sklearn.datasets import load_digits
+
+    np.save(tmp_path / "digits.npy", (load_digits().data[:400] * 15).astype(np.uint8).reshape(-1, 8, 8))
+    result = lvmkit_cli("fit", "vae", "digits.npy", "--scale", "240", "--binarization", "dynamic",
+                        "--latent-dim", "2", "--hidden", "32", "--epochs", "2", "--network", "conv",
+                        "-o", "vae.lvm", "--json", cwd=tmp_path, check_exit=0)
+    summary = json.loads(result.stdout)
+    assert summary["class"] == "VAE" and summary["n_iter"] == 2
+    model = lvmkit.load(tmp_path / "vae.lvm")
+    assert model.input_shape_ == (8, 8)
+    scores = lvmkit_cli("score", "vae.lvm", "digits.npy", cwd=tmp_path, check_exit=0).stdout.split()
+    assert scores[0] == "elbo" and len(scores) == 401
+    X = np.load(tmp_path / "digits.npy") / 240.0
+    np.testing.assert_allclose(np.array(scores[1:], dtype=float), model.score_samples(X), rtol=1e-6)
+    lvmkit_cli("sample", "vae.lvm", "-n", "16", "-o", "s.png", cwd=tmp_path, check_exit=0)
+    lvmkit_cli("report", "vae.lvm", "digits.npy", "-o", "r.html", cwd=tmp_path, check_exit=0)
+    assert "Reconstructions" in (tmp_path / "r.html").read_text()
+    # Grey levels without a binarization: one line naming the fix, exit 2.
+    bad = lvmkit_cli("fit", "vae", "digits.npy", "--scale", "240", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path)
+    assert_user_error(bad, "not a valid likelihood", "binarize='dynamic'")
+    bad = lvmkit_cli("fit", "vae", "digits.npy", "--binarization", "dynamic", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path)
+    assert_user_error(bad, "--scale 255")
+    bad = lvmkit_cli("fit", "vae", "digits.npy", "--hidden", "a,b", "-o", "x.lvm", cwd=tmp_path)
+    assert bad.returncode == 2 and "layer widths" in bad.stderr

@@ -1,0 +1,301 @@
+"""Stochastic gradient training over mini-batches: the loop under the VAE and the autoencoder.
+
+One loop: shuffle, mini-batches, Adam, optional gradient clipping, a finite-loss check on every
+batch, a validation score per epoch with early stopping, an atomic checkpoint per epoch, a
+progress bar and callbacks. All randomness (shuffling, binarization, reparameterization noise)
+comes from one ``torch.Generator`` whose state is part of the checkpoint, so a run that is killed
+and resumed ends with exactly the parameters of an uninterrupted run (on the CPU).
+
+Checkpoints are ``torch.save`` files of tensors, numbers and strings only, written to a temporary
+file, fsynced and renamed over the old one, and read back with ``torch.load(weights_only=True)``
+(no pickled code is executed).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT = "lvmkit-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or its gradient became NaN or infinite; the message says where and what to try."""
+
+
+@dataclass
+class TrainResult:
+    history: dict
+    epochs_run: int
+    best_epoch: int | None
+    best_score: float | None
+    stopped_early: bool
+    stopped_by_callback: bool = False
+    resumed_from: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` so that a crash at any moment leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
+        raise ValueError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); it is not an "
+            "lvmkit checkpoint or it is corrupted. Delete it to start afresh, or fit with resume=False."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an lvmkit training checkpoint; fit with resume=False to overwrite it.")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {path} has format version {state['version']}, newer than this lvmkit "
+            f"understands ({CHECKPOINT_VERSION}); upgrade lvmkit to resume from it."
+        )
+    return state
+
+
+def _state_copy(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def train(
+    module: torch.nn.Module,
+    batch_terms,
+    X: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    X_val: torch.Tensor | None = None,
+    evaluate=None,
+    prepare=None,
+    max_grad_norm: float | None = None,
+    patience: int | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    fingerprint: str = "",
+    extra: dict | None = None,
+    callbacks=(),
+    alternate=None,
+    verbose: int = 0,
+    owner=None,
+    description: str = "training",
+) -> TrainResult:
+    """Maximize the mean of ``batch_terms``' objective over mini-batches of ``X``.
+
+    ``batch_terms(xb, progress, idx)`` (``idx``: the rows of X in the batch) returns a dict with
+    ``loss`` (a scalar to minimize) and per-sample
+    ``elbo``, ``reconstruction`` and ``kl`` tensors (logged); ``progress`` is the epoch as a float
+    (for KL warm-up schedules). ``evaluate(X_val)`` returns the validation score (higher is better)
+    that early stopping watches. ``prepare(xb)`` transforms a batch (dynamic binarization).
+    ``callbacks`` are called as ``cb(owner, epoch, history)`` after each epoch; a truthy return
+    stops training. ``alternate``: a list of parameter groups stepped one after the other on each
+    batch, each with a fresh forward pass (for the VAE: encoder, the E-step, then decoder, the
+    M-step); None steps all parameters together.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    # One joint step per batch, or one step per group of parameters in turn (EM-style alternation).
+    phases = [None] if not alternate else [{id(p) for p in group} for group in alternate]
+    n = X.shape[0]
+    n_batches = math.ceil(n / batch_size)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    history: dict[str, list] = {k: [] for k in ("epoch", "elbo", "reconstruction", "kl", "val_elbo", "train_seconds", "seconds")}
+    best = {"score": None, "epoch": None, "bad": 0, "state": None}
+    start_epoch, resumed_from, stopped_early = 0, None, False
+
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"checkpoint {checkpoint} was written by a fit with other settings or other data "
+                f"({state['fingerprint']} vs now {fingerprint}); resume with the same estimator "
+                "parameters and the same X, or fit with resume=False to start again."
+            )
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        history = state["history"]
+        best = state["best"]
+        start_epoch = resumed_from = state["epoch"]
+        stopped_early = state["stopped_early"]
+
+    def save(epoch: int) -> None:
+        atomic_save(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "module": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+                "history": history,
+                "best": best,
+                "stopped_early": stopped_early,
+                **(extra or {}),
+            },
+            checkpoint,
+        )
+
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs * n_batches, initial=start_epoch * n_batches, desc=description, unit="batch", dynamic_ncols=True)
+    clock = time.perf_counter()
+    elapsed_before = history["seconds"][-1] if history["seconds"] else 0.0
+    stopped_by_callback = False
+    epoch = start_epoch
+    try:
+        while epoch < epochs and not stopped_early:
+            module.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=generator, device=generator.device)
+            if perm.device != X.device:
+                perm = perm.to(X.device)
+            sums = torch.zeros(3, dtype=torch.float64, device=X.device)
+            for b in range(n_batches):
+                idx = perm[b * batch_size : (b + 1) * batch_size]
+                xb = X[idx]
+                if prepare is not None:
+                    xb = prepare(xb)
+                for phase in phases:
+                    terms = batch_terms(xb, epoch + b / n_batches, idx)
+                    loss = terms["loss"]
+                    if not bool(torch.isfinite(loss)):
+                        _diverged(module, terms, epoch, b, "loss", checkpoint, history, lr)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if phase is not None:  # alternating updates: only this phase's parameters move
+                        for p in params:
+                            if id(p) not in phase:
+                                p.grad = None  # Adam skips a parameter without a gradient
+                    if max_grad_norm is not None:
+                        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                        if not bool(torch.isfinite(norm)):
+                            _diverged(module, terms, epoch, b, "gradient", checkpoint, history, lr)
+                    optimizer.step()
+                sums += torch.stack([terms["elbo"].sum(), terms["reconstruction"].sum(), terms["kl"].sum()]).detach()
+                if bar is not None:
+                    bar.update(1)
+                    if b % 50 == 0 or b == n_batches - 1:
+                        seen = min((b + 1) * batch_size, n)
+                        e, r, k = (sums / seen).tolist()
+                        bar.set_postfix(epoch=epoch + 1, elbo=f"{e:.2f}", rec=f"{r:.2f}", kl=f"{k:.2f}", refresh=False)
+            train_seconds = time.perf_counter() - t0
+            e, r, k = (sums / n).tolist()
+            val = None
+            if X_val is not None and evaluate is not None:
+                module.eval()
+                with torch.no_grad():
+                    val = float(evaluate(X_val))
+            epoch += 1
+            history["epoch"].append(epoch)
+            history["elbo"].append(e)
+            history["reconstruction"].append(r)
+            history["kl"].append(k)
+            history["val_elbo"].append(val)
+            history["train_seconds"].append(train_seconds)
+            history["seconds"].append(elapsed_before + time.perf_counter() - clock)
+            score = val if val is not None else None
+            if score is not None:
+                if not math.isfinite(score):
+                    _diverged(module, {"elbo": torch.tensor([score])}, epoch - 1, n_batches, "validation", checkpoint, history, lr)
+                if best["score"] is None or score > best["score"]:
+                    best = {"score": score, "epoch": epoch, "bad": 0, "state": _state_copy(module)}
+                else:
+                    best["bad"] += 1
+                    if patience is not None and best["bad"] >= patience:
+                        stopped_early = True
+            if bar is not None:
+                bar.set_postfix(epoch=epoch, elbo=f"{e:.2f}", rec=f"{r:.2f}", kl=f"{k:.2f}",
+                                **({"val": f"{val:.2f}"} if val is not None else {}))
+            if checkpoint is not None:
+                save(epoch)
+            for cb in callbacks:
+                if cb(owner, epoch, history):
+                    stopped_by_callback = True
+            if stopped_by_callback:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if best["state"] is not None:
+        module.load_state_dict(best["state"])
+    return TrainResult(
+        history=history,
+        epochs_run=epoch,
+        best_epoch=best["epoch"],
+        best_score=best["score"],
+        stopped_early=stopped_early,
+        stopped_by_callback=stopped_by_callback,
+        resumed_from=resumed_from,
+    )
+
+
+def _diverged(module, terms, epoch, batch, what, checkpoint, history, lr):
+    """Raise TrainingDivergedError naming the term, the batch and the last good checkpoint."""
+    parts = []
+    for name in ("reconstruction", "kl", "elbo"):
+        t = terms.get(name)
+        if t is None:
+            continue
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            parts.append(f"the {name} term is NaN or infinite for {bad} of {t.numel()} samples")
+    if all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        where = "the parameters are still finite"
+    else:
+        where = "some parameters are already NaN or infinite"
+    if what == "gradient":
+        cause = "the gradient norm is NaN or infinite"
+    elif what == "validation":
+        cause = "the validation ELBO is NaN or infinite"
+    else:
+        cause = "; ".join(parts) or "the loss is NaN or infinite"
+    if checkpoint is not None and history["epoch"]:
+        last = f"the last good checkpoint is {checkpoint} (epoch {history['epoch'][-1]})"
+    else:
+        last = "no checkpoint was written (pass checkpoint='run.ckpt' to keep one)"
+    raise TrainingDivergedError(
+        f"training stopped at epoch {epoch + 1}, batch {batch + 1}: {cause} ({where}); {last}. "
+        f"Try a smaller lr (now {lr}), max_grad_norm=10, or dtype='float64'."
+    )
+
+
+def copy_module(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of a user's module, so that fitting never trains the object passed in."""
+    return copy.deepcopy(module)
