@@ -4,6 +4,7 @@ The estimators follow scikit-learn's contract. See the README for the command li
 """
 
 from lvmkit.estimators.anomaly import MixtureAnomalyDetector
+from lvmkit.estimators.diagnostics import GapReport, GradientVariance, gap_report, gradient_variance
 from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
 from lvmkit.estimators.marginal import MarginalLikelihood, log_marginal
@@ -16,11 +17,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Autoencoder",
     "BernoulliMixture",
+    "GapReport",
     "GaussianMixture",
+    "GradientVariance",
     "MarginalLikelihood",
     "MixtureAnomalyDetector",
     "PoissonMixture",
     "__version__",
+    "gap_report",
+    "gradient_variance",
     "load",
     "log_marginal",
     "restart_report",

@@ -7,6 +7,7 @@ def test_all_is_pinned():
         "BernoulliMixture", "GaussianMixture", "MixtureAnomalyDetector", "PoissonMixture",
         "__version__", "load", "restart_report", "select_components",
         "Autoencoder", "VAE", "log_marginal", "MarginalLikelihood",
+        "gap_report", "gradient_variance", "GapReport", "GradientVariance",
     ])
 
 
