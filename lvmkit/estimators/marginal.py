@@ -81,9 +81,11 @@ def log_marginal(model, X, method: str | None = None, k: int = 5000, batch_size:
     if batch_size is None:
         batch_size = max(1, 50_000 // k)
     module = model.module_
+    # The proposal: the encoder's q(z | x), or for a VAE fitted with inference='svi' a per-point fit.
+    q = (lambda xb: model._q(module, xb, generator)) if hasattr(model, "_q") else module.encoder
     out = []
     for s in range(0, X.shape[0], batch_size):
-        out.append(log_importance_weights_lse(module.encoder, module.model, X[s : s + batch_size], k, generator, method))
+        out.append(log_importance_weights_lse(q, module.model, X[s : s + batch_size], k, generator, method))
     per = torch.cat(out).cpu().numpy()
     return _result(per, model.n_features_in_, method, k, start)
 

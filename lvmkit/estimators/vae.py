@@ -30,7 +30,9 @@ from lvmkit._persist import Persistent, register
 from lvmkit.fit.sgd import copy_module, load_checkpoint, train
 from lvmkit.models.vae import DeepLatentModel, make_likelihood
 from lvmkit.nn.networks import ACTIVATIONS, build_decoder, build_encoder
-from lvmkit.objectives.elbo import elbo_terms, gaussian_kl_per_dim
+from lvmkit.objectives.elbo import elbo_terms, gaussian_kl, gaussian_kl_per_dim
+from lvmkit.objectives.score_function import elbo_surrogate
+from lvmkit.posteriors.local import LocalGaussian, fit_local, local_elbo_terms
 from lvmkit.objectives.iwae import iwae_terms
 from lvmkit.objectives.marginal import log_importance_weights_lse
 from lvmkit.posteriors.amortized import GaussianEncoder
@@ -193,6 +195,9 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
     def _wrap_encoder(self, net: nn.Module) -> nn.Module:
         return net
 
+    def _add_local(self, module: nn.Module, n_points: int) -> None:
+        """Per-data-point variational parameters, for inference='svi' (none otherwise)."""
+
     # ------------------------------------------------------------------ fitting
     def _fingerprint(self, X: torch.Tensor) -> str:
         params = {
@@ -251,6 +256,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             X_val = self._binarized(X_val, seed + 2)
 
         module = self._build(_network_shape(self.input_shape_), seed)
+        self._add_local(module, X_train.shape[0])
         generator = torch.Generator(device=X.device).manual_seed(seed)
         if self.binarize == "dynamic":
             def prepare(xb):
@@ -266,7 +272,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         self.module_ = module
         result = train(
             module,
-            lambda xb, progress, idx: self._batch_terms(module, xb, progress, generator),
+            lambda xb, progress, idx: self._batch_terms(module, xb, progress, generator, idx),
             X_train,
             X_val=X_val,
             evaluate=evaluate,
@@ -406,6 +412,8 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         self._dtype = v.resolve_dtype(extra["dtype"])
         self._device = v.resolve_device(self.device)
         module = self._build(_network_shape(self.input_shape_), self.seed_)
+        if "module.local.mu" in tensors:
+            self._add_local(module, int(torch.as_tensor(tensors["module.local.mu"]).shape[0]))
         module.load_state_dict({k[len("module."):]: torch.as_tensor(t) for k, t in tensors.items() if k.startswith("module.")})
         module.eval()
         self.module_ = module
@@ -468,9 +476,17 @@ class VAE(_DeepLatentBase):
         'elbo' averages the ELBO over ``k`` samples. Early stopping watches the same bound.
     k : int, default=1
         Samples of z per data point in each training step.
-    gradient : {'reparameterization', 'dreg'}, default='reparameterization'
-        The encoder's gradient estimator; 'dreg' (doubly reparameterized, Tucker et al. 2019)
-        applies to objective='iwae' and has lower variance at large k.
+    gradient : {'reparameterization', 'dreg', 'score', 'score-baseline'}, default='reparameterization'
+        The encoder's gradient estimator. 'dreg' (doubly reparameterized, Tucker et al. 2019)
+        applies to objective='iwae' and has lower variance at large k. 'score' is the
+        score-function (REINFORCE) estimator, unbiased but of much higher variance;
+        'score-baseline' subtracts a leave-one-out baseline over the k samples (k >= 2). With
+        the score function the KL term's gradient stays exact (closed form).
+    inference : {'amortized', 'svi'}, default='amortized'
+        'svi' replaces the encoder by free per-point parameters (mean and log-scale for every
+        training point): each batch takes ``svi_steps`` Adam steps (``svi_lr``) on its points'
+        q with the decoder fixed, then a decoder step. New data (encode, score_samples,
+        log_marginal) get ``svi_eval_steps`` steps from the prior. The encoder is not used.
     update : {'joint', 'alternating'}, default='joint'
         'joint' moves encoder and decoder together on each batch; 'alternating' takes an encoder
         step (the E-step: q moves, p fixed) and then a decoder step (the M-step) on each batch,
@@ -518,6 +534,10 @@ class VAE(_DeepLatentBase):
         k=1,
         gradient="reparameterization",
         update="joint",
+        inference="amortized",
+        svi_steps=20,
+        svi_eval_steps=300,
+        svi_lr=0.05,
         epochs=100,
         batch_size=100,
         lr=1e-3,
@@ -547,6 +567,10 @@ class VAE(_DeepLatentBase):
         self.k = k
         self.gradient = gradient
         self.update = update
+        self.inference = inference
+        self.svi_steps = svi_steps
+        self.svi_eval_steps = svi_eval_steps
+        self.svi_lr = svi_lr
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -567,8 +591,12 @@ class VAE(_DeepLatentBase):
         "free_bits": v.any_of(v.NONE, v.Interval(0, None), description="None or a number >= 0"),
         "objective": v.Options(("elbo", "iwae")),
         "k": v.Interval(1, None, integer=True),
-        "gradient": v.Options(("reparameterization", "dreg")),
+        "gradient": v.Options(("reparameterization", "dreg", "score", "score-baseline")),
         "update": v.Options(("joint", "alternating")),
+        "inference": v.Options(("amortized", "svi")),
+        "svi_steps": v.Interval(1, None, integer=True),
+        "svi_eval_steps": v.Interval(1, None, integer=True),
+        "svi_lr": v.Interval(0, None, open_low=True),
     }
 
     def _validate_params(self) -> None:
@@ -578,6 +606,7 @@ class VAE(_DeepLatentBase):
                 "VAE: gradient='dreg' (doubly reparameterized) is an estimator of the importance-"
                 f"weighted bound's gradient; it needs objective='iwae' (got objective={self.objective!r})."
             )
+        self._validate_combination()
         if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup or self.free_bits is not None):
             raise ValueError(
                 "VAE: objective='iwae' has no separate KL term, so beta, kl_warmup and free_bits do "
@@ -598,10 +627,31 @@ class VAE(_DeepLatentBase):
         phase = (progress % self.kl_warmup) / self.kl_warmup
         return self.beta * min(1.0, 2.0 * phase)
 
-    def _batch_terms(self, module, xb, progress, generator):
+    def _add_local(self, module, n_points):
+        if self.inference == "svi":
+            module.local = LocalGaussian(n_points, self.latent_dim, dtype=self._dtype, device=self._device)
+
+    def _batch_terms(self, module, xb, progress, generator, idx=None):
+        if self.inference == "svi":
+            # E-step: warm-started Adam steps on this batch's own q_n, decoder fixed; then the
+            # decoder's step on the ELBO at those q_n (the M-step, taken by the training loop).
+            module.local.refine(module.model, xb, idx, steps=self.svi_steps, lr=self.svi_lr, average=0.0,
+                                generator=generator, eval_samples=1)
+            mu, log_sigma = (t.detach() for t in module.local(idx))
+            rec, kl = local_elbo_terms(module.model, xb, mu, log_sigma, n_samples=self.k, generator=generator)
+            loss = (kl - rec).mean()
+            rec = rec.detach()
+            return {"loss": loss, "elbo": rec - kl, "reconstruction": rec, "kl": kl}
         if self.objective == "iwae":
             loss, bound, rec, kl = iwae_terms(module.encoder, module.model, xb, self.k, generator, self.gradient == "dreg")
             return {"loss": loss, "elbo": bound, "reconstruction": rec, "kl": kl}
+        if self.gradient in ("score", "score-baseline"):
+            estimator = "score-baseline" if self.gradient == "score-baseline" else "score"
+            elbo = elbo_surrogate(module.encoder, module.model, xb, estimator, generator, self.k)
+            with torch.no_grad():
+                kl = gaussian_kl(*module.encoder(xb))
+            value = elbo.detach()
+            return {"loss": -elbo.mean(), "elbo": value, "reconstruction": value + kl, "kl": kl}
         rec, kl, mu, log_sigma = elbo_terms(module.encoder, module.model, xb, generator, self.k)
         weight = self._kl_weight(progress)
         if self.free_bits is not None:
@@ -612,9 +662,17 @@ class VAE(_DeepLatentBase):
         rec, kl = rec.detach(), kl.detach()
         return {"loss": loss, "elbo": rec - kl, "reconstruction": rec, "kl": kl}
 
-    @staticmethod
-    def _sample_scores(module, xb, generator, n_samples: int) -> torch.Tensor:
-        rec, kl, _, _ = elbo_terms(module.encoder, module.model, xb, generator, n_samples)
+    def _q(self, module, xb, generator):
+        """(mu, log_sigma) of q(z | x) for a batch: the encoder's, or for inference='svi' a
+        per-point fit (``svi_eval_steps`` Adam steps from the prior, decoder fixed)."""
+        if self.inference == "svi":
+            fit = fit_local(module.model, xb, steps=self.svi_eval_steps, lr=self.svi_lr, generator=generator, eval_samples=1)
+            return fit.mu, fit.log_sigma
+        return module.encoder(xb)
+
+    def _sample_scores(self, module, xb, generator, n_samples: int) -> torch.Tensor:
+        mu, log_sigma = self._q(module, xb, generator)
+        rec, kl = local_elbo_terms(module.model, xb, mu, log_sigma, n_samples=n_samples, generator=generator)
         return rec - kl
 
     def _validation_scores(self, module, xb, generator) -> torch.Tensor:
@@ -623,23 +681,36 @@ class VAE(_DeepLatentBase):
             return log_importance_weights_lse(module.encoder, module.model, xb, self.k, generator)
         return self._sample_scores(module, xb, generator, 1)
 
+    def _validate_combination(self) -> None:
+        if self.inference == "svi" and (self.objective != "elbo" or self.gradient != "reparameterization" or self.update != "joint"):
+            raise ValueError(
+                "VAE: inference='svi' fits per-point q by its own E-steps; it needs objective='elbo', "
+                "gradient='reparameterization' and update='joint' (the E/M alternation is built in)."
+            )
+        if self.gradient == "score-baseline" and self.k < 2:
+            raise ValueError(
+                "VAE: gradient='score-baseline' uses a leave-one-out baseline over the k samples of "
+                f"each point; it needs k >= 2 (got k={self.k}). Try k=2, or gradient='score'."
+            )
+
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
     def encode(self, X, *, sample: bool = False, random_state=None) -> np.ndarray:
         """Posterior means of z (or one draw from q(z | x) with ``sample=True``), shape (n, latent_dim)."""
-        X = self._input(X)
+        X = self._input(X, for_likelihood=self.inference == "svi")
         g = self._generator(random_state, 5)
         out = []
         for xb in self._batches(X):
-            mu, log_sigma = self.module_.encoder(xb)
+            mu, log_sigma = self._q(self.module_, xb, self._generator(None, 8))
             out.append(mu + torch.exp(log_sigma) * torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype) if sample else mu)
         return self._out(torch.cat(out))
 
     @torch.no_grad()
     def encode_distribution(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) of q(z | x), each (n, latent_dim)."""
-        X = self._input(X)
-        mus, sds = zip(*((mu, torch.exp(ls)) for mu, ls in (self.module_.encoder(xb) for xb in self._batches(X))))
+        X = self._input(X, for_likelihood=self.inference == "svi")
+        g = self._generator(None, 8)
+        mus, sds = zip(*((mu, torch.exp(ls)) for mu, ls in (self._q(self.module_, xb, g) for xb in self._batches(X))))
         return self._out(torch.cat(mus)), self._out(torch.cat(sds))
 
     @torch.no_grad()
@@ -731,7 +802,7 @@ class Autoencoder(_DeepLatentBase):
     def _encoder_outputs(self) -> int:
         return self.latent_dim
 
-    def _batch_terms(self, module, xb, progress, generator):
+    def _batch_terms(self, module, xb, progress, generator, idx=None):
         z = module.encoder(xb)
         rec = module.model.log_likelihood(xb.reshape(xb.shape[0], -1), z)
         zero = torch.zeros_like(rec)

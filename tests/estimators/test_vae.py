@@ -394,3 +394,31 @@ def test_alternating_updates_move_one_side_at_a_time(digits, monkeypatch):
     joint = VAE(binarize="dynamic", **small(epochs=10)).fit(X)
     alt = VAE(binarize="dynamic", update="alternating", **small(epochs=10)).fit(X)
     assert alt.lower_bound_ > joint.history_["val_elbo"][0]  # it learns
+
+
+def test_svi_inference_fits_per_point_posteriors(tmp_path, digits):
+    X, _ = digits
+    m = VAE(inference="svi", svi_steps=5, svi_eval_steps=100, validation_fraction=0, binarize="threshold",
+            **small(epochs=4, batch_size=100)).fit(X[:500])
+    assert m.module_.local.mu.shape == (500, 2)
+    assert m.history_["elbo"][-1] > m.history_["elbo"][0]
+    # New points get their own q by gradient steps from the prior: encode and score agree with it.
+    Z = m.encode(X[500:520])
+    assert Z.shape == (20, 2) and np.isfinite(m.score_samples(X[500:520])).all()
+    mean, sd = m.encode_distribution(X[500:520])
+    np.testing.assert_allclose(mean, Z, rtol=1e-5, atol=1e-5)
+    assert lvmkit.log_marginal(m, X[500:520], k=50).mean > m.score(X[500:520]) - 1.0
+    m.save(tmp_path / "svi.lvm")
+    np.testing.assert_array_equal(lvmkit.load(tmp_path / "svi.lvm").score_samples(X[:10]), m.score_samples(X[:10]))
+    with pytest.raises(ValueError, match="inference='svi'.*needs objective='elbo'"):
+        VAE(inference="svi", objective="iwae", k=2).fit(X[:100])
+
+
+def test_score_function_training(digits):
+    X, _ = digits
+    for kw in ({"gradient": "score"}, {"gradient": "score-baseline", "k": 4}):
+        m = VAE(binarize="dynamic", **small(epochs=5, **kw)).fit(X)
+        assert m.history_["elbo"][-1] > m.history_["elbo"][0] + 3
+        np.testing.assert_allclose(np.array(m.history_["elbo"]), np.array(m.history_["reconstruction"]) - np.array(m.history_["kl"]), rtol=1e-5)
+    with pytest.raises(ValueError, match="needs k >= 2"):
+        VAE(gradient="score-baseline").fit(X[:100])
