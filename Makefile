@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-mnist clean
+.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-mnist bench-vae bench-vae-mnist bench-inference clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -38,6 +38,20 @@ bench-mixtures: bench-deps
 # Needs ../shared/data/binarized-mnist.
 bench-mnist: $(STAMP)
 	$(PY) bench/bernoulli_mnist.py
+
+# VAE training speed against a hand-written loop and Pyro (needs ../shared/data/mnist).
+bench-vae: bench-deps
+	$(PY) bench/vae.py
+
+# The standard MNIST VAE (dynamic and static binarization), then its table and figures; long.
+bench-vae-mnist: $(STAMP)
+	$(PY) bench/vae_mnist.py --data mnist --minutes 90
+	$(PY) bench/vae_mnist.py --data binarized --minutes 90
+	$(PY) bench/vae_mnist.py --report
+
+# Evaluation speed, importance vs prior sampling, gap report, gradient variance (after bench-vae-mnist).
+bench-inference: $(STAMP)
+	$(PY) bench/inference.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -317,7 +317,7 @@ def test_nan_loss_stops_with_a_diagnosis(tmp_path, digits):
         ({"binarize": "dynamic"}, np.full((20, 4), 3.0), r"probabilities in \[0, 1\].*X / 255"),
         ({"likelihood": "poisson"}, np.full((20, 4), 0.5), "non-negative integer counts"),
         ({"likelihood": "gaussian", "binarize": "dynamic"}, np.zeros((20, 4)), "only applies to likelihood='bernoulli'"),
-        ({}, np.zeros(20), r"got an array of shape \(20,\).*X.reshape\(1, -1\)"),
+        ({}, np.zeros(20), r"(?s)Expected 2D array, got 1D array.*reshape\(1, -1\)"),
         ({}, np.zeros((2, 2, 2, 2, 2)), r"\(n_samples, C, H, W\); got an array of shape \(2, 2, 2, 2, 2\)"),
         ({"encoder": "conv"}, np.zeros((20, 4)), r"encoder='conv' needs image-shaped data"),
         ({"likelihood": "gaussian"}, np.array([[0.0, np.nan]] * 5), r"NaN value\(s\) \(the first at row 0, column 1\)"),
@@ -334,8 +334,10 @@ def test_bad_input_gives_clear_errors(kwargs, X, match):
 
 def test_prediction_checks_shapes(fitted, digits):
     X, _ = digits
-    with pytest.raises(ValueError, match=r"samples of shape \(10,\).*fitted on samples of shape \(64,\)"):
+    with pytest.raises(ValueError, match=r"X has 10 features, but VAE is expecting 64 features"):
         fitted.score_samples(np.zeros((3, 10)))
+    with pytest.raises(ValueError, match=r"samples of shape \(2, 5\), but VAE was fitted on samples of shape \(64,\)"):
+        fitted.score_samples(np.zeros((3, 2, 5)))
     with pytest.raises(ValueError, match=r"Z must have shape \(n, 2\)"):
         fitted.decode(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="n_samples must be an int >= 1"):
