@@ -424,3 +424,34 @@ def test_score_function_training(digits):
         np.testing.assert_allclose(np.array(m.history_["elbo"]), np.array(m.history_["reconstruction"]) - np.array(m.history_["kl"]), rtol=1e-5)
     with pytest.raises(ValueError, match="needs k >= 2"):
         VAE(gradient="score-baseline").fit(X[:100])
+
+
+def test_progress_bar_clipping_and_atomic_checkpoints(tmp_path, digits, capsys, monkeypatch):
+    X, _ = digits
+    from lvmkit.fit import sgd
+
+    norms = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return real_clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    ck = tmp_path / "run.ckpt"
+    VAE(binarize="dynamic", max_grad_norm=5.0, verbose=1, checkpoint=ck, **small(epochs=2)).fit(X[:400])
+    assert norms and set(norms) == {5.0}
+    err = capsys.readouterr().err
+    assert "elbo=" in err and "kl=" in err and "rec=" in err  # the progress bar's terms
+    before = ck.read_bytes()
+
+    # A crash in the middle of writing the next checkpoint leaves the previous one intact.
+    def broken_save(obj, fh, *args, **kwargs):
+        fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sgd.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        VAE(binarize="dynamic", max_grad_norm=5.0, checkpoint=ck, **small(epochs=3)).fit(X[:400], resume=True)
+    assert ck.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # no temporary file left behind
