@@ -11,6 +11,7 @@ shared machine touches all three alike; the table gives the median seconds per e
 lvmkit's time is its training loop per epoch (``history_['train_seconds']``), with the default
 per-batch checks on (finite loss); no validation split, no checkpoint, as in the other two. The
 one-off cost of ``fit`` around the loop (input checks, network construction) is reported apart.
+lvmkit uses torch's fused Adam kernel; a fourth row runs the hand-written loop with it too.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ class HandWritten:
     """The loop a PyTorch user writes in twenty lines."""
 
     name = "hand-written PyTorch loop"
+    fused = False
 
     def __init__(self, X):
         torch.manual_seed(0)
         self.X = torch.as_tensor(X)
         self.enc, self.dec = mlp(784, 2 * L), mlp(L, 784)
-        self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=LR)
+        self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=LR, fused=self.fused)
 
     def epoch(self) -> float:
         t0 = time.perf_counter()
@@ -67,6 +69,13 @@ class HandWritten:
             loss.backward()
             self.opt.step()
         return time.perf_counter() - t0
+
+
+class HandWrittenFused(HandWritten):
+    """The same loop with torch's fused Adam kernel (what lvmkit uses), for a like-for-like row."""
+
+    name = "hand-written loop, fused Adam"
+    fused = True
 
 
 class Lvmkit:
@@ -142,7 +151,7 @@ def main(argv=None):
     rounds = args.rounds
     if args.quick:
         X, rounds = X[:10_000], 2
-    runners = [HandWritten(X), Lvmkit(X), Pyro(X)]
+    runners = [HandWritten(X), Lvmkit(X), Pyro(X), HandWrittenFused(X)]
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     for rnd in range(rounds + 1):  # round 0 warms up (allocator, caches) and is dropped
         for r in runners:
@@ -169,6 +178,10 @@ def main(argv=None):
         f"- lvmkit / hand-written: **{ours / hand:.3f}x** (target: within 1.1x).",
         f"- Pyro / lvmkit: **{pyro / ours:.2f}x** (target: lvmkit at least 1.4x faster).",
         f"- lvmkit's one-off `fit` set-up (input checks, networks): {runners[1].setup_seconds:.2f} s.",
+        "- lvmkit steps Adam with torch's fused kernel (`fused=True`); the minimal loop uses the default "
+        f"Adam. With the fused kernel the hand-written loop takes {med[runners[3].name]:.2f} s "
+        f"(lvmkit / that: {ours / med[runners[3].name]:.3f}x): the rest of lvmkit's loop (finite-loss check, "
+        "running sums, seeded generator) costs about that difference.",
         "- Every epoch of each: " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items()),
     ]
     body = "\n".join(lines)
