@@ -65,6 +65,11 @@ def _check_vae(vae, caller: str) -> None:
             f"{caller} needs a VAE: a model with a Gaussian encoder q(z | x) and a decoder; got "
             f"{type(vae).__name__}, whose encoder is not probabilistic."
         )
+    if getattr(vae, "inference", "amortized") != "amortized":
+        raise ValueError(
+            f"{caller} studies the encoder of an amortized VAE; this VAE was fitted with "
+            f"inference={vae.inference!r} and has no trained encoder. Fit it with inference='amortized'."
+        )
 
 
 def _check_positive_int(name: str, value, low: int = 1, hint: str = "") -> int:

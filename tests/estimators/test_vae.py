@@ -455,3 +455,12 @@ def test_progress_bar_clipping_and_atomic_checkpoints(tmp_path, digits, capsys, 
         VAE(binarize="dynamic", max_grad_norm=5.0, checkpoint=ck, **small(epochs=3)).fit(X[:400], resume=True)
     assert ck.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # no temporary file left behind
+
+
+def test_diagnostics_refuse_a_vae_without_a_trained_encoder(digits):
+    X, _ = digits
+    m = VAE(inference="svi", svi_steps=2, validation_fraction=0, binarize="threshold", **small(epochs=1)).fit(X[:200])
+    with pytest.raises(ValueError, match="no trained encoder"):
+        lvmkit.gap_report(m, X[:10])
+    with pytest.raises(ValueError, match="no trained encoder"):
+        lvmkit.gradient_variance(m, X[:10])
