@@ -59,6 +59,9 @@ def main(argv=None) -> dict:
                         help="held-out fraction for early stopping (default: none for mnist, 1/6 for binarized)")
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--out", type=Path, default=REPO / "out" / "vae-mnist")
+    parser.add_argument("--finish", action="store_true",
+                        help="no training: take the model from the run's checkpoint (its best epoch when it "
+                             "had a validation split) and evaluate it; for a run stopped by hand")
     parser.add_argument("--report", action="store_true",
                         help="no training: write the BENCHMARKS.md table and docs/ figures from --out's results")
     args = parser.parse_args(argv)
@@ -102,7 +105,10 @@ def main(argv=None) -> dict:
         return time.perf_counter() > deadline
 
     t0 = time.perf_counter()
-    model.fit(X, callbacks=[each_epoch], resume=resuming)
+    if args.finish:
+        _from_checkpoint(model, X, out / "train.ckpt")
+    else:
+        model.fit(X, callbacks=[each_epoch], resume=resuming)
     train_wall = time.perf_counter() - t0
     model.set_params(checkpoint=None).save(out / "model.lvm")
 
@@ -132,6 +138,24 @@ def main(argv=None) -> dict:
     (out / "results.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("per_epoch")}, indent=1))
     return result
+
+
+def _from_checkpoint(model, X, path: Path) -> None:
+    """The fitted model of a run stopped by hand, from its last checkpoint (no fingerprint check:
+    the run may have been started by an older lvmkit whose estimator had fewer parameters)."""
+    from lvmkit.fit.sgd import load_checkpoint
+
+    state = load_checkpoint(path)
+    model.set_params(epochs=0, checkpoint=None).fit(X)  # networks and fitted attributes, untrained
+    best = state["best"]
+    model.module_.load_state_dict(best["state"] if best["state"] is not None else state["module"])
+    model.module_.eval()
+    history = state["history"]
+    model.seed_, model.history_, model.n_iter_ = state["seed"], history, state["epoch"]
+    model.best_epoch_, model.stopped_early_ = best["epoch"], state["stopped_early"]
+    has_val = any(v is not None for v in history["val_elbo"])
+    model.lower_bounds_ = [float(v) for v in (history["val_elbo"] if has_val else history["elbo"])]
+    model.lower_bound_ = float(best["score"]) if best["score"] is not None else model.lower_bounds_[-1]
 
 
 def report(folder: Path) -> dict:
