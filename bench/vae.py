@@ -11,7 +11,8 @@ shared machine touches all three alike; the table gives the median seconds per e
 lvmkit's time is its training loop per epoch (``history_['train_seconds']``), with the default
 per-batch checks on (finite loss); no validation split, no checkpoint, as in the other two. The
 one-off cost of ``fit`` around the loop (input checks, network construction) is reported apart.
-lvmkit uses torch's fused Adam kernel; a fourth row runs the hand-written loop with it too.
+lvmkit uses torch's fused Adam kernel and a faster Bernoulli draw; a fourth row runs the
+hand-written loop with the fused kernel too.
 """
 
 from __future__ import annotations
@@ -178,10 +179,11 @@ def main(argv=None):
         f"- lvmkit / hand-written: **{ours / hand:.3f}x** (target: within 1.1x).",
         f"- Pyro / lvmkit: **{pyro / ours:.2f}x** (target: lvmkit at least 1.4x faster).",
         f"- lvmkit's one-off `fit` set-up (input checks, networks): {runners[1].setup_seconds:.2f} s.",
-        "- lvmkit steps Adam with torch's fused kernel (`fused=True`); the minimal loop uses the default "
-        f"Adam. With the fused kernel the hand-written loop takes {med[runners[3].name]:.2f} s "
-        f"(lvmkit / that: {ours / med[runners[3].name]:.3f}x): the rest of lvmkit's loop (finite-loss check, "
-        "running sums, seeded generator) costs about that difference.",
+        "- Where lvmkit differs from the minimal loop: it steps Adam with torch's fused kernel (`fused=True`) "
+        "and binarizes by comparing with uniform draws (`torch.bernoulli` draws element by element, 1.2 ms "
+        "per batch of 100 images here, against 0.6 ms); it adds a finite-loss check and running sums per batch. "
+        f"With the fused kernel the hand-written loop takes {med[runners[3].name]:.2f} s "
+        f"(lvmkit / that: {ours / med[runners[3].name]:.3f}x).",
         "- Every epoch of each: " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items()),
     ]
     body = "\n".join(lines)

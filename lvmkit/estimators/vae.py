@@ -28,7 +28,7 @@ from torch import nn
 from lvmkit import _validation as v
 from lvmkit._persist import Persistent, register
 from lvmkit.fit.sgd import copy_module, load_checkpoint, train
-from lvmkit.models.vae import DeepLatentModel, make_likelihood
+from lvmkit.models.vae import DeepLatentModel, draw_bernoulli, make_likelihood
 from lvmkit.nn.networks import ACTIVATIONS, build_decoder, build_encoder
 from lvmkit.objectives.elbo import elbo_terms, gaussian_kl, gaussian_kl_per_dim
 from lvmkit.objectives.score_function import elbo_surrogate
@@ -249,7 +249,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         g_data = torch.Generator(device=X.device).manual_seed(seed + 1)
         prepare = None
         if self.binarize == "static":
-            X_train = torch.bernoulli(X_train, generator=g_data)
+            X_train = draw_bernoulli(X_train, g_data)
         elif self.binarize == "threshold":
             X_train = (X_train > 0.5).to(X_train.dtype)
         if X_val is not None:
@@ -260,7 +260,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         generator = torch.Generator(device=X.device).manual_seed(seed)
         if self.binarize == "dynamic":
             def prepare(xb):
-                return torch.bernoulli(xb, generator=generator)
+                return draw_bernoulli(xb, generator)
 
         def evaluate(Xv):
             g = torch.Generator(device=Xv.device).manual_seed(seed + 3)
@@ -322,7 +322,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
     def _binarized(self, X: torch.Tensor, seed: int) -> torch.Tensor:
         """The data the likelihood scores: a seeded Bernoulli draw for 'dynamic'/'static'."""
         if self.binarize in ("dynamic", "static"):
-            return torch.bernoulli(X, generator=torch.Generator(device=X.device).manual_seed(seed))
+            return draw_bernoulli(X, torch.Generator(device=X.device).manual_seed(seed))
         if self.binarize == "threshold":
             return (X > 0.5).to(X.dtype)
         return X
