@@ -164,6 +164,8 @@ def main(argv=None):
     hand, ours, pyro = med[runners[0].name], med[runners[1].name], med[runners[2].name]
     info = _common.machine_info()
     lines = [
+        "## VAE training speed: lvmkit vs a hand-written PyTorch loop vs Pyro (issue 4)",
+        "",
         f"Command: `.venv/bin/python bench/vae.py`; {info['date']}; {info['cpu']}, {info['cores']} cores, "
         f"torch {info['versions']['torch']} ({torch.get_num_threads()} threads); {len(X):,} MNIST images "
         f"per epoch, batch {B}, 784-{H}-{H}-{L} MLPs, dynamic binarization; median of {rounds} interleaved epochs "
