@@ -96,8 +96,10 @@ def main(argv=None):
         "|---:|---:|---:|",
     ]
     lines += [f"| {k} | {imp.mean:.2f} ± {imp.stderr:.2f} | {prior.mean:.2f} ± {prior.stderr:.2f} |" for k, imp, prior in rows]
+    gap_1, gap_k = rows[0][1].mean - rows[0][2].mean, rows[-1][1].mean - rows[-1][2].mean
     lines += ["", "With 50 latent dimensions almost no prior draw lands where p(x | z) is large: the naive estimate "
-              "stays hundreds of nats too low at any affordable k. Figure: `docs/marginal_vs_k.png`.", ""]
+              f"is {gap_1:.0f} nats below importance sampling at k = {ks[0]} and still {gap_k:.0f} nats below at "
+              f"k = {ks[-1]}. Figure: `docs/marginal_vs_k.png`.", ""]
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 4))
