@@ -17,7 +17,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -39,7 +39,6 @@ class TrainResult:
     stopped_early: bool
     stopped_by_callback: bool = False
     resumed_from: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def atomic_save(obj, path: Path) -> None:

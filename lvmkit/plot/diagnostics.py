@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from lvmkit.plot.figures import _figure  # a Figure without pyplot: no window, no global state
+
 __all__ = ["plot_gap_report", "plot_gradient_variance"]
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
 
 
 def plot_gradient_variance(result, *, bins: int = 30):

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lvmkit.plot.figures import _figure  # a Figure without pyplot: no window, no global state
+
 __all__ = ["ReportContext", "SECTIONS", "Section", "model_summary", "register_sections",
            "render_html", "write_report"]
 
@@ -285,12 +287,6 @@ img { max-width: 100%; height: auto; border: 1px solid #ddd; }
 .note { color: #555; font-size: .92em; }
 footer { margin-top: 3em; color: #777; font-size: .85em; }
 """
-
-
-def _figure(width, height):
-    from matplotlib.figure import Figure  # no pyplot: no window, no global state
-
-    return Figure(figsize=(width, height))
 
 
 def figure_to_data_uri(fig) -> str:

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from lvmkit.plot.figures import _figure  # a Figure without pyplot: no window, no global state
+
 
 def _as_images(X, image_shape):
     X = np.asarray(X)
@@ -41,12 +43,6 @@ def _model_images(model, image_shape):
     if side * side != shape[0]:
         raise ValueError(f"the model's samples have {shape[0]} features; pass image_shape=(H, W) to show them.")
     return (side, side)
-
-
-def _figure(width, height):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
 
 
 def _grid(images, ncols, title=None, row_labels=None):
