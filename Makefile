@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-mnist bench-vae bench-vae-mnist bench-inference clean
+.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -48,6 +48,13 @@ bench-vae-mnist: $(STAMP)
 	$(PY) bench/vae_mnist.py --data mnist --minutes 90
 	$(PY) bench/vae_mnist.py --data binarized --minutes 90
 	$(PY) bench/vae_mnist.py --report
+
+# IWAE k=5 and k=50 fine-tuned from the dynamic-MNIST VAE (after bench-vae-mnist), side by side.
+bench-iwae-mnist: $(STAMP)
+	for k in 5 50; do OMP_NUM_THREADS=1 $(PY) bench/vae_mnist.py --data mnist --objective iwae --train-k $$k \
+	  --init out/vae-mnist/mnist/model.lvm --name iwae-k$$k --minutes 80 --k 100 & done; wait
+	for k in 5 50; do $(PY) bench/vae_mnist.py --data mnist --name iwae-k$$k --evaluate --k 5000 --threads 2; done
+	$(PY) bench/vae_mnist.py --report-iwae
 
 # Evaluation speed, importance vs prior sampling, gap report, gradient variance (after bench-vae-mnist).
 bench-inference: $(STAMP)

@@ -82,6 +82,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         "validation_fraction": v.Interval(0, 1),
         "patience": v.any_of(v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"),
         "checkpoint": v.any_of(v.NONE, v._Predicate(lambda p: isinstance(p, (str, Path)), ""), description="None or a file path"),
+        "warm_start": v.BOOL,
         "random_state": v.RANDOM_STATE,
         "device": v.DEVICE,
         "dtype": v.Options(("float32", "float64", torch.float32, torch.float64)),
@@ -225,6 +226,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                 f"{type(self).__name__}.fit(resume=True) needs the checkpoint parameter: the file "
                 "to resume from (for example checkpoint='run.ckpt')."
             )
+        previous = self._warm_start_state()
         X = self._check_data(X, reset=True)
         fingerprint = self._fingerprint(X)
         ckpt = Path(self.checkpoint) if self.checkpoint is not None else None
@@ -257,6 +259,8 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
 
         module = self._build(_network_shape(self.input_shape_), seed)
         self._add_local(module, X_train.shape[0])
+        if previous is not None:
+            self._load_warm_start(module, previous)
         generator = torch.Generator(device=X.device).manual_seed(seed)
         if self.binarize == "dynamic":
             def prepare(xb):
@@ -308,6 +312,44 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         else:
             self.lower_bound_ = self.lower_bounds_[-1] if self.lower_bounds_ else float("nan")
         return self
+
+    def _warm_start_state(self):
+        """With warm_start=True and a fitted model: (input shape, network weights) to start from."""
+        if not self.warm_start or not hasattr(self, "module_"):
+            return None
+        return self.input_shape_, self.n_features_in_, {k: t.detach().clone() for k, t in self.module_.state_dict().items()}
+
+    def _load_warm_start(self, module: nn.Module, previous) -> None:
+        shape, n_features, state = previous
+        try:
+            self._copy_warm_start(module, shape, state)
+        except ValueError:
+            # A refused warm start leaves the fitted model as it was.
+            self.input_shape_, self.n_features_in_ = shape, n_features
+            raise
+
+    def _copy_warm_start(self, module: nn.Module, shape, state) -> None:
+        name = type(self).__name__
+        if tuple(shape) != tuple(self.input_shape_):
+            raise ValueError(
+                f"{name}(warm_start=True): the model was fitted on samples of shape {tuple(shape)} but X "
+                f"has samples of shape {tuple(self.input_shape_)}; pass data of the same shape, or set "
+                "warm_start=False to train new networks."
+            )
+        mine = module.state_dict()
+        # Per-point variational parameters (inference='svi') belong to the old data: start them afresh.
+        state = {k: t for k, t in state.items() if not k.startswith("local.")}
+        wrong = [k for k, t in state.items() if k not in mine or mine[k].shape != t.shape]
+        missing = [k for k in mine if k not in state and not k.startswith("local.")]
+        if wrong or missing:
+            raise ValueError(
+                f"{name}(warm_start=True): the fitted networks do not match the parameters now set "
+                f"(differing: {', '.join((wrong + missing)[:4])}); keep latent_dim, hidden_sizes, the "
+                "networks and the likelihood as fitted, or set warm_start=False."
+            )
+        with torch.no_grad():
+            for k, t in state.items():
+                mine[k].copy_(t)
 
     def _validation_scores(self, module, xb, generator) -> torch.Tensor:
         return self._sample_scores(module, xb, generator, 1)
@@ -498,6 +540,11 @@ class VAE(_DeepLatentBase):
         Held-out share for the validation ELBO; early stopping watches it (``patience`` epochs).
     checkpoint : path or None
         Write a checkpoint atomically after every epoch; ``fit(X, resume=True)`` continues from it.
+    warm_start : bool, default=False
+        If True and the model is fitted, ``fit`` starts from the fitted networks instead of new
+        ones (with a fresh optimizer, ``epochs`` more epochs and a new history): for example to
+        fine-tune a VAE with ``objective='iwae'``. Parameters that change the networks' shapes
+        must stay as fitted. A checkpoint being resumed takes precedence.
     random_state, device, dtype, verbose
         Seeding, compute device, 'float32' or 'float64', progress bar (verbose >= 1).
 
@@ -545,6 +592,7 @@ class VAE(_DeepLatentBase):
         validation_fraction=0.1,
         patience=10,
         checkpoint=None,
+        warm_start=False,
         random_state=None,
         device=None,
         dtype="float32",
@@ -578,6 +626,7 @@ class VAE(_DeepLatentBase):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.checkpoint = checkpoint
+        self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
@@ -771,6 +820,7 @@ class Autoencoder(_DeepLatentBase):
         validation_fraction=0.1,
         patience=10,
         checkpoint=None,
+        warm_start=False,
         random_state=None,
         device=None,
         dtype="float32",
@@ -792,6 +842,7 @@ class Autoencoder(_DeepLatentBase):
         self.validation_fraction = validation_fraction
         self.patience = patience
         self.checkpoint = checkpoint
+        self.warm_start = warm_start
         self.random_state = random_state
         self.device = device
         self.dtype = dtype

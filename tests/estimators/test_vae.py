@@ -225,6 +225,38 @@ def test_resume_with_more_epochs_continues_the_same_run(tmp_path, digits):
     assert resumed.history_["elbo"] == full.history_["elbo"]
 
 
+def test_warm_start_continues_from_the_fitted_networks(digits):
+    X, _ = digits
+    X = X[:300]
+    base = VAE(binarize="dynamic", validation_fraction=0.0, **small(epochs=3)).fit(X)
+    before = {k: t.clone() for k, t in base.module_.state_dict().items()}
+    # Zero epochs: the warm-started model is exactly the fitted one (a cold start is not).
+    base.set_params(warm_start=True, epochs=0).fit(X)
+    for k, t in base.module_.state_dict().items():
+        torch.testing.assert_close(t, before[k], rtol=0, atol=0)
+    cold = VAE(binarize="dynamic", validation_fraction=0.0, **small(epochs=0, random_state=1)).fit(X)
+    assert not torch.equal(cold.module_.state_dict()["model.decoder.0.weight"], before["model.decoder.0.weight"])
+    # Fine-tuning with the importance-weighted bound starts where the ELBO training ended and
+    # raises the k=50 bound on the training data.
+    Xb = base._binarized(torch.as_tensor(X, dtype=torch.float32), 5)
+    start = float(lvmkit.log_marginal(base, Xb.numpy(), k=50).mean)
+    base.set_params(objective="iwae", k=5, epochs=5).fit(X)
+    assert base.n_iter_ == 5 and len(base.history_["elbo"]) == 5
+    assert float(lvmkit.log_marginal(base, Xb.numpy(), k=50).mean) > start
+
+
+def test_warm_start_refuses_other_shapes(digits):
+    X, _ = digits
+    base = VAE(binarize="dynamic", **small(epochs=1)).fit(X[:200])
+    with pytest.raises(ValueError, match="shape .*warm_start=False"):
+        base.set_params(warm_start=True).fit(X[:200, :32])
+    assert base.input_shape_ == (64,) and base.transform(X[:5]).shape == (5, 2)  # still the fitted model
+    with pytest.raises(ValueError, match="do not match.*hidden_sizes"):
+        base.set_params(hidden_sizes=(16,)).fit(X[:200])
+    ae = Autoencoder(**small(epochs=1)).fit(X[:200] > 0.5)
+    ae.set_params(warm_start=True, epochs=1).fit(X[:200] > 0.5)  # the autoencoder has it too
+
+
 def test_resume_refuses_other_settings_or_data(tmp_path, digits):
     X, _ = digits
     ck = tmp_path / "run.ckpt"
