@@ -10,9 +10,12 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from lvmkit.objectives.marginal import log_importance_weights_lse
+from lvmkit.objectives.marginal import log_importance_weights_lse, log_weight_function
 
 METHODS = ("importance", "prior", "exact")
+# compile='auto' compiles when at least this many rows (samples × data points) are decoded: the
+# one-off compile (5-20 s on a 2-core CPU) then costs less than the time it saves.
+COMPILE_ROWS = 5_000_000
 
 
 @dataclass
@@ -38,7 +41,9 @@ class MarginalLikelihood:
         )
 
 
-def log_marginal(model, X, method: str | None = None, k: int = 5000, batch_size: int | None = None, random_state=0) -> MarginalLikelihood:
+def log_marginal(
+    model, X, method: str | None = None, k: int = 5000, batch_size: int | None = None, random_state=0, compile="auto"
+) -> MarginalLikelihood:
     """Estimate log p(x) for each row of X under a fitted ``model``.
 
     model : a fitted VAE (any model with an encoder and a decoder), or a fitted mixture.
@@ -50,6 +55,13 @@ def log_marginal(model, X, method: str | None = None, k: int = 5000, batch_size:
     k : samples per data point (chunked, so k = 5000 fits in memory).
     batch_size : data points per chunk (default: as many as fit in about 50,000 decoded rows).
 
+    compile : 'auto', True or False
+        ``torch.compile`` the log-weight computation (decoder, likelihood, prior and proposal
+        densities), 1.3-1.6x faster per row on CPU after a one-off compile of seconds; falls back
+        to eager evaluation with a warning if compiling fails. 'auto' compiles when at least
+        5,000,000 rows (k × data points) are decoded, on CPU or CUDA. The estimates are those of
+        eager evaluation up to float rounding (same samples).
+
     Importance-sampling estimates are, in expectation, lower bounds that rise to log p(x) with k
     (the estimate of p(x) itself is unbiased; its log is biased low).
     """
@@ -59,6 +71,10 @@ def log_marginal(model, X, method: str | None = None, k: int = 5000, batch_size:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be an int >= 1; got {k!r}.")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be None or an int >= 1 (data points per chunk); got {batch_size!r}.")
+    if compile not in ("auto", True, False):
+        raise ValueError(f"compile must be 'auto', True or False; got {compile!r}.")
     start = time.perf_counter()
     if hasattr(model, "weights_") and hasattr(model, "_prediction_chunks"):  # a fitted mixture
         if method == "exact":
@@ -83,9 +99,20 @@ def log_marginal(model, X, method: str | None = None, k: int = 5000, batch_size:
     module = model.module_
     # The proposal: the encoder's q(z | x), or for a VAE fitted with inference='svi' a per-point fit.
     q = (lambda xb: model._q(module, xb, generator)) if hasattr(model, "_q") else module.encoder
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    if compile == "auto":
+        compile = n * k >= COMPILE_ROWS and X.device.type in ("cpu", "cuda")
+    log_weights = log_weight_function(module.model, method, compile=bool(compile))
     out = []
-    for s in range(0, X.shape[0], batch_size):
-        out.append(log_importance_weights_lse(q, module.model, X[s : s + batch_size], k, generator, method))
+    for s in range(0, n, batch_size):
+        xb = X[s : s + batch_size]
+        short = batch_size - xb.shape[0]
+        if short:  # every batch the same shape (compiled shapes stay fixed, and compiled or not the
+            # samples are the same): pad with copies of a row, then drop their estimates
+            xb = torch.cat([xb, xb[:1].expand(short, *xb.shape[1:])])
+        est = log_importance_weights_lse(q, module.model, xb, k, generator, method, log_weights=log_weights)
+        out.append(est[: batch_size - short])
     per = torch.cat(out).cpu().numpy()
     return _result(per, model.n_features_in_, method, k, start)
 

@@ -17,6 +17,7 @@ decoder's last matrix product and the softplus that reads them, 20-35% faster pe
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -24,28 +25,85 @@ from lvmkit.posteriors.amortized import log_prob as log_q
 from lvmkit.posteriors.amortized import rsample
 
 
+def log_weight_function(model, method: str = "importance", compile: bool = False):
+    """The log importance weights as a function ``(x, z, mu, log_sigma) -> (c, B)``.
+
+    x: (B, D) flat data; z: (c, B, L) samples; mu, log_sigma: the proposal's parameters (unused
+    for ``method='prior'``, whose weights are p(x | z)). With ``compile=True`` the function is
+    ``torch.compile``'d: the decoder's last layer, the likelihood's elementwise terms and their sum
+    over features become one pass over the logits instead of several (1.3-1.6x faster per row on
+    the MNIST VAE on CPU, measured), at a one-off cost of seconds; if compiling fails (no C++
+    compiler, an unsupported decoder) it warns once and evaluates eagerly.
+    """
+    if method == "importance":
+        def log_w(x, z, mu, log_sigma):
+            return model.log_joint(x, z) - log_q(z, mu, log_sigma)
+    else:
+        def log_w(x, z, mu, log_sigma):
+            return model.log_likelihood(x, z)
+    return _CompiledOrEager(log_w) if compile else log_w
+
+
+class _CompiledOrEager:
+    """A torch.compile'd function (shapes fixed) that falls back to eager if compiling fails."""
+
+    def __init__(self, fn):
+        self.eager = fn
+        self.compiled = torch.compile(fn, dynamic=False)
+        self.failed = False
+
+    def __call__(self, *args):
+        if not self.failed:
+            try:
+                with warnings.catch_warnings():  # torch's own deprecation notices while compiling
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    return self.compiled(*args)
+            except Exception as error:  # a compiler error; a real error recurs eagerly below
+                self.failed = True
+                reason = (str(error).strip().splitlines() or [""])[0][:200]
+                warnings.warn(
+                    f"torch.compile could not compile the log-weight computation ({type(error).__name__}: "
+                    f"{reason}); evaluating without it, which is slower. Pass compile=False to skip the attempt.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        return self.eager(*args)
+
+
+def sample_chunks(k: int, batch: int, max_rows: int) -> tuple[int, int]:
+    """(samples per chunk, chunks): every chunk the same size, so shapes stay fixed, with
+    chunks × size ≥ k (the surplus, fewer than one per chunk, is drawn and dropped)."""
+    most = max(1, min(k, max_rows // max(batch, 1)))
+    chunks = math.ceil(k / most)
+    return math.ceil(k / chunks), chunks
+
+
 @torch.no_grad()
-def log_importance_weights_lse(encoder, model, x, k: int, generator=None, method: str = "importance", max_rows: int = 4096) -> torch.Tensor:
-    """Per data point: log (1/k) Σ_i w_i with w_i the importance weights of ``method``; shape (B,)."""
+def log_importance_weights_lse(
+    encoder, model, x, k: int, generator=None, method: str = "importance", max_rows: int = 4096, log_weights=None
+) -> torch.Tensor:
+    """Per data point: log (1/k) Σ_i w_i with w_i the importance weights of ``method``; shape (B,).
+
+    ``log_weights``: a function from :func:`log_weight_function` (built once by a caller that
+    evaluates many batches, possibly compiled); by default an eager one.
+    """
     B = x.shape[0]
     flat = x.reshape(B, -1)
+    if log_weights is None:
+        log_weights = log_weight_function(model, method)
     if method == "importance":
         mu, log_sigma = encoder(x)
         latent = mu.shape[1]
     else:
         latent = model.latent_dim
-    dtype = flat.dtype
-    chunk = max(1, min(k, max_rows // max(B, 1)))
+        mu = log_sigma = None
+    size, chunks = sample_chunks(k, B, max_rows)
     total = torch.full((B,), -math.inf, dtype=torch.float64, device=flat.device)
-    done = 0
-    while done < k:
-        c = min(chunk, k - done)
+    for i in range(chunks):
         if method == "importance":
-            z = rsample(mu, log_sigma, c, generator=generator)
-            log_w = model.log_joint(flat, z) - log_q(z, mu, log_sigma)
+            z = rsample(mu, log_sigma, size, generator=generator)
         else:
-            z = torch.randn((c, B, latent), generator=generator, device=flat.device, dtype=dtype)
-            log_w = model.log_likelihood(flat, z)
+            z = torch.randn((size, B, latent), generator=generator, device=flat.device, dtype=flat.dtype)
+        log_w = log_weights(flat, z, mu, log_sigma)[: k - i * size]
         total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
-        done += c
     return total - math.log(k)

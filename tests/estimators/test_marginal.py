@@ -1,6 +1,7 @@
 """log_marginal against exact log-likelihoods: a linear-Gaussian VAE and a Gaussian mixture."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -100,6 +101,40 @@ def test_errors_and_determinism(linear_vae):
         log_marginal(vae, X, k=0)
     with pytest.raises(ValueError, match="fit it first"):
         log_marginal(VAE(), X)
+    with pytest.raises(ValueError, match="batch_size must be None or an int >= 1"):
+        log_marginal(vae, X, batch_size=0)
+    with pytest.raises(ValueError, match="compile must be 'auto', True or False"):
+        log_marginal(vae, X, compile="yes")
     a = log_marginal(vae, X, k=50, random_state=3)
     np.testing.assert_array_equal(a.per_sample, log_marginal(vae, X, k=50, random_state=3).per_sample)
     assert "nats" in repr(a)
+
+
+@pytest.mark.parametrize("method", ["importance", "prior"])
+def test_compiled_evaluation_gives_the_eager_estimates(method):
+    # The same samples (fixed-size chunks, the last data batch padded and dropped), one fused
+    # computation: equal up to float32 rounding. 23 points in batches of 10 exercise the padding;
+    # k=37 in chunks of 20 the dropped surplus.
+    X = (np.random.RandomState(0).rand(23, 16) < 0.3).astype(np.float32)
+    vae = VAE(latent_dim=3, hidden_sizes=(16,), epochs=2, batch_size=8, random_state=0).fit(X)
+    eager = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a failed compile (its fallback warns) fails the test
+        fused = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=True)
+    assert fused.per_sample.shape == (23,)
+    np.testing.assert_allclose(fused.per_sample, eager.per_sample, rtol=1e-5, atol=1e-4)
+
+
+def test_a_failed_compile_falls_back_to_eager(monkeypatch, linear_vae):
+    vae, X, _ = linear_vae
+    import lvmkit.objectives.marginal as m
+
+    def broken(fn, **kw):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(m.torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler found.*compile=False"):
+        fused = log_marginal(vae, X, k=20, compile=True)
+    np.testing.assert_array_equal(fused.per_sample, log_marginal(vae, X, k=20, compile=False).per_sample)
