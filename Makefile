@@ -51,9 +51,10 @@ bench-vae-mnist: $(STAMP)
 
 # IWAE k=5 and k=50 fine-tuned from the dynamic-MNIST VAE (after bench-vae-mnist), side by side.
 bench-iwae-mnist: $(STAMP)
-	for k in 5 50; do OMP_NUM_THREADS=1 $(PY) bench/vae_mnist.py --data mnist --objective iwae --train-k $$k \
-	  --init out/vae-mnist/mnist/model.lvm --name iwae-k$$k --minutes 80 --k 100 & done; wait
-	for k in 5 50; do $(PY) bench/vae_mnist.py --data mnist --name iwae-k$$k --evaluate --k 5000 --threads 2; done
+	pids=; for k in 5 50; do OMP_NUM_THREADS=1 $(PY) bench/vae_mnist.py --data mnist --objective iwae --train-k $$k \
+	  --init out/vae-mnist/mnist/model.lvm --name iwae-k$$k --minutes 80 --k 100 & pids="$$pids $$!"; done; \
+	  for p in $$pids; do wait $$p || exit 1; done
+	for k in 5 50; do $(PY) bench/vae_mnist.py --data mnist --name iwae-k$$k --evaluate --k 5000 --threads 2 || exit 1; done
 	$(PY) bench/vae_mnist.py --report-iwae
 
 # Evaluation speed, importance vs prior sampling, gap report, gradient variance (after bench-vae-mnist).

@@ -210,14 +210,14 @@ def report_iwae(folder: Path) -> dict:
         "targets. On this CPU an IWAE epoch costs about K times a VAE epoch in the decoder, so training from "
         "scratch to those numbers was out of reach.",
         f"- The ELBO-trained starting point was itself still improving: its test ELBO rose "
-        f"{tail[-1] - tail[-101]:.2f} nats over its last 100 epochs.",
+        f"{tail[-1] - tail[-min(101, len(tail))]:.2f} nats over its last {min(100, len(tail) - 1)} epochs.",
         "- log p(x): importance sampling with k = 5000 from each model's encoder, on the 10,000 test images "
         "(one seeded binarization); ± is the standard error over images. The test ELBO is one-sample.",
         "",
         "| training objective | epochs (wall time) | test ELBO | test log p(x), k=5000 | Burda et al. (2015) | target met |",
         "|---|---:|---:|---:|---:|---|",
         f"| ELBO (the starting point) | {base['epochs']} ({base['train_seconds'] / 60:.0f} min) | {base['test_elbo']:.2f} | "
-        f"{base['test_ll']:.2f} ± {base['test_ll_stderr']:.2f} | −{burda[1]} | {'yes' if -base['test_ll'] <= 86.8 else 'no'} |",
+        f"{base['test_ll']:.2f} ± {base['test_ll_stderr']:.2f} | −{burda[1]} | {'yes' if -base['test_ll'] <= float(burda[1]) + 0.05 else 'no'} |",
     ]
     for name, r in runs.items():
         kk = r["train_k"]

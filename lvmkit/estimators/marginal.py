@@ -100,7 +100,7 @@ def log_marginal(
     # The proposal: the encoder's q(z | x), or for a VAE fitted with inference='svi' a per-point fit.
     q = (lambda xb: model._q(module, xb, generator)) if hasattr(model, "_q") else module.encoder
     n = X.shape[0]
-    batch_size = min(batch_size, n)
+    batch_size = math.ceil(n / math.ceil(n / batch_size))  # balanced: fewer than one padded row per batch
     if compile == "auto":
         compile = n * k >= COMPILE_ROWS and X.device.type in ("cpu", "cuda")
     log_weights = log_weight_function(module.model, method, compile=bool(compile))

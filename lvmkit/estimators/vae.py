@@ -226,13 +226,25 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                 f"{type(self).__name__}.fit(resume=True) needs the checkpoint parameter: the file "
                 "to resume from (for example checkpoint='run.ckpt')."
             )
-        previous = self._warm_start_state()
+        fitted = dict(self.__dict__) if self.warm_start and hasattr(self, "module_") else None
+        try:
+            return self._fit(X, resume, callbacks, fitted)
+        except BaseException:
+            if fitted is not None:  # a failed warm-started fit leaves the fitted model as it was
+                self.__dict__.clear()
+                self.__dict__.update(fitted)
+            raise
+
+    def _fit(self, X, resume, callbacks, fitted):
         X = self._check_data(X, reset=True)
+        previous = self._warm_start_state(fitted)
         fingerprint = self._fingerprint(X)
         ckpt = Path(self.checkpoint) if self.checkpoint is not None else None
         seed = None
         if resume and ckpt is not None and ckpt.exists():
             seed = load_checkpoint(ckpt).get("seed")
+        if seed is None and previous is not None:
+            seed = fitted["seed_"]  # the fitted model's validation split, not one that mixes in its training rows
         if seed is None:
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
 
@@ -313,39 +325,35 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             self.lower_bound_ = self.lower_bounds_[-1] if self.lower_bounds_ else float("nan")
         return self
 
-    def _warm_start_state(self):
-        """With warm_start=True and a fitted model: (input shape, network weights) to start from."""
-        if not self.warm_start or not hasattr(self, "module_"):
+    def _warm_start_state(self, fitted):
+        """With warm_start=True and a fitted model: the network weights to start from, once X's
+        sample shape is checked against the fitted one."""
+        if fitted is None:
             return None
-        return self.input_shape_, self.n_features_in_, {k: t.detach().clone() for k, t in self.module_.state_dict().items()}
-
-    def _load_warm_start(self, module: nn.Module, previous) -> None:
-        shape, n_features, state = previous
-        try:
-            self._copy_warm_start(module, shape, state)
-        except ValueError:
-            # A refused warm start leaves the fitted model as it was.
-            self.input_shape_, self.n_features_in_ = shape, n_features
-            raise
-
-    def _copy_warm_start(self, module: nn.Module, shape, state) -> None:
         name = type(self).__name__
-        if tuple(shape) != tuple(self.input_shape_):
+        shape = tuple(fitted["input_shape_"])
+        if shape != tuple(self.input_shape_):
             raise ValueError(
-                f"{name}(warm_start=True): the model was fitted on samples of shape {tuple(shape)} but X "
+                f"{name}(warm_start=True): the model was fitted on samples of shape {shape} but X "
                 f"has samples of shape {tuple(self.input_shape_)}; pass data of the same shape, or set "
                 "warm_start=False to train new networks."
             )
-        mine = module.state_dict()
         # Per-point variational parameters (inference='svi') belong to the old data: start them afresh.
-        state = {k: t for k, t in state.items() if not k.startswith("local.")}
-        wrong = [k for k, t in state.items() if k not in mine or mine[k].shape != t.shape]
-        missing = [k for k in mine if k not in state and not k.startswith("local.")]
-        if wrong or missing:
+        return {k: t.detach().clone() for k, t in fitted["module_"].state_dict().items() if not k.startswith("local.")}
+
+    def _load_warm_start(self, module: nn.Module, state) -> None:
+        mine = module.state_dict()
+        differ = [
+            f"{k} {tuple(t.shape)} fitted, {tuple(mine[k].shape) if k in mine else 'absent'} now"
+            for k, t in state.items()
+            if k not in mine or mine[k].shape != t.shape
+        ]
+        differ += [f"{k} absent fitted" for k in mine if k not in state and not k.startswith("local.")]
+        if differ:
             raise ValueError(
-                f"{name}(warm_start=True): the fitted networks do not match the parameters now set "
-                f"(differing: {', '.join((wrong + missing)[:4])}); keep latent_dim, hidden_sizes, the "
-                "networks and the likelihood as fitted, or set warm_start=False."
+                f"{type(self).__name__}(warm_start=True): the fitted networks do not match the parameters now "
+                f"set ({'; '.join(differ[:3])}); keep latent_dim, hidden_sizes, the networks and the "
+                "likelihood as fitted, or set warm_start=False."
             )
         with torch.no_grad():
             for k, t in state.items():
@@ -542,9 +550,11 @@ class VAE(_DeepLatentBase):
         Write a checkpoint atomically after every epoch; ``fit(X, resume=True)`` continues from it.
     warm_start : bool, default=False
         If True and the model is fitted, ``fit`` starts from the fitted networks instead of new
-        ones (with a fresh optimizer, ``epochs`` more epochs and a new history): for example to
-        fine-tune a VAE with ``objective='iwae'``. Parameters that change the networks' shapes
-        must stay as fitted. A checkpoint being resumed takes precedence.
+        ones (with a fresh optimizer, ``epochs`` more epochs, a new history and the fitted
+        model's seed, so the same validation split): for example to fine-tune a VAE with
+        ``objective='iwae'``. Parameters that change the networks' shapes must stay as fitted; a
+        fit that fails leaves the fitted model as it was. A checkpoint being resumed takes
+        precedence.
     random_state, device, dtype, verbose
         Seeding, compute device, 'float32' or 'float64', progress bar (verbose >= 1).
 

@@ -111,23 +111,56 @@ def test_errors_and_determinism(linear_vae):
     assert "nats" in repr(a)
 
 
-@pytest.mark.skipif(
+def test_chunks_keep_exactly_k_samples():
+    # Equal chunks (fixed shapes) with the surplus dropped: weights of 1 average to 1, so
+    # log (1/k) Σ w = 0 (to rounding), for any k, batch and chunk limit; an off-by-one would give
+    # ±log((k+1)/k) >= 0.001 here.
+    from lvmkit.objectives.marginal import log_importance_weights_lse, sample_chunks
+
+    model = type("M", (), {"latent_dim": 2})()
+    for k in (1, 2, 7, 37, 100, 101, 999):
+        for B in (1, 3, 10):
+            for max_rows in (1, 5, 64, 4096):
+                size, chunks = sample_chunks(k, B, max_rows)
+                assert chunks * size >= k > (chunks - 1) * size and size * B <= max(max_rows, B)
+                kept = []
+                log_w = lambda x, z, mu, ls: (kept.append(z.shape[0]), torch.zeros(z.shape[:2], dtype=torch.float64))[1]
+                est = log_importance_weights_lse(None, model, torch.zeros(B, 4), k, method="prior",
+                                                 max_rows=max_rows, log_weights=log_w)
+                assert float(est.abs().max()) < 1e-12, (k, B, max_rows)
+                assert set(kept) == {size} and len(kept) == chunks
+
+
+needs_compiler = pytest.mark.skipif(
     not any(shutil.which(c) for c in ("g++", "clang++", "c++")),
     reason="torch.compile on CPU needs a C++ compiler (g++ or clang++); none on PATH",
 )
+
+
+@needs_compiler
 @pytest.mark.parametrize("method", ["importance", "prior"])
-def test_compiled_evaluation_gives_the_eager_estimates(method):
-    # The same samples (fixed-size chunks, the last data batch padded and dropped), one fused
-    # computation: equal up to float32 rounding. 23 points in batches of 10 exercise the padding;
-    # k=37 in chunks of 20 the dropped surplus.
+def test_compiled_evaluation_gives_the_eager_estimates(method, monkeypatch):
+    import lvmkit.objectives.marginal as m
+
+    monkeypatch.setattr(m, "_COMPILE_FAILED", [False])
     X = (np.random.RandomState(0).rand(23, 16) < 0.3).astype(np.float32)
     vae = VAE(latent_dim=3, hidden_sizes=(16,), epochs=2, batch_size=8, random_state=0).fit(X)
-    eager = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a failed compile (its fallback warns) fails the test
+        # log_marginal: 23 points in balanced batches of 8 (one padded row, dropped); same samples.
+        eager = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=False)
         fused = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=True)
-    assert fused.per_sample.shape == (23,)
-    np.testing.assert_allclose(fused.per_sample, eager.per_sample, rtol=1e-5, atol=1e-4)
+        assert fused.per_sample.shape == (23,)
+        np.testing.assert_allclose(fused.per_sample, eager.per_sample, rtol=1e-5, atol=1e-4)
+        # Chunks of 7 samples for k=37 (six chunks, five surplus samples drawn and dropped).
+        x = torch.as_tensor(X[:9])
+        module = vae.module_
+        runs = [
+            m.log_importance_weights_lse(module.encoder, module.model, x, 37, torch.Generator().manual_seed(1),
+                                         method, max_rows=63, log_weights=m.log_weight_function(module.model, method, c))
+            for c in (False, True)
+        ]
+    torch.testing.assert_close(runs[1], runs[0], rtol=1e-5, atol=1e-4)
 
 
 def test_a_failed_compile_falls_back_to_eager(monkeypatch, linear_vae):
@@ -140,6 +173,12 @@ def test_a_failed_compile_falls_back_to_eager(monkeypatch, linear_vae):
         return run
 
     monkeypatch.setattr(m.torch, "compile", broken)
-    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler found.*compile=False"):
+    monkeypatch.setattr(m, "_COMPILE_FAILED", [False])
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler found.*compile=False") as caught:
         fused = log_marginal(vae, X, k=20, compile=True)
+    assert caught[0].filename == __file__  # points at the caller, not at torch's wrappers
     np.testing.assert_array_equal(fused.per_sample, log_marginal(vae, X, k=20, compile=False).per_sample)
+    # The failure is remembered: the next call neither retries nor warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        log_marginal(vae, X, k=20, compile=True)

@@ -234,8 +234,13 @@ def test_warm_start_continues_from_the_fitted_networks(digits):
     base.set_params(warm_start=True, epochs=0).fit(X)
     for k, t in base.module_.state_dict().items():
         torch.testing.assert_close(t, before[k], rtol=0, atol=0)
-    cold = VAE(binarize="dynamic", validation_fraction=0.0, **small(epochs=0, random_state=1)).fit(X)
-    assert not torch.equal(cold.module_.state_dict()["model.decoder.0.weight"], before["model.decoder.0.weight"])
+    # warm_start=False (the same seed) ignores the fitted weights: the untrained networks again.
+    cold = VAE(binarize="dynamic", validation_fraction=0.0, **small(epochs=0)).fit(X)
+    again = base.set_params(warm_start=False).fit(X)
+    for k, t in again.module_.state_dict().items():
+        torch.testing.assert_close(t, cold.module_.state_dict()[k], rtol=0, atol=0)
+        assert k.endswith("raw_std") or not torch.equal(t, before[k])
+    base = VAE(binarize="dynamic", validation_fraction=0.0, **small(epochs=3)).fit(X)
     # Fine-tuning with the importance-weighted bound starts where the ELBO training ended and
     # raises the k=50 bound on the training data.
     Xb = base._binarized(torch.as_tensor(X, dtype=torch.float32), 5)
@@ -251,8 +256,14 @@ def test_warm_start_refuses_other_shapes(digits):
     with pytest.raises(ValueError, match="shape .*warm_start=False"):
         base.set_params(warm_start=True).fit(X[:200, :32])
     assert base.input_shape_ == (64,) and base.transform(X[:5]).shape == (5, 2)  # still the fitted model
-    with pytest.raises(ValueError, match="do not match.*hidden_sizes"):
+    z = base.transform(X[:5])
+    with pytest.raises(ValueError, match=r"do not match .*\(32, 64\) fitted, \(16, 64\) now.*hidden_sizes"):
         base.set_params(hidden_sizes=(16,)).fit(X[:200])
+    bad = X[:200].copy()
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        base.set_params(hidden_sizes=(32,)).fit(bad)
+    np.testing.assert_array_equal(base.transform(X[:5]), z)  # refused fits lost nothing
     ae = Autoencoder(**small(epochs=1)).fit(X[:200] > 0.5)
     ae.set_params(warm_start=True, epochs=1).fit(X[:200] > 0.5)  # the autoencoder has it too
 
