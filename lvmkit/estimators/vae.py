@@ -239,6 +239,11 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         X = self._check_data(X, reset=True)
         previous = self._warm_start_state(fitted)
         fingerprint = self._fingerprint(X)
+        if previous is not None:  # a fine-tune resumes only from a checkpoint of the same starting weights
+            start = hashlib.sha256()
+            for key, t in sorted(previous.items()):
+                start.update(key.encode() + t.detach().cpu().contiguous().numpy().tobytes())
+            fingerprint += f":start-{start.hexdigest()[:16]}"
         ckpt = Path(self.checkpoint) if self.checkpoint is not None else None
         seed = None
         if resume and ckpt is not None and ckpt.exists():

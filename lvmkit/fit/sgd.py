@@ -149,9 +149,10 @@ def train(
         state = load_checkpoint(checkpoint)
         if state["fingerprint"] != fingerprint:
             raise ValueError(
-                f"checkpoint {checkpoint} was written by a fit with other settings or other data "
-                f"({state['fingerprint']} vs now {fingerprint}); resume with the same estimator "
-                "parameters and the same X, or fit with resume=False to start again."
+                f"checkpoint {checkpoint} was written by a fit with other settings, other data or "
+                f"(warm_start) other starting weights ({state['fingerprint']} vs now {fingerprint}); "
+                "resume with the same estimator parameters, the same X and the same starting model, "
+                "or fit with resume=False to start again."
             )
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])

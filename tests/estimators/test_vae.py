@@ -250,6 +250,21 @@ def test_warm_start_continues_from_the_fitted_networks(digits):
     assert float(lvmkit.log_marginal(base, Xb.numpy(), k=50).mean) > start
 
 
+def test_a_warm_started_run_resumes_only_from_its_own_start(tmp_path, digits):
+    X, _ = digits
+    X = X[:200]
+    ck = tmp_path / "tune.ckpt"
+    VAE(binarize="dynamic", **small(epochs=2)).fit(X).save(tmp_path / "a.lvm")
+    b = VAE(binarize="dynamic", **small(epochs=2, random_state=5)).fit(X)
+    b.set_params(random_state=0)  # the same settings as a: only the starting weights differ
+    tune = dict(warm_start=True, checkpoint=ck, objective="iwae", k=3)
+    lvmkit.load(tmp_path / "a.lvm").set_params(**tune, epochs=1).fit(X)  # stopped after one epoch
+    a = lvmkit.load(tmp_path / "a.lvm").set_params(**tune, epochs=2).fit(X, resume=True)  # continues
+    assert a.n_iter_ == 2 and len(a.history_["elbo"]) == 2
+    with pytest.raises(ValueError, match="other starting weights"):
+        b.set_params(**tune, epochs=2).fit(X, resume=True)
+
+
 def test_warm_start_refuses_other_shapes(digits):
     X, _ = digits
     base = VAE(binarize="dynamic", **small(epochs=1)).fit(X[:200])
@@ -272,9 +287,9 @@ def test_resume_refuses_other_settings_or_data(tmp_path, digits):
     X, _ = digits
     ck = tmp_path / "run.ckpt"
     VAE(binarize="dynamic", checkpoint=ck, **small(epochs=1)).fit(X[:300])
-    with pytest.raises(ValueError, match="other settings or other data"):
+    with pytest.raises(ValueError, match="other settings, other data"):
         VAE(binarize="dynamic", checkpoint=ck, **small(epochs=2, lr=0.1)).fit(X[:300], resume=True)
-    with pytest.raises(ValueError, match="other settings or other data"):
+    with pytest.raises(ValueError, match="other settings, other data"):
         VAE(binarize="dynamic", checkpoint=ck, **small(epochs=2)).fit(X[:301], resume=True)
     ck.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not an lvmkit checkpoint or it is corrupted"):
