@@ -32,8 +32,9 @@ def log_weight_function(model, method: str = "importance", compile: bool = False
     x: (B, D) flat data; z: (c, B, L) samples; mu, log_sigma: the proposal's parameters (unused
     for ``method='prior'``, whose weights are p(x | z)). With ``compile=True`` the function is
     ``torch.compile``'d: the decoder's last layer, the likelihood's elementwise terms and their sum
-    over features become one pass over the logits instead of several (1.3-1.6x faster per row on
-    the MNIST VAE on CPU, measured), at a one-off cost of seconds; if compiling fails (no C++
+    over features become one pass over the logits instead of several. Measured on the MNIST VAE
+    on a 2-core CPU: 1.45x faster per row with one thread, but only 1.06-1.13x with two (the
+    matrix products, not fused, then dominate); a one-off compile costs seconds. if compiling fails (no C++
     compiler, an unsupported decoder) it warns and evaluates eagerly, as do later calls in the
     same process.
     """
