@@ -344,7 +344,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                 "warm_start=False to train new networks."
             )
         # Per-point variational parameters (inference='svi') belong to the old data: start them afresh.
-        return {k: t.detach().clone() for k, t in fitted["module_"].state_dict().items() if not k.startswith("local.")}
+        return {k: t.detach() for k, t in fitted["module_"].state_dict().items() if not k.startswith("local.")}
 
     def _load_warm_start(self, module: nn.Module, state) -> None:
         mine = module.state_dict()

@@ -34,9 +34,9 @@ def log_weight_function(model, method: str = "importance", compile: bool = False
     ``torch.compile``'d: the decoder's last layer, the likelihood's elementwise terms and their sum
     over features become one pass over the logits instead of several. Measured on the MNIST VAE
     on a 2-core CPU: 1.45x faster per row with one thread, but only 1.06-1.13x with two (the
-    matrix products, not fused, then dominate); a one-off compile costs seconds. if compiling fails (no C++
-    compiler, an unsupported decoder) it warns and evaluates eagerly, as do later calls in the
-    same process.
+    matrix products, not fused, then dominate); a one-off compile costs seconds. If compiling
+    fails (no C++ compiler, an unsupported decoder) it warns and evaluates eagerly, as do later
+    calls in the same process.
     """
     if method == "importance":
         def log_w(x, z, mu, log_sigma):
