@@ -197,8 +197,12 @@ def _mixture_options(init_choices=("kmeans", "kmeans++", "random", "random_from_
                      help="Stop when the bound (nats/sample) changes by less."),
         click.Option(["--init", "init_params"], type=click.Choice(init_choices), default="kmeans",
                      show_default=True, help="How the components start."),
-        click.Option(["--algorithm"], type=click.Choice(["em", "gem", "gradient"]), default="em",
-                     show_default=True, help="Closed-form EM, generalised EM, or gradient ascent."),
+        click.Option(["--algorithm"], type=click.Choice(["em", "gem", "gradient", "stepwise"]),
+                     default="em", show_default=True,
+                     help="Closed-form EM, generalised EM, gradient ascent, or stepwise (online) "
+                          "EM over mini-batches."),
+        click.Option(["--batch-size"], type=click.IntRange(1), default=10_000, show_default=True,
+                     help="Rows per mini-batch of --algorithm stepwise."),
         click.Option(["--dtype"], type=click.Choice(["float32", "float64"]), default="float32",
                      show_default=True, help="Compute precision of the E-step."),
         click.Option(["--chunk-size"], type=click.IntRange(1), default=None,
@@ -211,7 +215,7 @@ def _mixture_common(options: dict, settings: FitSettings) -> dict:
         n_components=options["components"], n_init=options["n_init"], max_iter=options["max_iter"],
         tol=options["tol"], init_params=options["init_params"], algorithm=options["algorithm"],
         dtype=options["dtype"], chunk_size=options["chunk_size"], random_state=settings.seed,
-        device=settings.device,
+        device=settings.device, batch_size=options["batch_size"],
     )
 
 

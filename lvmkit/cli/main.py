@@ -360,6 +360,11 @@ def _make_fit_command(kind: ModelKind) -> click.Command:
     params += list(kind.options)
     params.append(click.Option(["-o", "--output"], default="model.lvm", show_default=True,
                                help="Where to save the fitted model."))
+    if kind.has_components:
+        params.append(click.Option(
+            ["--stream"], is_flag=True,
+            help="Read DATA from disk on every EM pass instead of loading it (bounded memory; "
+                 "implied when DATA is a glob such as 'shards/*.parquet')."))
 
     def callback(**kw):
         return _do_fit(kind, kw)
@@ -378,12 +383,34 @@ def _kind_options(kind: ModelKind, kw: dict) -> dict:
     return options
 
 
+def _streamed(kind: ModelKind, kw: dict) -> bool:
+    """Whether ``fit`` reads the data from disk on every pass instead of loading it: a glob, or
+    ``--stream``, for the models that stream (the mixtures)."""
+    data = kw["data"]
+    wanted = kw.get("stream") or any(ch in data for ch in "*?[")
+    if not wanted:
+        return False
+    if not kind.has_components:
+        raise UserError(f"lvmkit fit {kind.name} reads its data into memory; give one file, not "
+                        f"a glob or --stream (streamed fitting is for gmm, poisson, bernoulli).")
+    ctx = click.get_current_context(silent=True)
+    scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
+    for flag, value in (("--columns", kw["columns"]), ("--key", kw["key"]),
+                        ("--binarize", kw["binarize"]), ("--scale", scale)):
+        if value is not None:
+            raise UserError(f"{flag} is not available when the data is streamed from {data!r}; "
+                            "prepare the files with the columns and values to fit.")
+    return True
+
+
 def _do_fit(kind: ModelKind, kw: dict):
     _check_device(kw["device"])
     _seed_everything(kw["seed"])
     out = Path(kw["output"])
     if out.parent and not out.parent.is_dir():
         raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it first.")
+    if _streamed(kind, kw):
+        return _do_fit_streamed(kind, kw, out)
     X, dataset, recipe = _load_data(kw["data"], kw["columns"], kw["key"], kw["binarize"],
                                     flatten=kind.flatten)
     model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
@@ -403,6 +430,29 @@ def _do_fit(kind: ModelKind, kw: dict):
                     "seconds": seconds})
     else:
         click.echo(_describe_fit(model, n, d, seconds))
+        click.echo(f"saved {out}")
+
+
+def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path):
+    """``lvmkit fit gmm 'shards/*.parquet'``: one pass over the files per EM iteration."""
+    from lvmkit.data.sources import as_source
+
+    source = as_source(kw["data"])
+    model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
+    start = time.perf_counter()
+    with _progress(kw["progress"], f"fit {kind.name} (one pass per iteration)"):
+        model.fit(source)
+    seconds = time.perf_counter() - start
+    recipe = {"source": str(kw["data"]), "columns": source.feature_names,
+              "feature_names": source.feature_names, "image_shape": None, "binarize": None,
+              "scale": None, "key": None, "streamed": True}
+    model.save(out, metadata={"kind": kind.name, "data": recipe})
+    n, d = source.n_samples, source.n_features
+    if kw["as_json"]:
+        _echo_json({"model": str(out), "kind": kind.name, **_fit_summary(model), "n_samples": n,
+                    "seconds": seconds, "source": source.describe()})
+    else:
+        click.echo(_describe_fit(model, n, d, seconds) + f" (streamed from {source.describe()})")
         click.echo(f"saved {out}")
 
 

@@ -1,15 +1,17 @@
 """What every mixture estimator shares: scikit-learn's contract wrapped around the EM engine.
 
-Subclasses (GaussianMixture, PoissonMixture, BernoulliMixture) name their observation family and
-fill a few hooks: their parameters' initial values and checks, the M-step's handling of their
-parameters, how fitted state is stored and read back, and sampling. Fitting (restarts, warm
-starts, sample weights, the three algorithms), prediction, scoring and model-selection criteria
-live here once.
-"""
+No algorithm lives here. The model (:class:`lvmkit.models.mixture.Mixture` over a family) owns
+initialisation, the E-step and the M-step; :mod:`lvmkit.fit` owns the loops (batch EM, stepwise EM,
+the gradient views, restarts). This class checks input, turns data (in memory or on disk) into
+chunks, chooses the loop, and converts between the model's float64 tensors and the public ``*_``
+NumPy attributes. Subclasses (GaussianMixture, PoissonMixture, BernoulliMixture) name their family
+and fill a few hooks: their parameters' checks, how fitted state is stored and read back, and
+sampling."""
 
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -20,15 +22,18 @@ from sklearn.utils import check_random_state
 
 from lvmkit import _validation as v
 from lvmkit._persist import Persistent
-from lvmkit.families._base import EPS_NK
+from lvmkit.data.chunks import DataChunks
+from lvmkit.data.sources import Source, as_source
 from lvmkit.fit import callbacks
-from lvmkit.fit import init as initialization
-from lvmkit.fit.em import DataChunks, EMResult, run_em
+from lvmkit.fit.em import EMResult, best_of_restarts, run_em
 from lvmkit.fit.gradient import run_gradient
-from lvmkit.models.mixture import Mixture
+from lvmkit.fit.stepwise import Batch, StepwiseState, run_stepwise, stepwise_step
+from lvmkit.models.mixture import INIT_METHODS, Mixture, MixtureParams
 
-ALGORITHMS = ("em", "gem", "gradient")
-RESP_INITS = ("kmeans", "kmeans++", "k-means++", "random", "random_from_data")
+ALGORITHMS = ("em", "gem", "gradient", "stepwise")
+RESP_INITS = INIT_METHODS[:-1]  # every method but 'lecture'
+# Rows per chunk of the validation pass over data on disk.
+STREAM_CHECK_ROWS = 65536
 
 
 class ComponentReseedWarning(UserWarning):
@@ -57,11 +62,16 @@ def common_constraints(init_params: tuple) -> dict:
         "chunk_size": v.any_of(
             v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"
         ),
+        "batch_size": v.Interval(1, None, integer=True),
+        "learning_decay": v.Interval(0.5, 1.0, open_low=True),
+        "learning_offset": v.Interval(0, None),
     }
 
 
 COMMON_HINTS = {
-    "algorithm": "'em' is the closed-form M-step; 'gem' and 'gradient' are its gradient views.",
+    "algorithm": "'em' is the closed-form M-step; 'gem' and 'gradient' are its gradient views; "
+    "'stepwise' is online EM over mini-batches of batch_size rows.",
+    "learning_decay": "stepwise EM needs 0.5 < learning_decay <= 1 (Robbins-Monro); 0.6 is usual.",
     "init_params": "'kmeans' is the usual choice.",
 }
 
@@ -71,44 +81,32 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     _constraints: dict = {}
     _hints: dict = COMMON_HINTS
+    _checks_values = False  # whether _check_values restricts the data (a pass over streamed data)
 
     # ================================================================== hooks
     def _make_family(self):
         raise NotImplementedError
 
-    def _check_values(self, X) -> None:
-        """Raise a ValueError if ``X`` is outside the family's support."""
+    def _check_values(self, X, origin: str | None = None, start: int = 0) -> None:
+        """Raise a ValueError if ``X`` is outside the family's support (rows numbered from
+        ``start`` within ``origin``, a file, when the rows were streamed)."""
 
-    def _data_shift(self, X, device) -> torch.Tensor:
+    def _data_shift(self, data, weights, device) -> torch.Tensor:
         """Shift subtracted from the data before the cast to the compute dtype (default none)."""
-        return torch.zeros(X.shape[1], dtype=torch.float64, device=device)
+        return torch.zeros(self.n_features_in_, dtype=torch.float64, device=device)
 
     def _prediction_shift(self, device) -> torch.Tensor:
         return torch.zeros(self.n_features_in_, dtype=torch.float64, device=device)
 
     def _check_user_init(self, family, n_features: int, device) -> dict:
-        """Validated user-supplied initial parameters (float64 tensors on ``device``)."""
+        """Validated user-supplied initial parameters (float64 tensors on ``device``), in data
+        coordinates; :meth:`_fit` moves them to the model's (shifted) coordinates."""
         return {}
 
-    def _complete_init(self, family, user_init: dict, weights, stats, chunks, resp_of) -> tuple:
-        """(weights, params, state) from initial weights and statistics, user values first.
-
-        ``resp_of`` is the initial responsibilities (None for the lecture initialisation or when
-        every parameter was given), for families that need a second, centred pass.
-        """
+    def _store(self, params: MixtureParams, shift: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def _lecture_init(self, chunks, family, generator) -> tuple:
-        """(weights, stats) of the textbook initialisation; see the subclass."""
-        raise NotImplementedError
-
-    def _m_step(self, model: Mixture, stats, iteration: int) -> list[int]:
-        raise NotImplementedError
-
-    def _store(self, model: Mixture, shift: torch.Tensor) -> None:
-        raise NotImplementedError
-
-    def _fitted_parameters(self, shift: torch.Tensor, device):
+    def _fitted_parameters(self, shift: torch.Tensor, device) -> MixtureParams:
         raise NotImplementedError
 
     def _n_family_parameters(self, n_features: int) -> int:
@@ -116,6 +114,10 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def _sample_family(self, labels: torch.Tensor, generator) -> torch.Tensor:
         raise NotImplementedError
+
+    def _after_gradient_step(self, components):
+        """Complete the family's parameters after a gradient update (default: nothing to do)."""
+        return components
 
     def _bytes_per_row(self, n_features: int, dtype: torch.dtype) -> int:
         item = torch.finfo(dtype).bits // 8
@@ -125,6 +127,10 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def fit(self, X, y=None, sample_weight=None):
         """Fit the mixture (``n_init`` restarts, the best kept). Returns ``self``.
 
+        ``X`` is an array-like (n_samples, n_features), a tensor, a DataFrame, or data on disk: a
+        path, a glob such as ``"shards/*.parquet"``, a list of paths (``.npy``, Parquet, CSV) or a
+        :class:`lvmkit.data.sources.Source`. Data on disk is read one chunk at a time on every
+        pass (one pass per EM iteration), in bounded memory; the result is the in-memory fit's.
         ``sample_weight`` (n_samples,), optional: non-negative weights; a row of weight 2 counts
         exactly as the same row twice.
         """
@@ -137,69 +143,171 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         return self._predict_chunks(chunks)
 
     def _fit(self, X, sample_weight=None) -> DataChunks:
-        """Fit; return the data as the E-step reads it (for fit_predict)."""
+        """Fit; return the data as the E-step reads it (for fit_predict). A failed fit leaves
+        every fitted attribute as it was."""
+        return _atomic(self, self._fit_unsafe, X, sample_weight)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of stepwise (online) EM on the mini-batch ``X``. Returns ``self``.
+
+        The first call on an unfitted model initialises from ``X`` (``init_params``) and fixes
+        ``n_features_in_``; on a model fitted by ``fit``, the first call starts from the fitted
+        parameters. Every call then blends the batch's statistics into running ones with step size
+        γ_t = (t + learning_offset)^(−learning_decay) (γ = 1 at the first step) and applies the
+        M-step (see :mod:`lvmkit.fit.stepwise`). ``lower_bound_`` is the batch's mean
+        log-likelihood under the parameters it was given; ``n_iter_`` counts the steps. A failed
+        call leaves the model as it was.
+        """
+        _atomic(self, self._partial_fit_unsafe, X, sample_weight)
+        return self
+
+    def _partial_fit_unsafe(self, X, sample_weight):
         v.validate_params(self, self._constraints, self._hints)
-        X = v.check_X(self, X, reset=True, min_samples=2)
-        n_samples, n_features = X.shape
         k = self.n_components
+        state = getattr(self, "_stepwise_", None)
+        fitted = hasattr(self, "converged_") and hasattr(self, "n_features_in_")
+        first = state is None and not fitted
+        X = v.check_X(self, X, reset=first, min_samples=k if first else 1)
+        self._check_values(X)
+        weights = _check_sample_weight(sample_weight, X.shape[0], k if first else 1)
+        dtype = v.resolve_dtype(self.dtype)
+        device = v.resolve_device(self.device, X)
+        family = self._make_family()
+        model = Mixture(family, k, dtype)
+        shift = self._data_shift(X, weights, device) if first else self._prediction_shift(device)
+        chunks = DataChunks(
+            X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype),
+            weights=weights,
+        )
+        if first:
+            user_init = self._check_user_init(family, X.shape[1], device)
+            if "means" in user_init:
+                user_init["means"] = user_init["means"] - shift
+            if self.weights_init is not None:
+                user_init["weights"] = _check_weights_init(self.weights_init, k, device)
+            rng = check_random_state(self.random_state)
+            generator = torch.Generator(device=chunks.device)
+            generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            params = model.initialize(chunks, self.init_params, generator, user_init)
+            progress, history = StepwiseState(), []
+        elif state is None:
+            params = self._fitted_parameters(shift, device)
+            progress, history = StepwiseState(), []
+        else:
+            params = self._fitted_parameters(shift, device)
+            running = None if state[0] is None else state[0].to(device)
+            progress, history = StepwiseState(running, state[1]), list(self.lower_bounds_)
+        batch = Batch(chunks.mapped(family.features).iter_weighted())
+        params, ll, n = stepwise_step(
+            model, batch, params, progress, self.learning_decay, self.learning_offset
+        )
+        bound = ll / n
+        if not math.isfinite(bound):
+            raise FloatingPointError(
+                f"The log-likelihood of this batch is {bound}: the data may contain enormous "
+                "values. Standardize X, or increase reg_covar."
+            )
+        self._store(params, shift)
+        self.lower_bound_ = bound
+        self.lower_bounds_ = history + [bound]
+        self.lower_bound_seconds_ = np.zeros(len(self.lower_bounds_))
+        self.n_iter_ = progress.t
+        self.converged_ = False
+        self.restarts_ = np.asarray([bound], dtype=np.float64)
+        self._stepwise_ = (progress.running, progress.t)
+
+    def _source(self, X, sample_weight, k: int):
+        """``(data, weights)``: checked in-memory data and its weights, or a file source and None;
+        sets ``n_features_in_`` (and feature names)."""
+        if isinstance(X, (str, os.PathLike, Source)) or (
+            isinstance(X, (list, tuple)) and X and isinstance(X[0], (str, os.PathLike))
+        ):
+            if sample_weight is not None:
+                raise ValueError(
+                    "sample_weight is only supported for in-memory X; for data on disk, fit "
+                    "without weights or load the rows into an array."
+                )
+            source = as_source(X)
+            self.n_features_in_ = source.n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            n = source.n_samples
+            if self._checks_values or n is None:  # a validation (and counting) pass
+                n = 0
+                for chunk in source.chunks(STREAM_CHECK_ROWS):
+                    self._check_values(chunk.X, chunk.origin, chunk.start)
+                    n += chunk.X.shape[0]
+                source.n_samples = n
+            if n < max(k, 2):
+                raise ValueError(
+                    f"Expected n_samples >= n_components but got n_components = {k}, "
+                    f"n_samples = {n} in {source.describe()}. Use fewer components or more data."
+                )
+            return source, None
+        X = v.check_X(self, X, reset=True, min_samples=2)
+        n_samples = X.shape[0]
         if n_samples < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, "
                 f"n_samples = {n_samples}. Use fewer components or more data."
             )
         self._check_values(X)
-        weights_arr = _check_sample_weight(sample_weight, n_samples, k)
+        return X, _check_sample_weight(sample_weight, n_samples, k)
+
+    def _fit_unsafe(self, X, sample_weight=None) -> DataChunks:
+        v.validate_params(self, self._constraints, self._hints)
+        k = self.n_components
+        continuing = self.warm_start and hasattr(self, "converged_")
+        previous_bound = self.lower_bound_ if continuing else -math.inf
+        data, weights = self._source(X, sample_weight, k)
+        n_features = self.n_features_in_
         dtype = v.resolve_dtype(self.dtype)
-        device = v.resolve_device(self.device, X)
+        device = v.resolve_device(self.device, None if isinstance(data, Source) else data)
         family = self._make_family()
         user_init = self._check_user_init(family, n_features, device)
         if self.weights_init is not None:
             user_init["weights"] = _check_weights_init(self.weights_init, k, device)
 
-        shift = self._data_shift(X, device)
+        shift = self._data_shift(data, weights, device)
+        if "means" in user_init:
+            user_init["means"] = user_init["means"] - shift
+        stepwise = self.algorithm == "stepwise"
         chunks = DataChunks(
-            X, shift, dtype, device, self.chunk_size,
-            self._bytes_per_row(n_features, dtype), weights=weights_arr,
+            data, shift, dtype, device, self.batch_size if stepwise else self.chunk_size,
+            self._bytes_per_row(n_features, dtype), weights=weights,
         )
         em_chunks = chunks.mapped(family.features)
-
-        continuing = self.warm_start and hasattr(self, "converged_")
-        n_init = 1 if continuing else self.n_init
+        self._stepwise_ = None
+        model = Mixture(family, k, dtype)
         rng = check_random_state(self.random_state)
-        best = None
-        restarts = []
-        for init in range(n_init):
+        n_init = 1 if continuing else self.n_init
+
+        def run_one(init: int) -> EMResult:
             if self.verbose:
                 print(f"Initialization {init}")
             if continuing:
-                weights, params = self._fitted_parameters(shift, device)
-                state = self._fitted_state(device)
+                params = self._fitted_parameters(shift, device)
             else:
-                weights, params, state = self._initialize(chunks, family, user_init, rng)
-            model = Mixture(family, weights, params, dtype)
-            model.state = state
-            result = self._run(
-                model, em_chunks, self.lower_bound_ if continuing else -math.inf, init, n_init
-            )
-            final = result.lower_bounds[-1] if result.lower_bounds else -math.inf
-            restarts.append(final)
+                generator = torch.Generator(device=chunks.device)
+                generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+                params = model.initialize(chunks, self.init_params, generator, user_init)
+            result = self._run(model, em_chunks, params, previous_bound, init, n_init, rng)
             self._report_reseeding(result, init)
             if self.verbose:
                 status = "converged" if result.converged else "did not converge"
                 print(
                     f"Initialization {status}. time lapse {result.seconds:.5f}s\t "
-                    f"lower bound {final:.5f}."
+                    f"lower bound {result.final:.5f}."
                 )
-            if best is None or final > best[0]:
-                best = (final, model, result)
+            return result
 
-        final, model, result = best
-        self._store(model, shift)
+        result, restarts = best_of_restarts(n_init, run_one)
+        self._store(result.params, shift)
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.lower_bounds_ = list(result.lower_bounds)
         self.lower_bound_seconds_ = np.asarray(result.seconds_at, dtype=np.float64)
-        self.lower_bound_ = final
+        self.lower_bound_ = result.final
         self.restarts_ = np.asarray(restarts, dtype=np.float64)
         if not self.converged_ and self.max_iter > 0:
             v.warn(
@@ -211,68 +319,31 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         return em_chunks
 
     def _run(
-        self, model: Mixture, chunks: DataChunks, lower_bound: float, restart: int = 0,
-        n_restarts: int = 1,
+        self, model: Mixture, chunks: DataChunks, params: MixtureParams, lower_bound: float,
+        restart: int = 0, n_restarts: int = 1, rng=None,
     ) -> EMResult:
         """One restart with the chosen algorithm."""
         callback = self._iteration_callback(restart, n_restarts)
         if self.algorithm == "em":
             return run_em(
-                model, chunks, self._m_step, self.max_iter, self.tol,
+                model, chunks, params, self.max_iter, self.tol,
                 lower_bound=lower_bound, on_iteration=callback,
             )
+        if self.algorithm == "stepwise":
+            generator = torch.Generator(device=chunks.device)
+            rng = rng if rng is not None else check_random_state(self.random_state)
+            generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            return run_stepwise(
+                model, chunks, params, self.max_iter, self.tol,
+                self.learning_decay, self.learning_offset,
+                lower_bound=lower_bound, on_iteration=callback, generator=generator,
+            )
         return run_gradient(
-            model, chunks, self.algorithm, self.max_iter, self.tol,
+            model, chunks, params, self.algorithm, self.max_iter, self.tol,
             steps=self.gem_steps, learning_rate=self.learning_rate,
             after_step=self._after_gradient_step,
             lower_bound=lower_bound, on_iteration=callback,
         )
-
-    def _after_gradient_step(self, model: Mixture) -> None:
-        """Refresh derived state (e.g. covariances) after a gradient update of the parameters."""
-
-    def _fitted_state(self, device) -> dict:
-        return {}
-
-    def _initialize(self, chunks: DataChunks, family, user_init: dict, rng):
-        """Initial (weights, params, state) in the family's (shifted) coordinates, float64."""
-        generator = torch.Generator(device=chunks.device)
-        generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
-        if self._all_user_init(user_init):
-            return self._complete_init(family, user_init, user_init["weights"], None, chunks, None)
-        resp_of = None
-        if self.init_params == "lecture":
-            weights, stats = self._lecture_init(chunks, family, generator)
-        else:
-            resp_of = self._initial_responsibilities(chunks, generator, self.init_params)
-            stats = sum_statistics(chunks, family, resp_of)
-            nk = stats["nk"] + EPS_NK
-            weights = nk / nk.sum()
-        weights = user_init.get("weights", weights)
-        return self._complete_init(family, user_init, weights, stats, chunks, resp_of)
-
-    def _all_user_init(self, user_init: dict) -> bool:
-        return False
-
-    def _initial_responsibilities(self, chunks: DataChunks, generator, method: str):
-        """A function (chunk, chunk start) -> responsibilities (n, K) for the chosen method."""
-        k = self.n_components
-        if method == "random":
-            return lambda X, start: _random_resp(X.shape[0], k, generator, X.dtype)
-        if method == "kmeans":
-            _, labels = initialization.kmeans(chunks, k, generator)
-        else:
-            if method in ("kmeans++", "k-means++"):
-                centers = initialization.kmeans_plusplus(chunks, k, generator)
-            else:  # random_from_data
-                centers = initialization.random_rows(chunks, k, generator)
-            labels = initialization.assign(chunks, centers)
-
-        def one_hot(X, start):
-            lab = labels[start : start + X.shape[0]]
-            return torch.nn.functional.one_hot(lab, k).to(X.dtype)
-
-        return one_hot
 
     # ================================================================== prediction
     def _check_predict_X(self, X):
@@ -281,33 +352,35 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         self._check_values(X)
         return X
 
-    def _prediction_model(self, device, dtype) -> tuple[Mixture, torch.Tensor]:
+    def _prediction_model(self, device, dtype) -> tuple[Mixture, MixtureParams, torch.Tensor]:
         shift = self._prediction_shift(device)
-        weights, params = self._fitted_parameters(shift, device)
-        return Mixture(self._make_family(), weights, params, dtype), shift
+        params = self._fitted_parameters(shift, device)
+        return Mixture(self._make_family(), self.n_components, dtype), params, shift
 
-    def _prediction_chunks(self, X) -> tuple[Mixture, DataChunks]:
+    def _prediction_chunks(self, X) -> tuple[Mixture, MixtureParams, DataChunks]:
         X = self._check_predict_X(X)
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, X)
-        model, shift = self._prediction_model(device, dtype)
+        model, params, shift = self._prediction_model(device, dtype)
         chunks = DataChunks(
             X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype),
             transform=model.family.features,
         )
-        return model, chunks
+        return model, params, chunks
 
     def _predict_chunks(self, chunks: DataChunks) -> np.ndarray:
         """Labels for data already in fit's E-step chunks (the fitted parameters, fit's shift)."""
-        weights, params = self._fitted_parameters(chunks.shift, chunks.device)
-        model = Mixture(self._make_family(), weights, params, chunks.dtype)
-        return np.concatenate([v.to_numpy(model.log_joint(X)[0].argmax(1)) for X in chunks])
+        params = self._fitted_parameters(chunks.shift, chunks.device)
+        model = Mixture(self._make_family(), self.n_components, chunks.dtype)
+        return np.concatenate(
+            [v.to_numpy(model.log_joint(X, params)[0].argmax(1)) for X in chunks]
+        )
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x) of every sample under the fitted mixture (exact), shape (n_samples,)."""
-        model, chunks = self._prediction_chunks(X)
+        model, params, chunks = self._prediction_chunks(X)
         return np.concatenate(
-            [v.to_numpy(model.log_evidence(c).to(torch.float64)) for c in chunks]
+            [v.to_numpy(model.log_evidence(c, params).to(torch.float64)) for c in chunks]
         )
 
     def score(self, X, y=None) -> float:
@@ -316,15 +389,17 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """The most probable component of every sample (n_samples,)."""
-        model, chunks = self._prediction_chunks(X)
-        return np.concatenate([v.to_numpy(model.log_joint(c)[0].argmax(1)) for c in chunks])
+        model, params, chunks = self._prediction_chunks(X)
+        return np.concatenate(
+            [v.to_numpy(model.log_joint(c, params)[0].argmax(1)) for c in chunks]
+        )
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of every component for every sample (n_samples, K)."""
-        model, chunks = self._prediction_chunks(X)
+        model, params, chunks = self._prediction_chunks(X)
         out = []
         for c in chunks:
-            log_joint = model.log_joint(c)[0].to(torch.float64)
+            log_joint = model.log_joint(c, params)[0].to(torch.float64)
             out.append(v.to_numpy(torch.softmax(log_joint, dim=1)))
         return np.concatenate(out)
 
@@ -432,35 +507,22 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
 
 # ====================================================================== helpers
-def sum_statistics(chunks: DataChunks, family, resp_of, reference=None) -> dict:
-    """Family statistics of the (weighted) data under given responsibilities, summed.
+def _atomic(estimator, fn, *args):
+    """Run ``fn(*args)``; if it raises, put every fitted attribute (name ending in ``_``) of
+    ``estimator`` back as it was, removing those it added."""
+    def fitted():
+        return [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]
 
-    ``resp_of(X, start)`` gives the responsibilities of the raw chunk starting at row ``start``;
-    ``reference`` is passed to families whose statistics are centred on one (Gaussian).
-    """
-    total: dict = {}
-    start = 0
-    for X, w in chunks.iter_weighted():
-        resp = resp_of(X, start)
-        if w is not None:
-            resp = resp * w[:, None]
-        ref = family.default_reference(resp.shape[1], X) if reference is None else reference
-        ref = None if ref is None else ref.to(dtype=X.dtype)
-        stats = family.statistics(family.features(X), resp, ref, None)
-        for key, value in stats.items():
-            total[key] = total[key] + value if key in total else value
-        start += X.shape[0]
-    return total
-
-
-def _random_resp(n: int, k: int, generator, dtype) -> torch.Tensor:
-    r = torch.rand(n, k, generator=generator, dtype=torch.float64, device=generator.device)
-    return (r / r.sum(1, keepdim=True)).to(dtype)
-
-
-def all_ones(X: torch.Tensor, start: int) -> torch.Tensor:
-    """Responsibilities of a single component: every row belongs to it."""
-    return torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)
+    saved = {k: getattr(estimator, k) for k in fitted()}
+    try:
+        return fn(*args)
+    except BaseException:
+        for name in fitted():
+            if name not in saved:
+                delattr(estimator, name)
+        for name, value in saved.items():
+            setattr(estimator, name, value)
+        raise
 
 
 def _n_rows(X) -> int:

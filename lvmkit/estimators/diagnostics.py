@@ -449,7 +449,7 @@ def gradient_variance(
         start = time.perf_counter()
         with torch.enable_grad():
             for r in range(n_repeats):
-                value = elbo_surrogate(encoder, model, x, name, generator, n_samples).mean()
+                value = elbo_surrogate(encoder, model, x, name, generator, n_samples).surrogate.mean()
                 grads = torch.autograd.grad(value, params)
                 g = torch.cat([t.reshape(-1) for t in grads]).double()
                 if shift is None:  # shifted sums: centred second moments

@@ -21,8 +21,7 @@ from lvmkit.estimators._mixture import (
 )
 from lvmkit.families.bernoulli import Bernoulli, BernoulliParams
 from lvmkit.families.poisson import Poisson, PoissonParams
-from lvmkit.fit import init as initialization
-from lvmkit.models.mixture import Mixture
+from lvmkit.models.mixture import MixtureParams
 
 INIT_PARAMS = RESP_INITS + ("lecture",)
 
@@ -39,9 +38,9 @@ _SHARED_DOC = """
     weights_init : array-like (K,), optional
     random_state, warm_start, verbose, verbose_interval
         As GaussianMixture's.
-    algorithm : {{'em', 'gem', 'gradient'}}, default='em'
+    algorithm : {{'em', 'gem', 'gradient', 'stepwise'}}, default='em'
         As GaussianMixture's; the gradient algorithms move {name} through {unconstrained}.
-    gem_steps, learning_rate, device, dtype, chunk_size
+    gem_steps, learning_rate, device, dtype, chunk_size, batch_size, learning_decay, learning_offset
         As GaussianMixture's.
 
     Attributes
@@ -57,17 +56,14 @@ class _IndependentFeaturesMixture(BaseMixture):
     """A mixture whose components are products over features of one-parameter families."""
 
     _name = ""  # the fitted attribute without its trailing underscore: 'rates' or 'probs'
+    _checks_values = True
     _params_class = None
 
     def _values_bounds(self) -> tuple[float, float]:
         raise NotImplementedError
 
-    def _check_values(self, X) -> None:
+    def _check_values(self, X, origin=None, start=0) -> None:
         raise NotImplementedError
-
-    def _clip(self, values: torch.Tensor) -> torch.Tensor:
-        low, high = self._values_bounds()
-        return values.clamp(low, high)
 
     def _check_user_init(self, family, n_features: int, device) -> dict:
         given = getattr(self, f"{self._name}_init")
@@ -83,50 +79,14 @@ class _IndependentFeaturesMixture(BaseMixture):
             )
         return {"values": torch.as_tensor(arr, dtype=torch.float64, device=device)}
 
-    def _all_user_init(self, user_init: dict) -> bool:
-        return "weights" in user_init and "values" in user_init
+    def _store(self, params: MixtureParams, shift) -> None:
+        self.weights_ = v.to_numpy(params.weights)
+        setattr(self, f"{self._name}_", v.to_numpy(getattr(params.components, self._name)))
 
-    def _lecture_init(self, chunks, family, generator):
-        """Uniform weights; each component halfway between a random row and the data mean."""
-        k = self.n_components
-        weights = torch.full((k,), 1.0 / k, dtype=torch.float64, device=chunks.device)
-        rows = initialization.random_rows(chunks, k, generator).to(torch.float64)
-        total = torch.zeros(chunks.n_features, dtype=torch.float64, device=chunks.device)
-        count = 0.0
-        for X, w in chunks.iter_weighted():
-            X64 = X.to(torch.float64)
-            total += X64.sum(0) if w is None else w.to(torch.float64) @ X64
-            count += X.shape[0] if w is None else float(w.sum())
-        return weights, {"values": 0.5 * rows + 0.5 * total / count}
-
-    def _complete_init(self, family, user_init, weights, stats, chunks, resp_of):
-        if "values" in user_init:
-            values = user_init["values"]
-        elif "values" in stats:
-            values = stats["values"]
-        else:
-            values = family.maximize(stats)
-        return weights, self._params_class(self._clip(values)), {}
-
-    def _m_step(self, model: Mixture, stats, iteration: int) -> list[int]:
-        weights, values = model.maximize(stats)
-        empty = model.empty_components(stats)
-        if empty.numel():
-            # Re-seed at the worst-explained sample.
-            values[empty] = self._clip(stats.worst_point.to(values.device))
-            weights[empty] = 1.0 / len(weights)
-            weights = weights / weights.sum()
-        model.set_parameters(weights, self._params_class(values))
-        return empty.tolist()
-
-    def _store(self, model: Mixture, shift) -> None:
-        self.weights_ = v.to_numpy(model.weights)
-        setattr(self, f"{self._name}_", v.to_numpy(getattr(model.params, self._name)))
-
-    def _fitted_parameters(self, shift, device):
+    def _fitted_parameters(self, shift, device) -> MixtureParams:
         weights = torch.as_tensor(self.weights_, dtype=torch.float64, device=device)
         values = torch.as_tensor(getattr(self, f"{self._name}_"), dtype=torch.float64, device=device)
-        return weights, self._params_class(values)
+        return MixtureParams(weights, self._params_class(values))
 
     def _n_family_parameters(self, n_features: int) -> int:
         return self.n_components * n_features
@@ -139,6 +99,12 @@ class _IndependentFeaturesMixture(BaseMixture):
 def _first_bad(mask: np.ndarray) -> tuple[int, int]:
     row, col = np.argwhere(mask)[0]
     return int(row), int(col)
+
+
+def _where(row: int, col: int, origin: str | None, start: int) -> str:
+    """'row R, column C' of in-memory data, or 'row R, column C of FILE' of streamed rows."""
+    place = f"row {start + row}, column {col}"
+    return place if origin is None else f"{place} of {origin}"
 
 
 def _as_numpy(X) -> np.ndarray:
@@ -191,6 +157,9 @@ class PoissonMixture(_IndependentFeaturesMixture):
         device=None,
         dtype="float32",
         chunk_size=None,
+        batch_size=10_000,
+        learning_decay=0.6,
+        learning_offset=2.0,
     ):
         self.n_components = n_components
         self.tol = tol
@@ -210,6 +179,9 @@ class PoissonMixture(_IndependentFeaturesMixture):
         self.device = device
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _make_family(self) -> Poisson:
         return Poisson(self.min_rate)
@@ -217,14 +189,14 @@ class PoissonMixture(_IndependentFeaturesMixture):
     def _values_bounds(self):
         return self.min_rate, float("inf")
 
-    def _check_values(self, X) -> None:
+    def _check_values(self, X, origin=None, start=0) -> None:
         A = _as_numpy(X)
         negative = A < 0
         if negative.any():
             row, col = _first_bad(negative)
             raise ValueError(
                 f"PoissonMixture needs non-negative counts; X has {int(negative.sum())} negative "
-                f"value(s), the first {A[row, col]:g} at row {row}, column {col}. Check the data, or "
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Check the data, or "
                 "use GaussianMixture for real-valued features."
             )
         fractional = A != np.floor(A)
@@ -232,7 +204,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
             row, col = _first_bad(fractional)
             raise ValueError(
                 f"PoissonMixture needs integer counts; X has {int(fractional.sum())} non-integer "
-                f"value(s), the first {A[row, col]:g} at row {row}, column {col}. Round them "
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Round them "
                 "(np.rint) if they are counts, or use GaussianMixture for real-valued features."
             )
 
@@ -284,6 +256,9 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         device=None,
         dtype="float32",
         chunk_size=None,
+        batch_size=10_000,
+        learning_decay=0.6,
+        learning_offset=2.0,
     ):
         self.n_components = n_components
         self.tol = tol
@@ -303,6 +278,9 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         self.device = device
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _make_family(self) -> Bernoulli:
         return Bernoulli(self.min_prob)
@@ -310,14 +288,14 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     def _values_bounds(self):
         return self.min_prob, 1.0 - self.min_prob
 
-    def _check_values(self, X) -> None:
+    def _check_values(self, X, origin=None, start=0) -> None:
         A = _as_numpy(X)
         bad = (A != 0) & (A != 1)
         if bad.any():
             row, col = _first_bad(bad)
             raise ValueError(
                 f"BernoulliMixture needs binary data (0 or 1); X has {int(bad.sum())} other "
-                f"value(s), the first {A[row, col]:g} at row {row}, column {col}. Binarize first, "
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Binarize first, "
                 "e.g. (X > threshold).astype(float) or sklearn.preprocessing.Binarizer; for grey "
                 "levels in [0, 1] a random draw np.random.rand(*X.shape) < X is the standard "
                 "'dynamic' binarization."

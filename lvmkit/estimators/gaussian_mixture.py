@@ -7,18 +7,16 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
+from lvmkit.data.sources import ArraySource, Source, moments
 from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
-    all_ones,
     as_float64,
     common_constraints,
     expect_shape,
-    sum_statistics,
 )
 from lvmkit.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
-from lvmkit.fit import init as initialization
-from lvmkit.models.mixture import Mixture
+from lvmkit.models.mixture import MixtureParams
 
 INIT_PARAMS = RESP_INITS + ("lecture",)
 
@@ -73,12 +71,14 @@ class GaussianMixture(BaseMixture):
         1 prints the initialisation and iteration numbers, 2 adds time and bound change.
     verbose_interval : int, default=10
         Iterations between two verbose lines.
-    algorithm : {'em', 'gem', 'gradient'}, default='em'
+    algorithm : {'em', 'gem', 'gradient', 'stepwise'}, default='em'
         'em': closed-form M-step. 'gem' (generalised EM): the same E-step, then ``gem_steps``
         gradient-ascent steps on the expected complete-data log-likelihood. 'gradient':
         gradient ascent on the log-likelihood itself, one step per pass over the data. The
         gradient algorithms move the weights (softmax logits), means and log-diagonal Cholesky
         factors of the precisions, with backtracking so no step lowers its objective.
+        'stepwise': stepwise (online) EM, one M-step per mini-batch of ``batch_size`` rows;
+        ``max_iter`` then counts passes over the data (see ``partial_fit``).
     gem_steps : int, default=10
         Gradient steps per iteration of 'gem'.
     learning_rate : float, default=1.0
@@ -92,6 +92,11 @@ class GaussianMixture(BaseMixture):
         Rows per E-step chunk. Default: sized so a chunk's working memory (about N·K·D values
         for full covariances) is 16 MiB on a CPU and 512 MiB on a GPU. The fit is the same for
         every chunk size, up to the order of floating-point sums.
+    batch_size : int, default=10000
+        Rows per mini-batch of ``algorithm='stepwise'``.
+    learning_decay, learning_offset : float, default=0.6, 2.0
+        Stepwise EM's step size γ_t = (t + learning_offset)^(−learning_decay) (Cappé & Moulines
+        2009), used by ``partial_fit`` and ``algorithm='stepwise'``; 0.5 < learning_decay <= 1.
 
     Attributes
     ----------
@@ -111,6 +116,10 @@ class GaussianMixture(BaseMixture):
         ``lower_bounds_`` was recorded (for curves against time).
     restarts_ : ndarray (n_init,)
         Final lower bound of every restart, in order: different starts reach different optima.
+    shift_ : ndarray (D,)
+        The float64 centre (the data's mean, from one streaming pass) the data were shifted by
+        before the cast to the compute dtype; prediction shifts by it too, so values near 1e8 keep
+        their precision in float32.
     n_features_in_ : int
     feature_names_in_ : ndarray, only when fitted on a DataFrame with string column names.
 
@@ -157,6 +166,9 @@ class GaussianMixture(BaseMixture):
         device=None,
         dtype="float32",
         chunk_size=None,
+        batch_size=10_000,
+        learning_decay=0.6,
+        learning_offset=2.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -178,18 +190,32 @@ class GaussianMixture(BaseMixture):
         self.device = device
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ================================================================== hooks
     def _make_family(self) -> Gaussian:
         return Gaussian(self.covariance_type, self.reg_covar)
 
-    def _data_shift(self, X, device) -> torch.Tensor:
-        shift, variance = _mean_and_variance(X, device)
-        self._warn_if_reg_covar_dominates(variance)
-        return shift
+    def _data_shift(self, data, weights, device) -> torch.Tensor:
+        """The data's mean (float64, one streaming pass over data on disk)."""
+        if isinstance(data, torch.Tensor):  # on its device, without a copy to the host
+            X = data.to(torch.float64)
+            mean = X.mean(0)
+            self._warn_if_reg_covar_dominates((X - mean).square().mean(0))
+            return mean.to(device)
+        mean, variance, _ = moments(data if isinstance(data, Source) else ArraySource(data))
+        self._warn_if_reg_covar_dominates(torch.as_tensor(variance))
+        return torch.as_tensor(mean, dtype=torch.float64, device=device)
 
     def _prediction_shift(self, device) -> torch.Tensor:
-        return torch.as_tensor(self.weights_ @ self.means_, dtype=torch.float64, device=device)
+        """The fit's shift (``shift_``); for a model restored from attributes without it, the
+        mixture's mean Σ π_k μ_k, which EM makes equal to the data's mean."""
+        shift = getattr(self, "shift_", None)
+        if shift is None:
+            shift = self.weights_ @ self.means_
+        return torch.as_tensor(shift, dtype=torch.float64, device=device)
 
     def _bytes_per_row(self, n_features: int, dtype: torch.dtype) -> int:
         k, d = self.n_components, n_features
@@ -230,89 +256,31 @@ class GaussianMixture(BaseMixture):
             out["P"] = family.precisions_cholesky_from_precisions(torch.as_tensor(p, **f64))
         return out
 
-    def _all_user_init(self, user_init: dict) -> bool:
-        return all(name in user_init for name in ("weights", "means", "P"))
+    def _after_gradient_step(self, components: GaussianParams) -> GaussianParams:
+        components.covariances = Gaussian.covariances_from_cholesky(
+            components.precisions_cholesky, self.covariance_type
+        )
+        return components
 
-    def _lecture_init(self, chunks, family: Gaussian, generator):
-        """Uniform weights; means at random rows; every covariance the single-Gaussian one."""
-        k = self.n_components
-        ct = family.covariance_type
-        weights = torch.full((k,), 1.0 / k, dtype=torch.float64, device=chunks.device)
-        means = initialization.random_rows(chunks, k, generator).to(torch.float64)
-        # 'tied' uses the full-covariance single-Gaussian estimate.
-        single = Gaussian("full" if ct == "tied" else ct, self.reg_covar)
-        stats = sum_statistics(chunks, single, all_ones)
-        _, cov = single.maximize(stats, Gaussian.reference_at(stats))
-        covariances = cov[0] if ct == "tied" else cov.expand(k, *cov.shape[1:]).clone()
-        return weights, {"means": means, "covariances": covariances}
-
-    def _complete_init(self, family: Gaussian, user_init: dict, weights, stats, chunks, resp_of):
-        shift = chunks.shift
-        if stats is None:  # everything given by the user
-            means, covariances = None, None
-        elif "covariances" in stats:  # the lecture initialisation
-            means, covariances = stats["means"], stats["covariances"]
-        else:
-            if family.covariance_type == "full":
-                # Second pass: centre the scatter on the first pass's means.
-                stats = sum_statistics(chunks, family, resp_of, Gaussian.reference_at(stats))
-            means, covariances = family.maximize(stats, Gaussian.reference_at(stats))
-        if "means" in user_init:
-            means = user_init["means"] - shift
-        if "P" in user_init:
-            P = user_init["P"]
-            covariances = _covariances_from_cholesky(P, self.covariance_type)
-        else:
-            P, covariances = family.precisions_cholesky(covariances)
-        return weights, GaussianParams(means, P), {"covariances": covariances}
-
-    def _m_step(self, model: Mixture, stats, iteration: int) -> list[int]:
-        """Closed-form M-step, re-seeding components that lost their points."""
-        weights, (means, covariances) = model.maximize(stats)
-        empty = model.empty_components(stats)
-        if empty.numel():
-            # Re-seed at the worst-explained sample with the pooled covariance of the others.
-            keep = torch.ones_like(weights, dtype=torch.bool)
-            keep[empty] = False
-            means[empty] = stats.worst_point.to(means.device)
-            if self.covariance_type != "tied":
-                w = weights[keep] / weights[keep].sum() if bool(keep.any()) else None
-                pooled = (
-                    torch.tensordot(w, covariances[keep], dims=1)
-                    if w is not None
-                    else covariances.mean(0)
-                )
-                covariances[empty] = pooled
-            weights[empty] = 1.0 / len(weights)
-            weights = weights / weights.sum()
-        P, covariances = model.family.precisions_cholesky(covariances)
-        model.set_parameters(weights, GaussianParams(means, P))
-        model.state = {"covariances": covariances}
-        return empty.tolist()
-
-    def _after_gradient_step(self, model: Mixture) -> None:
-        model.state = {
-            "covariances": _covariances_from_cholesky(
-                model.params.precisions_cholesky, self.covariance_type
-            )
-        }
-
-    def _store(self, model: Mixture, shift: torch.Tensor) -> None:
-        P = model.params.precisions_cholesky
-        self.weights_ = v.to_numpy(model.weights)
-        self.means_ = v.to_numpy(model.params.means + shift)
-        self.covariances_ = v.to_numpy(model.state["covariances"])
+    def _store(self, params: MixtureParams, shift: torch.Tensor) -> None:
+        components = params.components
+        P = components.precisions_cholesky
+        if components.covariances is None:
+            components.covariances = Gaussian.covariances_from_cholesky(P, self.covariance_type)
+        self.weights_ = v.to_numpy(params.weights)
+        self.means_ = v.to_numpy(components.means + shift)
+        self.shift_ = v.to_numpy(shift)
+        self.covariances_ = v.to_numpy(components.covariances)
         self.precisions_cholesky_ = v.to_numpy(P)
         self.precisions_ = v.to_numpy(Gaussian.precisions_from_cholesky(P, self.covariance_type))
 
-    def _fitted_parameters(self, shift: torch.Tensor, device):
-        weights = torch.as_tensor(self.weights_, dtype=torch.float64, device=device)
-        means = torch.as_tensor(self.means_, dtype=torch.float64, device=device) - shift
-        P = torch.as_tensor(self.precisions_cholesky_, dtype=torch.float64, device=device)
-        return weights, GaussianParams(means, P)
-
-    def _fitted_state(self, device) -> dict:
-        return {"covariances": torch.as_tensor(self.covariances_, dtype=torch.float64, device=device)}
+    def _fitted_parameters(self, shift: torch.Tensor, device) -> MixtureParams:
+        f64 = dict(dtype=torch.float64, device=device)
+        weights = torch.as_tensor(self.weights_, **f64)
+        means = torch.as_tensor(self.means_, **f64) - shift
+        P = torch.as_tensor(self.precisions_cholesky_, **f64)
+        covariances = torch.as_tensor(self.covariances_, **f64)
+        return MixtureParams(weights, GaussianParams(means, P, covariances=covariances))
 
     def _n_family_parameters(self, n_features: int) -> int:
         return self._make_family().n_parameters(self.n_components, n_features)
@@ -334,24 +302,3 @@ class GaussianMixture(BaseMixture):
                 "data. Standardize X (e.g. sklearn.preprocessing.StandardScaler) or lower reg_covar.",
                 UserWarning,
             )
-
-
-def _mean_and_variance(X, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-feature mean and variance in float64, a block at a time (X may be memory-mapped)."""
-    n = X.shape[0]
-    step = max(1, 2**22 // max(X.shape[1], 1))
-
-    def blocks():
-        return (v.as_tensor(X[s : s + step], device) for s in range(0, n, step))
-
-    mean = sum(b.sum(0) for b in blocks()) / n
-    variance = sum((b - mean).square().sum(0) for b in blocks()) / n
-    return mean, variance
-
-
-def _covariances_from_cholesky(P: torch.Tensor, covariance_type: str) -> torch.Tensor:
-    if covariance_type in ("diag", "spherical"):
-        return P.square().reciprocal()
-    eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
-    L = torch.linalg.solve_triangular(P, eye.expand_as(P), upper=True).mT
-    return L @ L.mT

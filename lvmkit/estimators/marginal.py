@@ -119,8 +119,8 @@ def log_marginal(
 
 def _mixture_monte_carlo(model, X, method: str, k: int, random_state) -> np.ndarray:
     """log (1/k) Σ_i p(x, z_i) / q(z_i) with z_i drawn from a categorical proposal."""
-    mix, chunks = model._prediction_chunks(X)
-    log_joint = torch.cat([mix.log_joint(c)[0].double() for c in chunks]).cpu()  # (n, K)
+    mix, params, chunks = model._prediction_chunks(X)
+    log_joint = torch.cat([mix.log_joint(c, params)[0].double() for c in chunks]).cpu()  # (n, K)
     n, K = log_joint.shape
     if method == "prior":
         log_proposal = torch.log(torch.as_tensor(np.asarray(model.weights_), dtype=torch.float64)).expand(n, K)

@@ -28,11 +28,12 @@ from torch import nn
 from lvmkit import _validation as v
 from lvmkit._persist import Persistent, register
 from lvmkit.fit.sgd import copy_module, load_checkpoint, train
-from lvmkit.models.vae import DeepLatentModel, draw_bernoulli, make_likelihood
+from lvmkit.families.bernoulli import sample_probs as draw_bernoulli
+from lvmkit.models.vae import DeepLatentModel, make_likelihood
 from lvmkit.nn.networks import ACTIVATIONS, build_decoder, build_encoder
-from lvmkit.objectives.elbo import elbo_terms, gaussian_kl, gaussian_kl_per_dim
+from lvmkit.objectives.elbo import elbo_terms, elbo_terms_at, gaussian_kl_per_dim
 from lvmkit.objectives.score_function import elbo_surrogate
-from lvmkit.posteriors.local import LocalGaussian, fit_local, local_elbo_terms
+from lvmkit.posteriors.local import LocalGaussian, fit_local
 from lvmkit.objectives.iwae import iwae_terms
 from lvmkit.objectives.marginal import log_importance_weights_lse
 from lvmkit.posteriors.amortized import GaussianEncoder
@@ -702,29 +703,25 @@ class VAE(_DeepLatentBase):
             module.local.refine(module.model, xb, idx, steps=self.svi_steps, lr=self.svi_lr, average=0.0,
                                 generator=generator, eval_samples=1)
             mu, log_sigma = (t.detach() for t in module.local(idx))
-            rec, kl = local_elbo_terms(module.model, xb, mu, log_sigma, n_samples=self.k, generator=generator)
-            loss = (kl - rec).mean()
-            rec = rec.detach()
-            return {"loss": loss, "elbo": rec - kl, "reconstruction": rec, "kl": kl}
+            t = elbo_terms_at(module.model, xb, mu, log_sigma, n_samples=self.k, generator=generator)
+            # The KL does not depend on the decoder: the loss is −reconstruction.mean() + a constant.
+            loss = (t.kl - t.reconstruction).mean()
+            return {"loss": loss, "elbo": t.bound, "reconstruction": t.reconstruction.detach(), "kl": t.kl}
         if self.objective == "iwae":
-            loss, bound, rec, kl = iwae_terms(module.encoder, module.model, xb, self.k, generator, self.gradient == "dreg")
-            return {"loss": loss, "elbo": bound, "reconstruction": rec, "kl": kl}
+            t = iwae_terms(module.encoder, module.model, xb, self.k, generator, self.gradient == "dreg")
+            return {"loss": t.loss(), "elbo": t.bound, "reconstruction": t.reconstruction, "kl": t.kl}
         if self.gradient in ("score", "score-baseline"):
             estimator = "score-baseline" if self.gradient == "score-baseline" else "score"
-            elbo = elbo_surrogate(module.encoder, module.model, xb, estimator, generator, self.k)
-            with torch.no_grad():
-                kl = gaussian_kl(*module.encoder(xb))
-            value = elbo.detach()
-            return {"loss": -elbo.mean(), "elbo": value, "reconstruction": value + kl, "kl": kl}
-        rec, kl, mu, log_sigma = elbo_terms(module.encoder, module.model, xb, generator, self.k)
+            t = elbo_surrogate(module.encoder, module.model, xb, estimator, generator, self.k)
+            return {"loss": t.loss(), "elbo": t.bound, "reconstruction": t.reconstruction, "kl": t.kl}
+        t = elbo_terms(module.encoder, module.model, xb, generator, self.k)
         weight = self._kl_weight(progress)
         if self.free_bits is not None:
-            kl_term = torch.clamp(gaussian_kl_per_dim(mu, log_sigma).mean(0), min=self.free_bits).sum()
+            kl_term = torch.clamp(gaussian_kl_per_dim(t.mu, t.log_sigma).mean(0), min=self.free_bits).sum()
         else:
-            kl_term = kl.mean()
-        loss = weight * kl_term - rec.mean()
-        rec, kl = rec.detach(), kl.detach()
-        return {"loss": loss, "elbo": rec - kl, "reconstruction": rec, "kl": kl}
+            kl_term = t.kl.mean()
+        loss = weight * kl_term - t.reconstruction.mean()
+        return {"loss": loss, "elbo": t.bound, "reconstruction": t.reconstruction.detach(), "kl": t.kl.detach()}
 
     def _q(self, module, xb, generator):
         """(mu, log_sigma) of q(z | x) for a batch: the encoder's, or for inference='svi' a
@@ -736,8 +733,7 @@ class VAE(_DeepLatentBase):
 
     def _sample_scores(self, module, xb, generator, n_samples: int) -> torch.Tensor:
         mu, log_sigma = self._q(module, xb, generator)
-        rec, kl = local_elbo_terms(module.model, xb, mu, log_sigma, n_samples=n_samples, generator=generator)
-        return rec - kl
+        return elbo_terms_at(module.model, xb, mu, log_sigma, n_samples=n_samples, generator=generator).bound
 
     def _validation_scores(self, module, xb, generator) -> torch.Tensor:
         """What early stopping watches: the training objective's bound (the ELBO, or L_k for IWAE)."""

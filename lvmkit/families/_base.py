@@ -7,6 +7,10 @@ import math
 import torch
 from torch import Tensor
 
+# log 2π, the normalising constant of every Gaussian density in lvmkit (families, VAE
+# likelihoods, encoder posteriors, priors).
+LOG_2PI = math.log(2.0 * math.pi)
+
 # Added to every component's total responsibility, as scikit-learn does, so an empty component
 # has finite parameters before it is re-seeded.
 EPS_NK = 10.0 * torch.finfo(torch.float64).eps
@@ -56,3 +60,52 @@ class IndependentFeatures:
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
         return n_components * n_features
+
+    # initialisation
+    def single_family(self):
+        """The family whose one-component fit to all the data the lecture initialisation reads."""
+        return self
+
+    @staticmethod
+    def reference_at(stats):
+        """No second, centred initialisation pass is needed (see Gaussian.reference_at)."""
+        return None
+
+    def lecture_params(self, rows: Tensor, single_stats, n_components: int):
+        """Each component halfway between a random data row and the data's mean."""
+        mean = single_stats["sx"][0] / single_stats["nk"][0]
+        return {"values": 0.5 * rows + 0.5 * mean}
+
+    def initial_params(self, estimate, user: dict):
+        """Parameters from an initial estimate (statistics' maximiser or the lecture values),
+        with the user's given values (``user["values"]``) taking precedence; clipped."""
+        if "values" in user:
+            values = user["values"]
+        elif isinstance(estimate, dict):
+            values = estimate["values"]
+        else:
+            values = estimate
+        n = values.shape[0]
+        one = {"nk": torch.ones(n, dtype=values.dtype, device=values.device), "sx": values}
+        return self.params_class(self.maximize(one))
+
+    def user_complete(self, user: dict) -> bool:
+        return "values" in user
+
+    @staticmethod
+    def portable(stats, params=None) -> dict:
+        """The statistics need no change to be blended across iterations."""
+        return dict(stats)
+
+    def m_step(self, stats, weights: Tensor, params, reseed=None):
+        """The closed-form M-step: the family's clipped maximiser; ``reseed = (empty, point)``
+        puts the empty components at ``point`` (clipped into the parameter box the same way,
+        by maximising the statistics of that one point). Returns parameters of ``params``' type."""
+        values = self.maximize(stats)
+        if reseed is not None:
+            empty, point = reseed
+            m = int(empty.numel())
+            one = {"nk": torch.ones(m, dtype=values.dtype, device=values.device),
+                   "sx": point.to(values).expand(m, -1)}
+            values[empty] = self.maximize(one)
+        return type(params)(values)

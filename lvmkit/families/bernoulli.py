@@ -5,6 +5,10 @@ Statistics are N_k = Σ r and S_k = Σ r x; the M-step p_k = S_k / N_k is clippe
 [min_prob, 1 − min_prob], the exact maximiser over that box (the objective is concave in p), so
 EM still never lowers the likelihood and a pixel never seen on in training keeps a finite
 log-probability at test time.
+
+For per-sample parameters (a VAE decoder's logits, one set per data point) the module-level
+:func:`log_prob_logits`, :func:`sample_probs` and :func:`sample_logits` give the density and
+draws.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lvmkit.families._base import EPS_NK, IndependentFeatures
@@ -29,6 +34,8 @@ class BernoulliParams:
 
 class Bernoulli(IndependentFeatures):
     """Bernoulli observation family for a K-component mixture of binary vectors."""
+
+    params_class = BernoulliParams
 
     def __init__(self, min_prob: float = 1e-6):
         self.min_prob = float(min_prob)
@@ -68,3 +75,33 @@ class Bernoulli(IndependentFeatures):
 
     def sample(self, labels: Tensor, probs: Tensor, generator) -> Tensor:
         return torch.bernoulli(probs[labels], generator=generator)
+
+
+# Per-sample parameters: logits that come with each sample, as a VAE decoder produces them.
+
+
+def log_prob_logits(logits: Tensor, x: Tensor) -> Tensor:
+    """log p(x | logits) = Σ_d [x_d l_d − softplus(l_d)], summed over the last axis.
+
+    ``logits`` (..., B, D) broadcasts against ``x`` (B, D). When the shapes are equal this is
+    ``binary_cross_entropy_with_logits`` (one fused kernel); otherwise the broadcast form.
+    """
+    if logits.shape == x.shape:
+        return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    return (logits * x).sum(-1) - F.softplus(logits).sum(-1)
+
+
+def sample_probs(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x ~ Bernoulli(probs) elementwise, as (u < p) with u ~ U(0, 1), in probs' dtype.
+
+    The same distribution as ``torch.bernoulli``, whose CPU kernel draws element by element and
+    took 1.2 ms for one MNIST batch of 100 images (about 15% of a VAE training step); this takes
+    ~0.06 ms. (The mixture's :meth:`Bernoulli.sample` keeps ``torch.bernoulli``.)
+    """
+    u = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    return (u < probs).to(probs.dtype)
+
+
+def sample_logits(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x ~ Bernoulli(sigmoid(logits)) elementwise (see :func:`sample_probs`)."""
+    return sample_probs(torch.sigmoid(logits), generator)

@@ -22,30 +22,35 @@ Numerics
 All tensors passed to :meth:`Gaussian.log_prob` and :meth:`Gaussian.statistics` are in the compute
 dtype (float32 or float64). Statistics are returned in float64 and the M-step runs in float64.
 
-* ``full``: the E-step computes whitened residuals y = (x − μ_ref) P_ref once, and the M-step
-  statistics are Σ r y yᵀ of those residuals: second moments centred on the current component
-  means *and* whitened, so they are near r·I at convergence whatever the scale of the data.
-  :meth:`Gaussian.maximize` maps them back with L_ref and corrects for the mean shift.
-* ``diag``, ``spherical``, ``tied``: the quadratic forms are matrix products on data the caller has
-  centred on a global shift (see :mod:`lvmkit.fit.em`); the second-moment statistics are formed in
-  float64 from compute-dtype values (products of float32 numbers are exact in float64), so the
-  cancellation in Σ r x² − N μ² costs at most eps₆₄·(spread/σ)². This keeps the E- and M-steps at
+Statistics are N_k = Σ r, S_k = Σ r x and second moments, sums over rows in float64, so they add
+up across chunks and processes computed under the same parameters. :meth:`Gaussian.portable` puts
+them in a frame that does not depend on the parameters (about the origin of the data the caller
+passes, which the engine centres on a float64 shift, see :mod:`lvmkit.data.chunks`), where
+statistics of different iterations can be blended (stepwise EM).
+
+* ``full``: the E-step computes whitened residuals y = (x − μ_k) P_k once for the densities, and
+  the batch M-step's statistics are Σ r y yᵀ of those residuals: centred on the component means
+  *and* whitened, so they are near r·I at convergence whatever the scale of the data (float32
+  loses nothing to the data's offset). :meth:`Gaussian.maximize` maps them back with L = P⁻ᵀ and
+  corrects for the mean shift; :meth:`Gaussian.portable` maps them, in float64, to Σ r x xᵀ.
+* ``diag``, ``spherical``, ``tied``: the quadratic forms are matrix products on the centred data;
+  the second-moment statistics are formed in float64 from compute-dtype values (products of
+  float32 numbers are exact in float64), with the same eps₆₄ bound. This keeps the E- and M-steps at
   matrix-multiply speed for these structures; see DESIGN.md.
 """
 
 from __future__ import annotations
 
-import math
-from lvmkit import _validation as v
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from lvmkit.families._base import EPS_NK, buffer as _buffer
+from lvmkit import _validation as v
+from lvmkit.families._base import EPS_NK, LOG_2PI
+from lvmkit.families._base import buffer as _buffer
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 class CovarianceJitterWarning(UserWarning):
@@ -60,6 +65,8 @@ class GaussianParams:
     precisions_cholesky: Tensor
     # Constants of the E-step derived from the two above (see Gaussian.prepare); filled lazily.
     prepared: dict | None = None
+    # The covariances P was factorised from (jitter included), kept by the M-step (float64).
+    covariances: Tensor | None = None
 
     def to(self, dtype: torch.dtype | None = None, device=None) -> "GaussianParams":
         return GaussianParams(
@@ -121,9 +128,15 @@ class Gaussian:
         if ct == "full":
             # Y[k] = [x, 1] @ [P_k; −μ_k P_k]: whitened residuals of every component, laid out
             # component-major (K, n, D) so the scatter products below read contiguous blocks.
+            P64 = P.to(torch.float64)
+            eye = torch.eye(d, dtype=torch.float64, device=P.device)
             prep = {
                 "P_aug": torch.cat([P, -torch.bmm(means.unsqueeze(1), P)], 1).contiguous(),
                 "log_det": torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1),
+                # float64 L = P⁻ᵀ and μ of *these* (compute-dtype) values, to map the whitened
+                # scatter back to raw second moments (see statistics).
+                "L64": torch.linalg.solve_triangular(P64, eye.expand_as(P64), upper=True).mT,
+                "mu64": means.to(torch.float64),
             }
         elif ct == "tied":
             b = means @ P
@@ -164,7 +177,7 @@ class Gaussian:
             maha = torch.linalg.vector_norm(
                 Y, dim=-1, out=_buffer(workspace, "maha", (k, n), P_aug)
             ).square_()
-            log_prob = maha.mul_(-0.5).add_(prep["log_det"][:, None] - 0.5 * d * _LOG_2PI)
+            log_prob = maha.mul_(-0.5).add_(prep["log_det"][:, None] - 0.5 * d * LOG_2PI)
             return log_prob.T, Y
         elif ct == "tied":
             XP = X @ prep["P"]
@@ -179,7 +192,7 @@ class Gaussian:
             d //= 2
         # Expanded quadratic forms can round a tiny distance below zero.
         maha = maha.clamp_(min=0.0)
-        return maha.mul_(-0.5).add_(prep["log_det"] - 0.5 * d * _LOG_2PI), cache
+        return maha.mul_(-0.5).add_(prep["log_det"] - 0.5 * d * LOG_2PI), cache
 
     # ------------------------------------------------------------------ statistics
     def statistics(
@@ -192,10 +205,11 @@ class Gaussian:
     ) -> dict[str, Tensor]:
         """Additive sufficient statistics of features ``X`` weighted by ``resp`` (n, K).
 
-        Sums over rows, in float64, so statistics of chunks add up to those of the whole data.
-        ``params`` (and ``cache`` from :meth:`log_prob` with the same params) is the reference
-        the ``full`` second moments are centred and whitened on; pass ``cache=None`` to compute
-        the residuals here (used at initialisation).
+        Sums over rows, in float64, so statistics of chunks (and of processes) computed under the
+        same ``params`` add up to those of the whole data. For ``full`` the scatter is Σ r y yᵀ of
+        the residuals whitened by ``params`` (and ``cache`` from :meth:`log_prob` with the same
+        params); :meth:`portable` maps it to the parameter-free frame. Pass ``cache=None`` to
+        compute the residuals here.
         """
         f64 = torch.float64
         ct = self.covariance_type
@@ -206,11 +220,11 @@ class Gaussian:
             # Σ r x and Σ r (the ones column) in one GEMM in the compute dtype; chunk sums are
             # accumulated in float64.
             first = (resp.T @ X).to(f64)
-            stats = {"nk": first[:, d], "sx": first[:, :d]}
+            nk, sx = first[:, d], first[:, :d]
             root = torch.sqrt(resp.T, out=_buffer(workspace, "root", resp.T.shape, resp))
             Ys = cache.mul_(root.unsqueeze(-1))  # (K, n, D); overwrites the cache
-            stats["syy"] = torch.bmm(Ys.transpose(1, 2), Ys).to(f64)
-            return stats
+            syy = torch.bmm(Ys.transpose(1, 2), Ys).to(f64)
+            return {"nk": nk, "sx": sx, "syy": syy}
         stats = {"nk": resp.sum(0, dtype=f64)}
         if ct == "tied":
             X64 = X.to(f64)
@@ -234,28 +248,82 @@ class Gaussian:
         eye = torch.eye(d, dtype=X.dtype, device=X.device).expand(k, d, d).contiguous()
         return GaussianParams(torch.zeros(k, d, dtype=X.dtype, device=X.device), eye)
 
-    @staticmethod
-    def reference_at(stats: dict[str, Tensor]) -> GaussianParams:
-        """Identity whitening centred on the statistics' own means (float64)."""
+    def reference_at(self, stats: dict[str, Tensor]) -> GaussianParams | None:
+        """Identity whitening centred on the statistics' own means (float64): where a second
+        initialisation pass accumulates the 'full' scatter, centred (None for other types)."""
+        if self.covariance_type != "full":
+            return None
         nk = stats["nk"] + EPS_NK
         means = stats["sx"] / nk[:, None]
         k, d = means.shape
         eye = torch.eye(d, dtype=means.dtype, device=means.device).expand(k, d, d).contiguous()
         return GaussianParams(means, eye)
 
+    # ------------------------------------------------------------------ initialisation
+    def single_family(self) -> "Gaussian":
+        """The family of the lecture initialisation's single Gaussian ('tied' uses 'full')."""
+        ct = self.covariance_type
+        return Gaussian("full" if ct == "tied" else ct, self.reg_covar)
+
+    def lecture_params(self, rows: Tensor, single_stats, n_components: int) -> dict:
+        """Means at random rows; every covariance the single-Gaussian estimate from all the data."""
+        _, cov = self.single_family().maximize(single_stats)
+        ct = self.covariance_type
+        k = n_components
+        covariances = cov[0] if ct == "tied" else cov.expand(k, *cov.shape[1:]).clone()
+        return {"means": rows, "covariances": covariances}
+
+    def initial_params(self, estimate, user: dict) -> GaussianParams:
+        """Parameters from an initial estimate ``(means, covariances)`` (or the lecture dict),
+        the user's ``means`` and Cholesky factors ``P`` (model coordinates) taking precedence."""
+        if isinstance(estimate, dict):
+            means, covariances = estimate["means"], estimate["covariances"]
+        else:
+            means, covariances = estimate if estimate is not None else (None, None)
+        means = user.get("means", means)
+        if "P" in user:
+            P = user["P"]
+            covariances = self.covariances_from_cholesky(P, self.covariance_type)
+        else:
+            P, covariances = self.precisions_cholesky(covariances)
+        return GaussianParams(means, P, covariances=covariances)
+
+    @staticmethod
+    def user_complete(user: dict) -> bool:
+        return "means" in user and "P" in user
+
     # ------------------------------------------------------------------ M-step
-    def maximize(
-        self, stats: dict[str, Tensor], reference: GaussianParams
-    ) -> tuple[Tensor, Tensor]:
+    def portable(self, stats: dict[str, Tensor], params: GaussianParams) -> dict[str, Tensor]:
+        """The statistics in the parameter-independent frame: for ``full``, the whitened scatter
+        Σ r y yᵀ under ``params`` (the compute-dtype parameters the E-step used) becomes
+        Σ r x xᵀ about the data's origin, in float64:
+        Σ r (x − μ)(x − μ)ᵀ = L Σ r y yᵀ Lᵀ with L = P⁻ᵀ, plus μ Sᵀ + S μᵀ − N μ μᵀ.
+        Statistics of different iterations (stepwise EM) can then be blended. Other covariance
+        types are already in that frame."""
+        if "syy" not in stats:
+            return dict(stats)
+        prep = self.prepare(params)
+        L, mu = prep["L64"], prep["mu64"]
+        nk, sx = stats["nk"], stats["sx"]
+        mu_s = mu[:, :, None] * sx[:, None, :]
+        sxx = (L @ stats["syy"] @ L.mT + mu_s + mu_s.mT
+               - nk[:, None, None] * (mu[:, :, None] * mu[:, None, :]))
+        out = {k: v for k, v in stats.items() if k != "syy"}
+        out["sxx"] = sxx
+        return out
+
+    def maximize(self, stats: dict[str, Tensor], reference=None) -> tuple[Tensor, Tensor]:
         """Weighted maximum likelihood from summed statistics: ``(means, covariances)`` in float64.
 
-        ``reference`` (float64) must be the parameters the statistics were computed against.
+        For ``full``, statistics with the whitened scatter ``syy`` need the float64
+        ``reference`` parameters they were computed under (batch EM: the well-conditioned form,
+        centred on the component means); portable statistics (``sxx``) need none.
         """
         nk = stats["nk"] + EPS_NK
         means = stats["sx"] / nk[:, None]
         ct = self.covariance_type
         d = means.shape[1]
-        if ct == "full":
+        if ct == "full" and "syy" in stats:
             P = reference.precisions_cholesky
             eye = torch.eye(d, dtype=P.dtype, device=P.device)
             # L = P⁻ᵀ is the Cholesky factor of the reference covariance.
@@ -263,6 +331,10 @@ class Gaussian:
             scatter = L @ (stats["syy"] / nk[:, None, None]) @ L.mT
             delta = means - reference.means
             cov = scatter - delta[:, :, None] * delta[:, None, :]
+            cov = 0.5 * (cov + cov.mT)
+            cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
+        elif ct == "full":
+            cov = stats["sxx"] / nk[:, None, None] - means[:, :, None] * means[:, None, :]
             cov = 0.5 * (cov + cov.mT)
             cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
         elif ct == "tied":
@@ -275,6 +347,42 @@ class Gaussian:
             var = stats["sxx"] / nk[:, None] - means.square() + self.reg_covar
             cov = var if ct == "diag" else var.mean(1)
         return means, cov
+
+    def m_step(
+        self, stats: dict[str, Tensor], weights: Tensor, params=None, reseed=None
+    ) -> GaussianParams:
+        """The closed-form M-step (float64): maximum likelihood, re-seeding, factorisation.
+
+        ``weights`` are the new mixing weights; ``params`` the (float64) parameters the
+        statistics were computed under. ``reseed = (empty, point)`` moves the empty
+        components' means to ``point`` (the worst-explained sample) with the others' pooled
+        covariance. A covariance that does not factorise gets escalating jitter (with a
+        :class:`CovarianceJitterWarning`); the covariances actually used are kept.
+        """
+        means, covariances = self.maximize(stats, params)
+        if reseed is not None:
+            empty, point = reseed
+            keep = torch.ones_like(weights, dtype=torch.bool)
+            keep[empty] = False
+            means[empty] = point.to(means)
+            if self.covariance_type != "tied":
+                if bool(keep.any()):
+                    w = weights[keep] / weights[keep].sum()
+                    pooled = torch.tensordot(w, covariances[keep], dims=1)
+                else:
+                    pooled = covariances.mean(0)
+                covariances[empty] = pooled
+        P, covariances = self.precisions_cholesky(covariances)
+        return GaussianParams(means, P, covariances=covariances)
+
+    @staticmethod
+    def covariances_from_cholesky(P: Tensor, covariance_type: str) -> Tensor:
+        """Σ = (P Pᵀ)⁻¹ from the Cholesky factors of the precisions, without inverting Σ⁻¹."""
+        if covariance_type in ("diag", "spherical"):
+            return P.square().reciprocal()
+        eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
+        L = torch.linalg.solve_triangular(P, eye.expand_as(P), upper=True).mT
+        return L @ L.mT
 
     # ------------------------------------------------------------------ gradient view
     def unconstrained(self, params: GaussianParams) -> dict[str, Tensor]:
@@ -316,7 +424,7 @@ class Gaussian:
         delta = summary["mean"] - params.means
         P = params.precisions_cholesky
         d = delta.shape[1]
-        const = -0.5 * d * _LOG_2PI * nk.sum()
+        const = -0.5 * d * LOG_2PI * nk.sum()
         ct = self.covariance_type
         if ct == "full":
             log_det = torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1)
@@ -447,3 +555,53 @@ def _warn_jitter(covariance_type: str, components: Tensor, jitter: float) -> Non
         "components: increase reg_covar, remove constant features, or use fewer components.",
         CovarianceJitterWarning,
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-sample parameters: a diagonal Gaussian whose mean and scale come with each sample, as an
+# encoder's q(z | x) or a VAE decoder produces them, and the standard normal prior N(0, I). Every
+# density is summed over the last axis (the features or latent dimensions); the arguments
+# broadcast, for example draws z (S, B, L) against an encoder's mean and log_std (B, L).
+
+
+def diagonal_log_prob(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """log N(x; mean, diag(exp(log_std)²)), summed over the last axis."""
+    return -0.5 * (((x - mean) * torch.exp(-log_std)).square() + 2 * log_std + LOG_2PI).sum(-1)
+
+
+def shared_std_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log N(x; mean, diag(std²)), summed over the last axis, with ``std`` shared by all samples:
+    a 0-d tensor (one for every feature) or one per feature (D,), as a VAE decoder's likelihood
+    with a fixed or learned noise level has it.
+
+    The same density as ``diagonal_log_prob(x, mean, log(std))``; written with the
+    log-normaliser formed once (Σ_d log std_d, or D log std) instead of once per sample.
+    """
+    z = (x - mean) / std
+    d = mean.shape[-1]
+    log_norm = torch.log(std).sum() if std.ndim else d * torch.log(std)
+    return -0.5 * z.square().sum(-1) - log_norm - 0.5 * d * LOG_2PI
+
+
+def standard_normal_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I), summed over the last axis."""
+    return -0.5 * (z.square().sum(-1) + z.shape[-1] * LOG_2PI)
+
+
+def diagonal_kl_to_standard_per_dim(mean: Tensor, log_std: Tensor) -> Tensor:
+    """KL(N(mean, diag(exp(log_std)²)) ‖ N(0, I)), one value per dimension (no sum):
+    ½ (mean² + std² − 1 − log std²)."""
+    return 0.5 * (mean.square() + torch.exp(2 * log_std) - 1 - 2 * log_std)
+
+
+def diagonal_kl_to_standard(mean: Tensor, log_std: Tensor) -> Tensor:
+    """KL(N(mean, diag(exp(log_std)²)) ‖ N(0, I)), summed over the last axis (nats)."""
+    return diagonal_kl_to_standard_per_dim(mean, log_std).sum(-1)
+
+
+def diagonal_rsample(mean: Tensor, log_std: Tensor, n_samples: int | None = None, generator=None) -> Tensor:
+    """Reparameterized draws mean + exp(log_std)·eps with eps ~ N(0, I), differentiable in mean
+    and log_std; shape (n_samples, *mean.shape), or mean.shape when ``n_samples`` is None."""
+    shape = mean.shape if n_samples is None else (n_samples, *mean.shape)
+    eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(log_std) * eps

@@ -5,6 +5,9 @@ with the last term (the same for every component) computed once per data set as 
 Statistics are N_k = Σ r and S_k = Σ r x; the M-step λ_k = S_k / N_k is clipped below at
 ``min_rate``, which is the exact maximiser over λ ≥ min_rate (the objective is concave in λ), so
 EM still never lowers the likelihood.
+
+For per-sample parameters (a VAE decoder's log-rates, one set per data point) the module-level
+:func:`log_prob_log_rates` and :func:`sample_log_rates` give the same density and draws.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ class PoissonParams:
 
 class Poisson(IndependentFeatures):
     """Poisson observation family for a K-component mixture of count vectors."""
+
+    params_class = PoissonParams
 
     def __init__(self, min_rate: float = 1e-6):
         self.min_rate = float(min_rate)
@@ -67,3 +72,17 @@ class Poisson(IndependentFeatures):
 
     def sample(self, labels: Tensor, rates: Tensor, generator) -> Tensor:
         return torch.poisson(rates[labels], generator=generator)
+
+
+# Per-sample parameters: log-rates that come with each sample, as a VAE decoder produces them.
+
+
+def log_prob_log_rates(log_rates: Tensor, x: Tensor) -> Tensor:
+    """log p(x | λ = exp(log_rates)) = Σ_d [x_d l_d − exp(l_d) − log x_d!], summed over the last
+    axis; ``log_rates`` (..., B, D) broadcasts against ``x`` (B, D)."""
+    return (log_rates * x).sum(-1) - torch.exp(log_rates).sum(-1) - torch.lgamma(x + 1).sum(-1)
+
+
+def sample_log_rates(log_rates: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x ~ Poisson(exp(log_rates)) elementwise."""
+    return torch.poisson(torch.exp(log_rates), generator=generator)

@@ -28,8 +28,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lvmkit.fit.em import DataChunks, EMResult, e_pass
-from lvmkit.models.mixture import ChunkStatistics, Mixture
+from lvmkit.fit.em import EMResult, check_finite, e_pass, identity
+from lvmkit.models.mixture import Mixture, MixtureParams
+from lvmkit.models.stats import Stats
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -57,53 +58,60 @@ def _sq_norm(grads: dict) -> float:
     return float(sum(g.square().sum() for g in grads.values()))
 
 
-def _set(model: Mixture, u: dict) -> None:
+def _params(model: Mixture, u: dict) -> MixtureParams:
     with torch.no_grad():
-        model.set_parameters(torch.softmax(u["logits"], dim=0), model.family.constrained(u))
+        return MixtureParams(torch.softmax(u["logits"], dim=0), model.family.constrained(u))
 
 
 def run_gradient(
     model: Mixture,
-    chunks: DataChunks,
+    chunks,
+    params: MixtureParams,
     algorithm: str,
     max_iter: int,
     tol: float,
     steps: int = 10,
     learning_rate: float = 1.0,
-    after_step: Callable[[Mixture], None] | None = None,
+    after_step: Callable[[object], object] | None = None,
     lower_bound: float = -math.inf,
     on_iteration: Callable[[int, float, float], None] | None = None,
+    reduce: Callable[[Stats], Stats] = identity,
 ) -> EMResult:
-    """Fit by 'gem' or 'gradient' (see the module docstring); same result record as EM."""
+    """Fit by 'gem' or 'gradient' (see the module docstring); same result record as EM, with the
+    final parameters in ``result.params``. ``after_step(components)`` may complete the family's
+    parameters after a gradient update (e.g. covariances from the moved Cholesky factors)."""
     if algorithm not in ("gem", "gradient"):
         raise ValueError(f"algorithm must be 'gem' or 'gradient'; got {algorithm!r}.")
     family = model.family
-    u = {"logits": torch.log(model.weights), **family.unconstrained(model.params)}
+    u = {"logits": torch.log(params.weights), **family.unconstrained(params.components)}
     u = {name: t.detach().to(torch.float64) for name, t in u.items()}
     step = float(learning_rate)
-    result = EMResult()
-    stats: ChunkStatistics | None = None
+    result = EMResult(params=params)
+    stats: Stats | None = None
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         if stats is None:
-            stats = e_pass(model, chunks)
-        lower_bound = stats.log_likelihood / stats.n_samples
-        if not math.isfinite(lower_bound):
-            raise FloatingPointError(
-                f"The log-likelihood became {lower_bound} at iteration {n_iter} of "
-                f"algorithm={algorithm!r}. Try a smaller learning_rate or algorithm='em'."
-            )
-        summary = family.summarize(stats.family, model.params)
-        nk, n = stats.family["nk"], stats.n_samples
+            stats = e_pass(model, chunks, params, reduce)
+        n = stats.scalar("n_samples")
+        lower_bound = stats.scalar("log_likelihood") / n
+        check_finite(
+            lower_bound, n_iter,
+            f"(algorithm={algorithm!r}) Try a smaller learning_rate or algorithm='em'.",
+        )
+        summary = family.summarize(stats, params.components)
+        nk = stats["nk"]
         if algorithm == "gem":
             for _ in range(steps):
                 u, step = _ascend_q(model, summary, nk, n, u, step)
-            _set(model, u)
+            params = _params(model, u)
             stats = None
         else:
-            u, step, stats = _ascend_likelihood(model, chunks, summary, nk, n, u, step, lower_bound)
+            u, step, params, stats = _ascend_likelihood(
+                model, chunks, params, summary, nk, n, u, step, lower_bound, reduce
+            )
         if after_step is not None:
-            after_step(model)
+            params.components = after_step(params.components)
+        result.params = params
         if result.record(n_iter, lower_bound, previous, tol, on_iteration):
             break
     return result
@@ -125,18 +133,17 @@ def _ascend_q(model, summary, nk, n, u, step):
     return u, step
 
 
-def _ascend_likelihood(model, chunks, summary, nk, n, u, step, current):
-    """One backtracking gradient step on log p(x); returns the accepted point's E-step too."""
+def _ascend_likelihood(model, chunks, params, summary, nk, n, u, step, current, reduce):
+    """One backtracking gradient step on log p(x); returns the accepted point and its E-step."""
     _, grads = _gradient(model, summary, nk, n, u)  # = ∇ log p(x) / N (Fisher's identity)
     norm = _sq_norm(grads)
     if norm > 0.0:
         for _ in range(_MAX_HALVINGS):
             trial = _moved(u, grads, step)
-            _set(model, trial)
-            stats = e_pass(model, chunks)
-            new = stats.log_likelihood / stats.n_samples
+            trial_params = _params(model, trial)
+            stats = e_pass(model, chunks, trial_params, reduce)
+            new = stats.scalar("log_likelihood") / stats.scalar("n_samples")
             if math.isfinite(new) and new >= current + _ARMIJO * step * norm:
-                return trial, step * 2.0, stats
+                return trial, step * 2.0, trial_params, stats
             step *= 0.5
-    _set(model, u)
-    return u, step, None
+    return u, step, _params(model, u), None

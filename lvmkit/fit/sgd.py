@@ -14,6 +14,7 @@ file, fsynced and renamed over the old one, and read back with ``torch.load(weig
 from __future__ import annotations
 
 import copy
+import io
 import math
 import os
 import time
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from lvmkit._persist import write_atomic
 
 CHECKPOINT_FORMAT = "lvmkit-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -42,27 +45,13 @@ class TrainResult:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to ``path`` so that a crash at any moment leaves the previous file intact."""
+    """``torch.save`` to ``path`` so that a crash at any moment leaves the previous file intact
+    (the bytes go through :func:`lvmkit._persist.write_atomic`, the one atomic write)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -1,7 +1,9 @@
-"""Initial parameters for mixtures: k-means++ seeding and Lloyd's k-means, on the device in torch.
+"""k-means++ seeding and Lloyd's k-means, on the device in torch: how mixtures are initialised.
 
-All functions take the data as :class:`lvmkit.fit.em.DataChunks` (shifted, compute dtype) and a
-``torch.Generator`` and never materialise an N x K matrix: distances are computed chunk by chunk.
+All functions take the data as :class:`lvmkit.data.chunks.DataChunks` (shifted, compute dtype) and
+a ``torch.Generator`` and never materialise an N x K matrix: distances are computed chunk by chunk.
+They read rows at random, so for streamed data they run on the bounded sample of
+:meth:`DataChunks.seeding_view`; labels of all rows then come from :func:`nearest` chunk by chunk.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from lvmkit.fit.em import DataChunks
+from lvmkit.data.chunks import DataChunks
 
 
 def _sq_distances(X: Tensor, centers: Tensor) -> Tensor:
@@ -81,9 +83,14 @@ def kmeans_plusplus(chunks: DataChunks, n_clusters: int, generator: torch.Genera
     return torch.stack(centers)
 
 
+def nearest(X: Tensor, centers: Tensor) -> Tensor:
+    """Index of the nearest center for every row of one chunk (n,)."""
+    return torch.argmin(_sq_distances(X, centers), dim=1)
+
+
 def assign(chunks: DataChunks, centers: Tensor) -> Tensor:
     """Index of the nearest center for every row (N,)."""
-    return torch.cat([torch.argmin(_sq_distances(X, centers), dim=1) for X in chunks])
+    return torch.cat([nearest(X, centers) for X in chunks])
 
 
 def kmeans(
@@ -92,8 +99,10 @@ def kmeans(
     generator: torch.Generator,
     max_iter: int = 300,
     tol: float = 1e-4,
-) -> tuple[Tensor, Tensor]:
-    """Lloyd's k-means (sample-weighted) from a k-means++ seeding. Returns ``(centers, labels)``.
+    with_labels: bool = True,
+) -> tuple[Tensor, Tensor | None]:
+    """Lloyd's k-means (sample-weighted) from a k-means++ seeding. Returns ``(centers, labels)``
+    (``labels`` None unless ``with_labels``).
 
     Stops when the squared movement of all centers falls below ``tol`` times the mean feature
     variance (scikit-learn's rule). An emptied cluster is moved to the point farthest from its
@@ -102,20 +111,8 @@ def kmeans(
     centers = kmeans_plusplus(chunks, n_clusters, generator).to(torch.float64)
     d = chunks.n_features
     sums = torch.zeros(n_clusters, d, dtype=torch.float64, device=centers.device)
-    first = sq_first = None
-    total = 0.0
-    for X, w in chunks.iter_weighted():
-        X64 = X.to(torch.float64)
-        if w is None:
-            w64 = torch.ones(X.shape[0], dtype=torch.float64, device=X.device)
-        else:
-            w64 = w.to(torch.float64)
-        first = w64 @ X64 if first is None else first + w64 @ X64
-        sq = w64 @ X64.square()
-        sq_first = sq if sq_first is None else sq_first + sq
-        total += float(w64.sum())
-    mean = first / total
-    threshold = tol * float((sq_first / total - mean.square()).clamp(min=0).mean())
+    _, variance, _ = chunks.moments()
+    threshold = tol * float(variance.mean())
     for _ in range(max_iter):
         sums.zero_()
         counts = torch.zeros(n_clusters, dtype=torch.float64, device=centers.device)
@@ -145,4 +142,4 @@ def kmeans(
         if shift <= threshold:
             break
     c_compute = centers.to(chunks.dtype)
-    return c_compute, assign(chunks, c_compute)
+    return c_compute, assign(chunks, c_compute) if with_labels else None

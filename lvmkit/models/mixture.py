@@ -1,9 +1,18 @@
-"""The finite mixture p(x, z) = π_z p(x | z, θ_z), for any observation family.
+"""The finite mixture p(x, z) = π_z p(x | z, θ_z), for any observation family, with the EM protocol.
 
 A family (see :mod:`lvmkit.families`) supplies log p(x | z = k) for all k at once, additive
-sufficient statistics and weighted maximum likelihood. This model adds the mixing weights, the
-exact E-step and the statistics of one chunk of rows; the EM loop in :mod:`lvmkit.fit.em` sums
-chunk statistics and calls :meth:`Mixture.maximize` once per iteration.
+sufficient statistics and the closed-form M-step. This model adds the mixing weights and the three
+things the EM loop of :mod:`lvmkit.fit.em` asks of every model:
+
+- :meth:`Mixture.initialize` ``(chunks, method, generator, user) -> params``;
+- :meth:`Mixture.e_step` ``(X, weights, params) -> Stats``: the exact posterior (responsibilities)
+  of one chunk and that chunk's additive statistics, log-likelihood included;
+- :meth:`Mixture.m_step` ``(stats, params, reseed) -> params``: closed form, re-seeding empty
+  components (at the worst-explained point the loop finds in a second pass, :meth:`worst`),
+  escalating covariance jitter, clipping probabilities.
+
+Parameters are a :class:`MixtureParams` in float64 (the master copy); the E-step runs on a copy in
+the compute dtype, made once per parameter set.
 """
 
 from __future__ import annotations
@@ -14,45 +23,21 @@ import torch
 from torch import Tensor
 
 from lvmkit.families._base import EPS_NK
+from lvmkit.models import kmeans
+from lvmkit.models.stats import Stats
 from lvmkit.posteriors.exact import responsibilities
+
+INIT_METHODS = ("kmeans", "kmeans++", "k-means++", "random", "random_from_data", "lecture")
 
 
 @dataclass
-class ChunkStatistics:
-    """What one pass of the E-step over some rows returns; chunks add with ``+=``.
+class MixtureParams:
+    """Mixing weights (K,) and the family's component parameters, float64."""
 
-    Everything stays a tensor on the compute device, so summing chunks never waits for the
-    device; :meth:`finish` reads the totals once per pass.
-    """
-
-    log_likelihood: Tensor | float = 0.0  # Σ_n w_n log p(x_n), float64
-    n_samples: Tensor | float = 0.0  # Σ_n w_n (the number of rows when unweighted)
-    family: dict[str, Tensor] = field(default_factory=dict)
-    worst_log_likelihood: Tensor | float = float("inf")
-    worst_point: Tensor | None = None  # the row with the lowest log p(x), for re-seeding
-
-    def __iadd__(self, other: "ChunkStatistics") -> "ChunkStatistics":
-        self.log_likelihood = self.log_likelihood + other.log_likelihood
-        self.n_samples += other.n_samples
-        for key, value in other.family.items():
-            self.family[key] = self.family[key] + value if key in self.family else value
-        if self.worst_point is None:
-            self.worst_log_likelihood = other.worst_log_likelihood
-            self.worst_point = other.worst_point
-        else:
-            better = other.worst_log_likelihood < self.worst_log_likelihood
-            self.worst_log_likelihood = torch.where(
-                better, other.worst_log_likelihood, self.worst_log_likelihood
-            )
-            self.worst_point = torch.where(better, other.worst_point, self.worst_point)
-        return self
-
-    def finish(self) -> "ChunkStatistics":
-        """Bring the scalar totals to the host (one synchronisation per pass)."""
-        self.log_likelihood = float(self.log_likelihood)
-        self.n_samples = float(self.n_samples)
-        self.worst_log_likelihood = float(self.worst_log_likelihood)
-        return self
+    weights: Tensor
+    components: object
+    # compute-dtype copies {dtype: (log_weights, components)}, made on first use
+    compute: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 class Mixture:
@@ -61,71 +46,199 @@ class Mixture:
     Parameters
     ----------
     family : observation family (e.g. :class:`lvmkit.families.gaussian.Gaussian`)
-    weights : Tensor (K,), float64, mixing proportions
-    params : the family's parameters, float64 (the master copy)
+    n_components : int
     dtype : compute dtype of the E-step
     """
 
-    def __init__(self, family, weights: Tensor, params, dtype: torch.dtype):
+    def __init__(self, family, n_components: int, dtype: torch.dtype):
         self.family = family
+        self.n_components = int(n_components)
         self.dtype = dtype
         self.workspace: dict = {}  # buffers the family reuses from chunk to chunk
-        self.set_parameters(weights, params)
 
-    def set_parameters(self, weights: Tensor, params) -> None:
-        self.weights = weights
-        self.params = params
-        self._compute_params = params.to(dtype=self.dtype)
-        self.family.prepare(self._compute_params)
-        self._log_weights = torch.log(weights).to(self.dtype)
+    # ------------------------------------------------------------------ densities
+    def _compute(self, params: MixtureParams):
+        cached = params.compute.get(self.dtype)
+        if cached is None:
+            components = params.components.to(dtype=self.dtype)
+            self.family.prepare(components)
+            cached = (torch.log(params.weights).to(self.dtype), components)
+            params.compute[self.dtype] = cached
+        return cached
 
-    @property
-    def n_components(self) -> int:
-        return self.weights.shape[0]
+    def log_joint(self, X: Tensor, params: MixtureParams) -> tuple[Tensor, object]:
+        """log p(x_n, z_n = k) (n, K) of features ``X``, and the family's cache for statistics.
 
-    def log_joint(self, X: Tensor) -> tuple[Tensor, object]:
-        """log p(x_n, z_n = k) (n, K) and the family's cache for :meth:`statistics`."""
-        log_prob, cache = self.family.log_prob(X, self._compute_params, self.workspace)
-        return log_prob.add_(self._log_weights), cache
+        A single row is computed as the first of two: a one-row matrix product takes the BLAS
+        matrix-vector path, whose different summation order changed float32 results by ~1e-6
+        relative, so a row's log p(x) would depend on how many rows came with it.
+        """
+        log_weights, components = self._compute(params)
+        if X.shape[0] == 1:
+            log_prob, cache = self.family.log_prob(X.expand(2, -1), components, self.workspace)
+            log_prob = log_prob[:1]
+            cache = cache[:, :1].contiguous() if isinstance(cache, torch.Tensor) else cache
+        else:
+            log_prob, cache = self.family.log_prob(X, components, self.workspace)
+        return log_prob.add_(log_weights), cache
 
-    def log_evidence(self, X: Tensor) -> Tensor:
+    def log_evidence(self, X: Tensor, params: MixtureParams) -> Tensor:
         """log p(x_n) for every row (n,)."""
-        return torch.logsumexp(self.log_joint(X)[0], dim=1)
+        return torch.logsumexp(self.log_joint(X, params)[0], dim=1)
 
-    def e_step(self, X: Tensor, weights: Tensor | None = None) -> ChunkStatistics:
-        """Exact posterior over one chunk and the chunk's sufficient statistics.
+    # ------------------------------------------------------------------ E-step
+    def e_step(self, X: Tensor, weights: Tensor | None, params: MixtureParams) -> Stats:
+        """Exact posterior over one chunk of features and the chunk's sufficient statistics.
 
         With sample ``weights`` every row counts ``w_n`` times: its responsibilities, hence its
         statistics, and its log-likelihood are scaled by ``w_n`` (a weight of 2 is a duplicate).
         """
-        log_joint, cache = self.log_joint(X)
+        log_joint, cache = self.log_joint(X, params)
         log_evidence, resp = responsibilities(log_joint, inplace=True)
         if weights is None:
             total = log_evidence.sum(dtype=torch.float64)
-            n = float(X.shape[0])
-            candidates = log_evidence
+            n = torch.full((), float(X.shape[0]), dtype=torch.float64, device=X.device)
         else:
             resp.mul_(weights[:, None])
             total = (log_evidence * weights).sum(dtype=torch.float64)
             n = weights.sum(dtype=torch.float64)
-            candidates = torch.where(weights > 0, log_evidence, torch.inf)
-        stats = self.family.statistics(X, resp, self._compute_params, cache, self.workspace)
-        worst = torch.argmin(candidates)
-        return ChunkStatistics(
-            log_likelihood=total,
-            n_samples=n,
-            family=stats,
-            worst_log_likelihood=log_evidence[worst].to(torch.float64),
-            worst_point=self.family.data_of(X[worst]).to(torch.float64),
-        )
+        _, components = self._compute(params)
+        stats = self.family.statistics(X, resp, components, cache, self.workspace)
+        return Stats(stats, log_likelihood=total, n_samples=n)
 
-    def empty_components(self, stats: ChunkStatistics) -> Tensor:
+    def zero_stats(self, chunks, params: MixtureParams) -> Stats:
+        """Statistics of no rows (an empty shard still joins every collective with these)."""
+        empty = torch.zeros(0, chunks.n_features, dtype=self.dtype, device=chunks.device)
+        return self.e_step(self.family.features(empty), None, params)
+
+    def worst(self, X: Tensor, weights: Tensor | None, params: MixtureParams) -> tuple[float, Tensor]:
+        """The lowest log p(x) of a chunk's rows of positive weight, and that row's data (float64)."""
+        log_evidence = self.log_evidence(X, params)
+        if weights is not None:
+            log_evidence = torch.where(weights > 0, log_evidence, torch.inf)
+        i = torch.argmin(log_evidence)
+        return float(log_evidence[i]), self.family.data_of(X[i]).to(torch.float64)
+
+    def portable(self, stats: Stats, params: MixtureParams) -> Stats:
+        """``stats`` (computed under ``params``) in the frame that does not depend on the
+        parameters, where statistics of different iterations may be blended (stepwise EM)."""
+        _, components = self._compute(params)
+        return Stats(self.family.portable(stats, components))
+
+    # ------------------------------------------------------------------ M-step
+    def empty_components(self, stats: Stats) -> Tensor:
         """Indices of components whose total responsibility is numerically zero."""
-        nk = stats.family["nk"]
-        threshold = max(float(torch.finfo(self.dtype).eps) * stats.n_samples, 1e-12)
+        nk = stats["nk"]
+        threshold = max(float(torch.finfo(self.dtype).eps) * stats.scalar("n_samples"), 1e-12)
         return torch.nonzero(nk < threshold).reshape(-1)
 
-    def maximize(self, stats: ChunkStatistics):
-        """Closed-form M-step: mixing weights and the family's maximiser (float64)."""
-        nk = stats.family["nk"] + EPS_NK
-        return nk / nk.sum(), self.family.maximize(stats.family, self.params)
+    def m_step(self, stats: Stats, params: MixtureParams, reseed=None) -> MixtureParams:
+        """Closed-form M-step (float64): mixing weights and the family's maximiser.
+
+        ``stats`` were computed under ``params`` (batch EM), or are portable (stepwise EM).
+        ``reseed = (empty, point)`` re-seeds the empty components at ``point`` with weight 1/K.
+        """
+        nk = stats["nk"] + EPS_NK
+        weights = nk / nk.sum()
+        components = self.family.m_step(stats, weights, params.components, reseed)
+        if reseed is not None:
+            weights = weights.clone()
+            weights[reseed[0]] = 1.0 / len(weights)
+            weights = weights / weights.sum()
+        return MixtureParams(weights, components)
+
+    # ------------------------------------------------------------------ initialisation
+    def initialize(self, chunks, method: str, generator: torch.Generator, user: dict | None = None):
+        """Initial parameters from the raw (shifted, compute-dtype) ``chunks``.
+
+        ``method`` is one of :data:`INIT_METHODS` (see ``GaussianMixture``'s ``init_params``);
+        ``user`` holds given values in model coordinates (``weights``, and the family's: ``means``
+        and ``P`` for a Gaussian, ``values`` for Poisson and Bernoulli), which take precedence.
+        Seeding reads rows at random from :meth:`DataChunks.seeding_view` (all the data when it
+        is in memory, a bounded reservoir sample when it is streamed); the statistics come from
+        full passes.
+        """
+        user = dict(user or {})
+        k = self.n_components
+        family = self.family
+        if "weights" in user and family.user_complete(user):
+            return MixtureParams(user["weights"], family.initial_params(None, user))
+        f64 = dict(dtype=torch.float64, device=chunks.device)
+        if method == "lecture":
+            weights = torch.full((k,), 1.0 / k, **f64)
+            rows = kmeans.random_rows(chunks.seeding_view(generator), k, generator).to(torch.float64)
+            single = family.single_family()
+            stats = statistics_under(chunks, single, _all_ones)
+            estimate = family.lecture_params(rows, stats, k)
+        else:
+            resp_of = self._initial_responsibilities(chunks, generator, method)
+            stats = statistics_under(chunks, family, resp_of)
+            nk = stats["nk"] + EPS_NK
+            weights = nk / nk.sum()
+            reference = family.reference_at(stats)
+            if reference is not None:  # a second pass, centred on the first pass's means
+                stats = statistics_under(chunks, family, resp_of, reference)
+            estimate = family.maximize(stats)
+        return MixtureParams(user.get("weights", weights), family.initial_params(estimate, user))
+
+    def _initial_responsibilities(self, chunks, generator, method: str):
+        """A function chunk -> initial responsibilities (n, K), the same on every pass."""
+        k = self.n_components
+        if method == "random":
+            # One seed, then a generator per chunk seeded by the chunk's first row: every pass
+            # over the data sees the same responsibilities.
+            base = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
+            return _RandomResponsibilities(k, base, generator.device)
+        seeding = chunks.seeding_view(generator)
+        if method == "kmeans":
+            centers, _ = kmeans.kmeans(seeding, k, generator, with_labels=False)
+        elif method in ("kmeans++", "k-means++"):
+            centers = kmeans.kmeans_plusplus(seeding, k, generator)
+        elif method == "random_from_data":
+            centers = kmeans.random_rows(seeding, k, generator)
+        else:
+            raise ValueError(f"unknown initialisation {method!r}; expected one of {INIT_METHODS}.")
+
+        def one_hot(X, start):
+            return torch.nn.functional.one_hot(kmeans.nearest(X, centers), k).to(X.dtype)
+
+        return one_hot
+
+
+class _RandomResponsibilities:
+    """Random soft responsibilities, reproducible per chunk (keyed by the chunk's first row)."""
+
+    def __init__(self, k: int, base: int, device):
+        self.k, self.base, self.device = k, base, device
+
+    def __call__(self, X: Tensor, start: int) -> Tensor:
+        g = torch.Generator(device=self.device).manual_seed(self.base + start)
+        r = torch.rand(X.shape[0], self.k, generator=g, dtype=torch.float64, device=self.device)
+        return (r / r.sum(1, keepdim=True)).to(X.dtype)
+
+
+def _all_ones(X: Tensor, start: int) -> Tensor:
+    """Responsibilities of a single component: every row belongs to it."""
+    return torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)
+
+
+def statistics_under(chunks, family, resp_of, reference=None) -> dict:
+    """Family statistics of the (weighted) raw chunks under given responsibilities, summed, in
+    the portable frame.
+
+    ``resp_of(X, start)`` gives the responsibilities of the chunk starting at row ``start``;
+    ``reference`` is where the 'full' Gaussian scatter is accumulated before each chunk's sum is
+    mapped to the portable frame (default: the origin): it changes the rounding, not the result.
+    """
+    total = None
+    start = 0
+    for X, w in chunks.iter_weighted():
+        resp = resp_of(X, start)
+        if w is not None:
+            resp = resp * w[:, None]
+        ref = family.default_reference(resp.shape[1], X) if reference is None else reference
+        ref = None if ref is None else ref.to(dtype=X.dtype)
+        stats = Stats(family.portable(family.statistics(family.features(X), resp, ref, None), ref))
+        total = stats if total is None else total + stats
+        start += X.shape[0]
+    return total

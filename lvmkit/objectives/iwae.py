@@ -18,17 +18,19 @@ import math
 
 import torch
 
+from lvmkit.objectives.terms import BoundTerms
 from lvmkit.posteriors.amortized import log_prob as log_q
 from lvmkit.posteriors.amortized import rsample
 
 
-def iwae_terms(encoder, model, x: torch.Tensor, k: int, generator=None, dreg: bool = False):
-    """(surrogate loss, per-sample bound, reconstruction, kl) for a batch.
+def iwae_terms(encoder, model, x: torch.Tensor, k: int, generator=None, dreg: bool = False) -> BoundTerms:
+    """:class:`BoundTerms` of L_k for a batch.
 
-    ``surrogate`` is a scalar whose gradient is the IWAE (or DReG) gradient of the batch-mean
-    bound; ``bound`` is L_k per data point (nats); ``reconstruction`` and ``kl`` are the
-    sample-average log p(x | z) and log q(z | x) − log p(z) (their difference is the k-sample
-    average ELBO).
+    ``surrogate`` (B,): the gradient of its batch mean is the IWAE (or DReG) gradient of the
+    batch-mean bound (for IWAE it is L_k itself; for DReG Σ_i stopgrad(w̃_i) log w_i, whose value
+    is not the bound); ``bound`` is L_k per data point (nats, detached); ``reconstruction`` and
+    ``kl`` are the sample-average log p(x | z) and log q(z | x) − log p(z), detached (their
+    difference is the k-sample average ELBO); ``mu``, ``log_sigma`` the encoder's.
     """
     mu, log_sigma = encoder(x)
     flat = x.reshape(x.shape[0], -1)
@@ -45,7 +47,9 @@ def iwae_terms(encoder, model, x: torch.Tensor, k: int, generator=None, dreg: bo
         w_norm = torch.softmax(log_w.detach(), dim=0)
         if z.requires_grad:
             z.register_hook(lambda grad: grad * w_norm.unsqueeze(-1))
-        surrogate = -(w_norm * log_w).sum(0).mean()
+        surrogate = (w_norm * log_w).sum(0)
     else:
-        surrogate = -bound.mean()
-    return surrogate, bound.detach(), log_lik.mean(0).detach(), (log_qz - log_prior).mean(0).detach()
+        surrogate = bound
+    return BoundTerms(
+        surrogate, bound.detach(), log_lik.mean(0).detach(), (log_qz - log_prior).mean(0).detach(), mu, log_sigma
+    )

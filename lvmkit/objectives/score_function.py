@@ -2,8 +2,9 @@
 and score function (REINFORCE), the latter with or without a baseline.
 
 Both are written as *surrogates*: a per-point tensor whose value is the Monte Carlo ELBO estimate
-(nats per data point) and whose gradient, by autograd, is the estimator's gradient. Training
-minimizes ``-surrogate.mean()`` whichever estimator is chosen.
+(nats per data point) and whose gradient, by autograd, is the estimator's gradient. Each function
+returns :class:`~lvmkit.objectives.terms.BoundTerms` holding it as ``surrogate``; training
+minimizes ``terms.loss()`` = ``-surrogate.mean()`` whichever estimator is chosen.
 
 With q(z | x) = N(mu, diag(sigma²)) and the KL in closed form,
 
@@ -43,6 +44,7 @@ import numbers
 import torch
 
 from lvmkit.objectives.elbo import gaussian_kl
+from lvmkit.objectives.terms import BoundTerms
 from lvmkit.posteriors.amortized import log_prob as log_q
 from lvmkit.posteriors.amortized import rsample
 
@@ -63,8 +65,9 @@ def _check_samples(n_samples) -> int:
     return int(n_samples)
 
 
-def reparameterized_surrogate(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1) -> torch.Tensor:
-    """Per-point ELBO estimate (B,), nats, differentiable through z = mu + sigma·eps (pathwise).
+def reparameterized_surrogate(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1) -> BoundTerms:
+    """Per-point ELBO estimate (B,), nats, differentiable through z = mu + sigma·eps (pathwise),
+    as :class:`BoundTerms` (surrogate = reconstruction − kl, both differentiable).
 
     ``x`` has the encoder's input shape (B, ...); the likelihood sees it flattened.
     """
@@ -72,13 +75,16 @@ def reparameterized_surrogate(encoder, model, x: torch.Tensor, generator=None, n
     mu, log_sigma = encoder(x)
     flat = x.reshape(x.shape[0], -1)
     z = rsample(mu, log_sigma, n_samples, generator=generator)
-    return model.log_likelihood(flat, z).mean(0) - gaussian_kl(mu, log_sigma)
+    reconstruction, kl = model.log_likelihood(flat, z).mean(0), gaussian_kl(mu, log_sigma)
+    value = reconstruction - kl
+    return BoundTerms(value, value.detach(), reconstruction, kl, mu, log_sigma)
 
 
-def score_function_surrogate(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1, baseline=None) -> torch.Tensor:
+def score_function_surrogate(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1, baseline=None) -> BoundTerms:
     """Per-point ELBO estimate (B,), nats, whose gradient in the encoder's parameters is the
     score-function (REINFORCE) estimate of the reconstruction term's gradient plus the exact
-    gradient of the closed-form KL.
+    gradient of the closed-form KL; as :class:`BoundTerms` whose ``reconstruction`` (the plain
+    Monte Carlo mean of log p(x | z)) and ``kl`` are detached.
 
     baseline : None, 'leave-one-out' (needs n_samples >= 2), 'mean' (f at z = mu) or a tensor
         broadcastable to (n_samples, B); see the module's docstring.
@@ -117,11 +123,14 @@ def score_function_surrogate(encoder, model, x: torch.Tensor, generator=None, n_
         )
     log_q_z = log_q(z, mu, log_sigma)  # (S, B): gradients to the encoder only
     score = (f.detach() - b) * (log_q_z - log_q_z.detach())  # zero in value
-    return (f + score).mean(0) - gaussian_kl(mu, log_sigma)
+    kl = gaussian_kl(mu, log_sigma)
+    value = (f + score).mean(0) - kl
+    return BoundTerms(value, value.detach(), f.detach().mean(0), kl.detach(), mu, log_sigma)
 
 
-def elbo_surrogate(encoder, model, x: torch.Tensor, estimator: str = "reparameterization", generator=None, n_samples: int = 1) -> torch.Tensor:
-    """The surrogate of a named estimator (a key of :data:`ESTIMATORS`): per-point ELBO (B,), nats."""
+def elbo_surrogate(encoder, model, x: torch.Tensor, estimator: str = "reparameterization", generator=None, n_samples: int = 1) -> BoundTerms:
+    """The :class:`BoundTerms` of a named estimator (a key of :data:`ESTIMATORS`); its
+    ``surrogate`` is the per-point ELBO (B,), nats, differentiable as the estimator says."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {tuple(ESTIMATORS)}; got {estimator!r}.")
     kind, baseline = ESTIMATORS[estimator]

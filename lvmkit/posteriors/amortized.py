@@ -3,16 +3,22 @@
 The encoder network outputs 2·L numbers per data point, the mean and the log standard deviation
 concatenated. ``rsample`` draws z = mu + sigma·eps (the reparameterization trick), so gradients
 flow to the encoder through the sample.
+
+The density, the sampler and the KL to N(0, I) are the diagonal Gaussian's of
+:mod:`lvmkit.families.gaussian` (per-sample forms); the names here are kept for their callers.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-LOG_2PI = math.log(2 * math.pi)
+from lvmkit.families.gaussian import (
+    diagonal_kl_to_standard,
+    diagonal_kl_to_standard_per_dim,
+    diagonal_log_prob,
+    diagonal_rsample,
+)
 
 
 class GaussianEncoder(nn.Module):
@@ -36,21 +42,19 @@ class GaussianEncoder(nn.Module):
 
 def rsample(mu, log_sigma, n_samples: int | None = None, generator=None) -> torch.Tensor:
     """z = mu + sigma·eps with eps ~ N(0, I); shape (n_samples, B, L), or (B, L) when n_samples is None."""
-    shape = mu.shape if n_samples is None else (n_samples, *mu.shape)
-    eps = torch.randn(shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    return mu + torch.exp(log_sigma) * eps
+    return diagonal_rsample(mu, log_sigma, n_samples, generator)
 
 
 def log_prob(z, mu, log_sigma) -> torch.Tensor:
     """log q(z | x), summed over latent dimensions."""
-    return -0.5 * (((z - mu) * torch.exp(-log_sigma)).square() + 2 * log_sigma + LOG_2PI).sum(-1)
+    return diagonal_log_prob(z, mu, log_sigma)
 
 
 def gaussian_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, diag(sigma²)) ‖ N(0, I)) per data point (summed over the last dimension)."""
-    return 0.5 * (mu.square() + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(-1)
+    return diagonal_kl_to_standard(mu, log_sigma)
 
 
 def gaussian_kl_per_dim(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """The same KL, one value per latent dimension (for free bits)."""
-    return 0.5 * (mu.square() + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma)
+    return diagonal_kl_to_standard_per_dim(mu, log_sigma)

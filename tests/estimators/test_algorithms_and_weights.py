@@ -72,12 +72,13 @@ def test_gradient_of_q_is_the_gradient_of_the_log_likelihood():
     gm = quiet(GaussianMixture(2, max_iter=3, random_state=0, dtype="float64").fit, X)
     family = Gaussian("full", gm.reg_covar * 0)
     shift = torch.zeros(2, dtype=torch.float64)
-    weights, params = gm._fitted_parameters(shift, "cpu")
-    model = Mixture(family, weights, params, torch.float64)
+    fitted = gm._fitted_parameters(shift, "cpu")
+    weights, params = fitted.weights, fitted.components
+    model = Mixture(family, 2, torch.float64)
     F = family.features(torch.as_tensor(X))
-    stats = model.e_step(F).finish()
+    stats = model.e_step(F, None, fitted)
     u = {"logits": torch.log(weights), **family.unconstrained(params)}
-    _, grads = _gradient(model, family.summarize(stats.family, params), stats.family["nk"], stats.n_samples, u)
+    _, grads = _gradient(model, family.summarize(stats, params), stats["nk"], stats.scalar("n_samples"), u)
 
     # Direct autograd through log p(x) = logsumexp_k [log π_k + log N(x | μ_k, Σ_k)].
     leaves = {k: t.clone().requires_grad_(True) for k, t in u.items()}

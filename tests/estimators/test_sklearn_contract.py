@@ -55,7 +55,8 @@ def _domain_wrapped(name, cls, fn):
 
         return call
 
-    names = ("fit", "fit_predict", "predict", "predict_proba", "score", "score_samples", "bic", "aic")
+    names = ("fit", "fit_predict", "partial_fit", "predict", "predict_proba", "score", "score_samples",
+             "bic", "aic")
     namespace = {n: wrap(n) for n in names}
     namespace.update(__module__=__name__, __qualname__=name)
     return type(name, (cls,), namespace)

@@ -74,3 +74,26 @@ def test_samples_have_the_right_means():
     probs = torch.tensor([[0.2, 0.9]], dtype=torch.float64)
     np.testing.assert_allclose(Poisson().sample(labels, rates, g).mean(0).numpy(), [0.5, 7.0], rtol=0.03)
     np.testing.assert_allclose(Bernoulli().sample(labels, probs, g).mean(0).numpy(), [0.2, 0.9], rtol=0.03)
+
+
+def test_per_sample_forms_match_scipy_with_and_without_broadcasting():
+    """The densities a VAE decoder's outputs use: logits / log-rates per data point."""
+    from lvmkit.families.bernoulli import log_prob_logits, sample_logits
+    from lvmkit.families.poisson import log_prob_log_rates, sample_log_rates
+
+    rng = np.random.default_rng(5)
+    params = rng.normal(size=(4, 6))
+    xb = (rng.random((4, 6)) < 0.5).astype(float)
+    xp = rng.poisson(2.0, size=(4, 6)).astype(float)
+    for fn, x, ref in (
+        (log_prob_logits, xb, st.bernoulli.logpmf(xb, 1 / (1 + np.exp(-params))).sum(1)),
+        (log_prob_log_rates, xp, st.poisson.logpmf(xp, np.exp(params)).sum(1)),
+    ):
+        same = fn(torch.as_tensor(params), torch.as_tensor(x))  # equal shapes (Bernoulli: the fused kernel)
+        stacked = fn(torch.as_tensor(params)[None].expand(3, -1, -1), torch.as_tensor(x))  # broadcast form
+        np.testing.assert_allclose(same.numpy(), ref, rtol=1e-12)
+        np.testing.assert_allclose(stacked.numpy(), np.broadcast_to(ref, (3, 4)), rtol=1e-12)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([-1.5, 0.0, 2.0], dtype=torch.float64).expand(50_000, 3)
+    np.testing.assert_allclose(sample_logits(logits, g).mean(0).numpy(), torch.sigmoid(logits[0]).numpy(), rtol=0.03)
+    np.testing.assert_allclose(sample_log_rates(logits, g).mean(0).numpy(), torch.exp(logits[0]).numpy(), rtol=0.03)

@@ -123,6 +123,48 @@ def test_full_statistics_are_centred_and_whitened():
     np.testing.assert_allclose(s["syy"][0].numpy() / len(X), np.eye(d), atol=1e-8)
 
 
+def test_portable_full_statistics_do_not_depend_on_the_parameters():
+    """Σ r x xᵀ about the data's origin whatever parameters the E-step used: statistics of
+    different iterations (stepwise EM) and processes add up."""
+    rng = np.random.default_rng(4)
+    k, d = 2, 3
+    X = torch.as_tensor(rng.normal(size=(300, d)) * 2 + 1)
+    R = torch.as_tensor(rng.dirichlet(np.ones(k), size=300))
+    family = Gaussian("full")
+    F = family.features(X)
+    ref_a = params_of(family, *random_params("full", k, d, seed=1))
+    ref_b = params_of(family, *random_params("full", k, d, seed=2))
+    a = family.portable(family.statistics(F, R, ref_a, None), ref_a)
+    b = family.portable(family.statistics(F, R, ref_b, None), ref_b)
+    want = np.einsum("nk,ni,nj->kij", R.numpy(), X.numpy(), X.numpy())
+    for s in (a, b):
+        np.testing.assert_allclose(s["sxx"].numpy(), want, rtol=1e-10)
+
+
+def test_full_statistics_keep_float32_accuracy_far_from_the_origin():
+    """Accumulated centred and whitened in float32 per chunk, made portable and summed in
+    float64: the covariance of data 300 standard deviations from the origin keeps float32
+    accuracy (a raw float32 Σ x xᵀ would lose ~1e-7·300² ≈ 1e-2 of it)."""
+    rng = np.random.default_rng(4)
+    d = 3
+    A = rng.normal(size=(d, d))
+    cov = A @ A.T + np.eye(d)
+    X = rng.multivariate_normal(np.full(d, 300.0 * np.sqrt(cov.diagonal().max())), cov, size=200_000)
+    X32 = X.astype(np.float32).astype(np.float64)  # the data as the float32 E-step sees it
+    family = Gaussian("full", reg_covar=0.0)
+    emp = np.cov(X32.T, bias=True)
+    ref = params_of(family, X32.mean(0)[None], emp[None]).to(dtype=torch.float32)
+    F = family.features(torch.as_tensor(X32, dtype=torch.float32))
+    total = None
+    for start in range(0, len(X), 4096):  # as the engine sums chunks: each in float32, all in float64
+        part = F[start : start + 4096]
+        R = torch.ones(len(part), 1, dtype=torch.float32)
+        s = family.portable(family.statistics(part, R, ref, None), ref)
+        total = s if total is None else {k: total[k] + s[k] for k in s}
+    _, got = family.maximize(total)
+    np.testing.assert_allclose(got[0].numpy(), emp, rtol=1e-4, atol=1e-4 * np.abs(emp).max())
+
+
 @pytest.mark.parametrize("ct", ["full", "tied"])
 def test_failed_cholesky_escalates_jitter_with_warning(ct):
     d = 3

@@ -95,15 +95,18 @@ def test_linear_gaussian_elbo_is_below_log_px_and_equal_at_the_exact_posterior()
     t = lambda a: torch.tensor(a, dtype=D64)  # noqa: E731
     g = torch.Generator().manual_seed(0)
     enc, model = _linear_model(t(W), t(b), sigma, t(A), t(-A @ b), t(0.5 * np.log(np.diag(S))))
-    rec, kl, _, _ = elbo_terms(enc, model, t(X), g, n_samples=20_000)
+    terms = elbo_terms(enc, model, t(X), g, n_samples=20_000)
+    rec, kl = terms.reconstruction, terms.kl
     np.testing.assert_allclose((rec - kl).numpy(), log_px, atol=0.03)  # MC error only
+    np.testing.assert_array_equal(terms.bound.numpy(), (rec - kl).numpy())
     # With q = p(z | x) exactly, log p(x, z) − log q(z) = log p(x) for every z: zero variance.
     mu, ls = enc(t(X))
     z = rsample(mu, ls, 5, generator=g)
     np.testing.assert_allclose((model.log_joint(t(X), z) - log_prob(z, mu, ls)).numpy(), np.broadcast_to(log_px, (5, 7)), rtol=1e-12)
     # A worse encoder gives a strictly lower bound.
     enc2, model2 = _linear_model(t(W), t(b), sigma, t(A * 0.5), t(-A @ b), t(0.5 * np.log(np.diag(S)) + 0.7))
-    rec2, kl2, _, _ = elbo_terms(enc2, model2, t(X), g, n_samples=20_000)
+    terms2 = elbo_terms(enc2, model2, t(X), g, n_samples=20_000)
+    rec2, kl2 = terms2.reconstruction, terms2.kl
     assert np.all((rec2 - kl2).numpy() < log_px - 0.1)
 
 
@@ -118,8 +121,8 @@ def test_reparameterized_gradient_matches_finite_differences():
 
     def objective():
         # The same noise every call: the Monte Carlo ELBO is then a smooth function of the parameters.
-        rec, kl, _, _ = elbo_terms(enc, model, x, torch.Generator().manual_seed(7), n_samples=3)
-        return (rec - kl).sum()
+        terms = elbo_terms(enc, model, x, torch.Generator().manual_seed(7), n_samples=3)
+        return (terms.reconstruction - terms.kl).sum()
 
     grads = torch.autograd.grad(objective(), params)
     h = 1e-6
@@ -133,3 +136,19 @@ def test_reparameterized_gradient_matches_finite_differences():
             down = objective().item()
             flat[i] = old
             assert (up - down) / (2 * h) == pytest.approx(grad.view(-1)[i].item(), rel=1e-6, abs=1e-8)
+
+
+def test_per_sample_gaussian_densities_of_the_family_module_agree():
+    """The encoder's and the decoder's Gaussians are the family module's functions: both forms of
+    the diagonal density, and the standard normal prior, against scipy."""
+    from lvmkit.families.gaussian import diagonal_log_prob, shared_std_log_prob, standard_normal_log_prob
+
+    rng = np.random.default_rng(3)
+    x, mean = rng.normal(size=(2, 4, 5)), rng.normal(size=(4, 5))
+    for std in (np.array(0.6), rng.uniform(0.3, 2.0, size=5)):
+        ref = st.norm.logpdf(x, loc=mean, scale=std).sum(-1)
+        shared = shared_std_log_prob(torch.tensor(x), torch.tensor(mean), torch.tensor(std))
+        diagonal = diagonal_log_prob(torch.tensor(x), torch.tensor(mean), torch.log(torch.tensor(std)).expand(4, 5))
+        np.testing.assert_allclose(shared.numpy(), ref, rtol=1e-12)
+        np.testing.assert_allclose(diagonal.numpy(), ref, rtol=1e-12)
+    np.testing.assert_allclose(standard_normal_log_prob(torch.tensor(x)).numpy(), st.norm.logpdf(x).sum(-1), rtol=1e-12)

@@ -30,7 +30,7 @@ def tiny(seed=0):
 def test_bound_value_matches_the_importance_sampling_estimator():
     enc, model, x = tiny()
     with torch.no_grad():
-        _, bound, _, _ = iwae_terms(enc, model, x, 7, torch.Generator().manual_seed(3))
+        bound = iwae_terms(enc, model, x, 7, torch.Generator().manual_seed(3)).bound
         ref = log_importance_weights_lse(enc, model, x, 7, torch.Generator().manual_seed(3))
     torch.testing.assert_close(bound, ref, rtol=1e-12, atol=1e-12)
 
@@ -41,7 +41,7 @@ def _gradients(enc, model, x, k, dreg, repeats, seed):
     g = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(repeats):
-        loss, *_ = iwae_terms(enc, model, x, k, g, dreg)
+        loss = iwae_terms(enc, model, x, k, g, dreg).loss()
         grads = torch.autograd.grad(loss, params)
         out.append(torch.cat([gr.flatten() for gr in grads]))
     G = torch.stack(out).numpy()
@@ -91,8 +91,26 @@ def test_k_sample_elbo_has_the_elbo_expectation():
     from lvmkit.objectives.elbo import elbo_terms
 
     with torch.no_grad():
-        rec, kl, _, _ = elbo_terms(enc, model, x, torch.Generator().manual_seed(0), 100_000)
-        _, _, rec_i, kl_i = iwae_terms(enc, model, x, 100_000, torch.Generator().manual_seed(1))
+        terms = elbo_terms(enc, model, x, torch.Generator().manual_seed(0), 100_000)
+        rec, kl = terms.reconstruction, terms.kl
+        terms_i = iwae_terms(enc, model, x, 100_000, torch.Generator().manual_seed(1))
+        rec_i, kl_i = terms_i.reconstruction, terms_i.kl
     torch.testing.assert_close(rec, rec_i, atol=0.02, rtol=0)
     torch.testing.assert_close(kl, kl_i, atol=0.02, rtol=0)
     assert math.isfinite(float(rec.sum()))
+
+
+def test_terms_of_the_bound_and_its_surrogates():
+    """IWAE's surrogate is L_k itself; DReG's is Σ w̃ log w (another value, the same gradient's
+    expectation); reconstruction − kl is the k-sample average ELBO, which L_k bounds from above."""
+    enc, model, x = tiny()
+    iwae = iwae_terms(enc, model, x, 9, torch.Generator().manual_seed(2))
+    dreg = iwae_terms(enc, model, x, 9, torch.Generator().manual_seed(2), dreg=True)
+    torch.testing.assert_close(iwae.surrogate.detach(), iwae.bound, rtol=0, atol=0)
+    torch.testing.assert_close(dreg.bound, iwae.bound, rtol=1e-12, atol=1e-12)
+    assert iwae.surrogate.shape == dreg.surrogate.shape == (x.shape[0],)
+    assert not iwae.bound.requires_grad and iwae.surrogate.requires_grad and dreg.surrogate.requires_grad
+    assert torch.all(iwae.reconstruction - iwae.kl <= iwae.bound + 1e-12)
+    mu, log_sigma = enc(x)
+    torch.testing.assert_close(iwae.mu, mu, rtol=0, atol=0)
+    torch.testing.assert_close(iwae.log_sigma, log_sigma, rtol=0, atol=0)

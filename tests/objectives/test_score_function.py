@@ -16,7 +16,8 @@ import pytest
 import torch
 from scipy import stats as st
 
-from lvmkit.models.vae import LOG_2PI, DeepLatentModel, make_likelihood
+from lvmkit.families._base import LOG_2PI
+from lvmkit.models.vae import DeepLatentModel, make_likelihood
 from lvmkit.objectives.elbo import elbo_terms, gaussian_kl
 from lvmkit.objectives.score_function import (
     ESTIMATORS,
@@ -73,7 +74,7 @@ def _draws(model, x, mu, log_sigma, estimator, R, n_samples, seed):
     theta = torch.cat([mu, log_sigma], 1).repeat(R, 1).requires_grad_()
     encoder = lambda _x: (theta[:, :L], theta[:, L:])  # noqa: E731
     g = torch.Generator().manual_seed(seed)
-    value = elbo_surrogate(encoder, model, x.repeat(R, 1), estimator, g, n_samples)
+    value = elbo_surrogate(encoder, model, x.repeat(R, 1), estimator, g, n_samples).surrogate
     (grad,) = torch.autograd.grad(value.sum(), theta)
     return grad.reshape(R, x.shape[0], 2 * L)
 
@@ -133,18 +134,24 @@ def test_surrogates_are_worth_the_monte_carlo_elbo_and_the_kl_gradient_is_exact(
     model = _bernoulli_mlp(1)
     x = (torch.rand(B, D, generator=torch.Generator().manual_seed(0), dtype=D64) < 0.5).to(D64)
     # The value is the plain Monte Carlo ELBO, the same draws from the same generator state.
-    rec, kl, _, _ = elbo_terms(encoder, model, x, torch.Generator().manual_seed(5), n_samples=4)
+    terms = elbo_terms(encoder, model, x, torch.Generator().manual_seed(5), n_samples=4)
+    rec, kl = terms.reconstruction, terms.kl
     for estimator in ESTIMATORS:
-        value = elbo_surrogate(encoder, model, x, estimator, torch.Generator().manual_seed(5), 4)
-        torch.testing.assert_close(value, rec - kl, rtol=1e-12, atol=1e-12)
+        out = elbo_surrogate(encoder, model, x, estimator, torch.Generator().manual_seed(5), 4)
+        torch.testing.assert_close(out.surrogate, rec - kl, rtol=1e-12, atol=1e-12)
+        # One terms type: the bound is the surrogate's value, split into its two terms.
+        torch.testing.assert_close(out.bound, (rec - kl).detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(out.reconstruction, rec.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(out.kl, kl.detach(), rtol=1e-12, atol=1e-12)
+        assert not out.bound.requires_grad
     # Gradients reach the encoder's parameters through its outputs only: autograd through the
     # network equals the network's Jacobian applied to the gradient with respect to its outputs.
     params = list(encoder.parameters())
-    through = torch.autograd.grad(score_function_surrogate(encoder, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out").sum(), params)
+    through = torch.autograd.grad(score_function_surrogate(encoder, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out").surrogate.sum(), params)
     mu, log_sigma = (t.detach() for t in encoder(x))
     theta = torch.cat([mu, log_sigma], 1).requires_grad_()
     outer = lambda _x: (theta[:, :L], theta[:, L:])  # noqa: E731
-    (g_out,) = torch.autograd.grad(score_function_surrogate(outer, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out").sum(), theta)
+    (g_out,) = torch.autograd.grad(score_function_surrogate(outer, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out").surrogate.sum(), theta)
     chained = torch.autograd.grad(net(x), params, grad_outputs=g_out)
     for a, c in zip(through, chained):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
@@ -177,4 +184,4 @@ def test_errors_say_what_to_do():
         reparameterized_surrogate(encoder, model, x, None, 0)
     # A baseline from elsewhere (here a constant per point) is accepted and detached.
     value = score_function_surrogate(encoder, model, x, torch.Generator().manual_seed(0), 2, torch.zeros(B, dtype=D64, requires_grad=True))
-    assert value.shape == (B,)
+    assert value.surrogate.shape == (B,)
