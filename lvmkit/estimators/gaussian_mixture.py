@@ -59,6 +59,9 @@ class GaussianMixture(BaseMixture):
           component's covariance the single-Gaussian estimate from all the data (the textbook
           initialisation; for 'diag' and 'spherical' the matching diagonal or mean variance).
 
+        For data streamed from disk, the seeds (k-means++, Lloyd's iterations, random rows) come
+        from a uniform reservoir sample of at most 131,072 rows drawn in one pass (all rows, in
+        order, when there are no more), and every row's initial label is its nearest seed.
         Ignored when weights_init, means_init and precisions_init are all given.
     weights_init : array-like (K,), optional
     means_init : array-like (K, D), optional
