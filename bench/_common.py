@@ -288,6 +288,15 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
+def resolve_output(args, quick: bool) -> None:
+    """Where a benchmark writes its table: nowhere with --no-write (or --quick without --output),
+    else --output, else BENCHMARKS.md."""
+    if args.no_write or (quick and args.output is None):
+        args.output = None
+    elif args.output is None:
+        args.output = BENCHMARKS_MD
+
+
 def write_section(body: str, name: str, path: str | Path = BENCHMARKS_MD) -> Path:
     """Put ``body`` between the ``name`` markers of the markdown file ``path``.
 

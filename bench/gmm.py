@@ -667,10 +667,7 @@ def parse_args(argv=None):
     args.gemm_size = args.gemm_size or (512 if quick else 2048)
     if quick:
         args.no_gpu = True
-    if args.no_write or (quick and args.output is None):
-        args.output = None
-    elif args.output is None:
-        args.output = _common.BENCHMARKS_MD
+    _common.resolve_output(args, quick)
     return args
 
 

@@ -739,10 +739,7 @@ def parse_args(argv=None):
         args.min_seconds = 0.2 if quick else 5.0
     if quick:
         args.no_gpu = True
-    if args.no_write or (quick and args.output is None):
-        args.output = None
-    elif args.output is None:
-        args.output = _common.BENCHMARKS_MD
+    _common.resolve_output(args, quick)
     return args
 
 

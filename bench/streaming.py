@@ -929,10 +929,7 @@ def parse_args(argv=None):
         args.write_test_bytes = min(args.write_test_bytes, 1 << 26)
         if "--settings" not in args.argv:
             args.settings = ["0.6:2"]
-    if args.no_write or (q and args.output is None):
-        args.output = None
-    elif args.output is None:
-        args.output = _common.BENCHMARKS_MD
+    _common.resolve_output(args, q)
     return args
 
 
