@@ -29,13 +29,6 @@ GPU_CHUNK_BYTES = 512 * 2**20
 SEEDING_ROWS = 2**17
 
 
-def is_resident(data) -> bool:
-    """Whether ``data`` is held in memory whole (an array or tensor, not a memory map or files)."""
-    if isinstance(data, Source):
-        return data.resident and not isinstance(getattr(data, "array", None), np.memmap)
-    return isinstance(data, Tensor) or (hasattr(data, "shape") and not isinstance(data, np.memmap))
-
-
 class DataChunks:
     """Rows of a data set, centred on a fixed shift, served as compute-dtype chunks on a device.
 
@@ -74,7 +67,7 @@ class DataChunks:
         if source is None or source.resident:
             self.n_samples, self.n_features = X.shape
             self.weights = None if weights is None else as_tensor(weights, self.device, dtype)
-            if is_resident(X):
+            if not isinstance(X, np.memmap):
                 self.source = source
                 self._resident = self._prepare(X)
             else:  # a memory map: read a chunk at a time

@@ -180,21 +180,14 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             weights=weights,
         )
         if first:
-            user_init = self._check_user_init(family, X.shape[1], device)
-            if "means" in user_init:
-                user_init["means"] = user_init["means"] - shift
-            if self.weights_init is not None:
-                user_init["weights"] = _check_weights_init(self.weights_init, k, device)
-            rng = check_random_state(self.random_state)
-            generator = torch.Generator(device=chunks.device)
-            generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            generator = _generator(check_random_state(self.random_state), chunks.device)
+            user_init = self._user_init(family, device, shift)
             params = model.initialize(chunks, self.init_params, generator, user_init)
-            progress, history = StepwiseState(), []
-        elif state is None:
-            params = self._fitted_parameters(shift, device)
-            progress, history = StepwiseState(), []
         else:
             params = self._fitted_parameters(shift, device)
+        if state is None:  # a new stepwise run (from this batch, or from fit's parameters)
+            progress, history = StepwiseState(), []
+        else:
             running = None if state[0] is None else state[0].to(device)
             progress, history = StepwiseState(running, state[1]), list(self.lower_bounds_)
         batch = Batch(chunks.mapped(family.features).iter_weighted())
@@ -215,6 +208,15 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         self.converged_ = False
         self.restarts_ = np.asarray([bound], dtype=np.float64)
         self._stepwise_ = (progress.running, progress.t)
+
+    def _user_init(self, family, device, shift: torch.Tensor) -> dict:
+        """The given initial values, checked, in the model's (shifted) coordinates."""
+        user_init = self._check_user_init(family, self.n_features_in_, device)
+        if "means" in user_init:
+            user_init["means"] = user_init["means"] - shift
+        if self.weights_init is not None:
+            user_init["weights"] = _check_weights_init(self.weights_init, self.n_components, device)
+        return user_init
 
     def _source(self, X, sample_weight, k: int):
         """``(data, weights)``: checked in-memory data and its weights, or a file source and None;
@@ -264,13 +266,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, None if isinstance(data, Source) else data)
         family = self._make_family()
-        user_init = self._check_user_init(family, n_features, device)
-        if self.weights_init is not None:
-            user_init["weights"] = _check_weights_init(self.weights_init, k, device)
-
         shift = self._data_shift(data, weights, device)
-        if "means" in user_init:
-            user_init["means"] = user_init["means"] - shift
+        user_init = self._user_init(family, device, shift)
         stepwise = self.algorithm == "stepwise"
         chunks = DataChunks(
             data, shift, dtype, device, self.batch_size if stepwise else self.chunk_size,
@@ -288,8 +285,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             if continuing:
                 params = self._fitted_parameters(shift, device)
             else:
-                generator = torch.Generator(device=chunks.device)
-                generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+                generator = _generator(rng, chunks.device)
                 params = model.initialize(chunks, self.init_params, generator, user_init)
             result = self._run(model, em_chunks, params, previous_bound, init, n_init, rng)
             self._report_reseeding(result, init)
@@ -330,9 +326,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                 lower_bound=lower_bound, on_iteration=callback,
             )
         if self.algorithm == "stepwise":
-            generator = torch.Generator(device=chunks.device)
             rng = rng if rng is not None else check_random_state(self.random_state)
-            generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+            generator = _generator(rng, chunks.device)
             return run_stepwise(
                 model, chunks, params, self.max_iter, self.tol,
                 self.learning_decay, self.learning_offset,
@@ -507,6 +502,13 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
 
 # ====================================================================== helpers
+def _generator(rng, device) -> torch.Generator:
+    """A torch generator on ``device`` seeded from the estimator's NumPy ``rng`` (one draw)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+    return generator
+
+
 def _atomic(estimator, fn, *args):
     """Run ``fn(*args)``; if it raises, put every fitted attribute (name ending in ``_``) of
     ``estimator`` back as it was, removing those it added."""

@@ -7,6 +7,7 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
+from lvmkit.data.chunks import DataChunks
 from lvmkit.data.sources import ArraySource, Source, moments
 from lvmkit.estimators._mixture import (
     RESP_INITS,
@@ -204,9 +205,9 @@ class GaussianMixture(BaseMixture):
     def _data_shift(self, data, weights, device) -> torch.Tensor:
         """The data's mean (float64, one streaming pass over data on disk)."""
         if isinstance(data, torch.Tensor):  # on its device, without a copy to the host
-            X = data.to(torch.float64)
-            mean = X.mean(0)
-            self._warn_if_reg_covar_dominates((X - mean).square().mean(0))
+            zero = torch.zeros(data.shape[1], dtype=torch.float64)
+            mean, variance, _ = DataChunks(data, zero, torch.float64, data.device).moments()
+            self._warn_if_reg_covar_dominates(variance)
             return mean.to(device)
         mean, variance, _ = moments(data if isinstance(data, Source) else ArraySource(data))
         self._warn_if_reg_covar_dominates(torch.as_tensor(variance))

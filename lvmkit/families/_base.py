@@ -85,9 +85,13 @@ class IndependentFeatures:
             values = estimate["values"]
         else:
             values = estimate
-        n = values.shape[0]
-        one = {"nk": torch.ones(n, dtype=values.dtype, device=values.device), "sx": values}
-        return self.params_class(self.maximize(one))
+        return self.params_class(self._clip(values))
+
+    def _clip(self, values: Tensor) -> Tensor:
+        """Each row of ``values`` clipped into the parameter box as the M-step clips: the
+        maximiser of the statistics of that one point."""
+        ones = torch.ones(values.shape[0], dtype=values.dtype, device=values.device)
+        return self.maximize({"nk": ones, "sx": values})
 
     def user_complete(self, user: dict) -> bool:
         return "values" in user
@@ -104,8 +108,5 @@ class IndependentFeatures:
         values = self.maximize(stats)
         if reseed is not None:
             empty, point = reseed
-            m = int(empty.numel())
-            one = {"nk": torch.ones(m, dtype=values.dtype, device=values.device),
-                   "sx": point.to(values).expand(m, -1)}
-            values[empty] = self.maximize(one)
+            values[empty] = self._clip(point.to(values).expand(int(empty.numel()), -1))
         return type(params)(values)

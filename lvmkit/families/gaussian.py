@@ -128,15 +128,9 @@ class Gaussian:
         if ct == "full":
             # Y[k] = [x, 1] @ [P_k; −μ_k P_k]: whitened residuals of every component, laid out
             # component-major (K, n, D) so the scatter products below read contiguous blocks.
-            P64 = P.to(torch.float64)
-            eye = torch.eye(d, dtype=torch.float64, device=P.device)
             prep = {
                 "P_aug": torch.cat([P, -torch.bmm(means.unsqueeze(1), P)], 1).contiguous(),
                 "log_det": torch.log(torch.diagonal(P, dim1=-2, dim2=-1)).sum(-1),
-                # float64 L = P⁻ᵀ and μ of *these* (compute-dtype) values, to map the whitened
-                # scatter back to raw second moments (see statistics).
-                "L64": torch.linalg.solve_triangular(P64, eye.expand_as(P64), upper=True).mT,
-                "mu64": means.to(torch.float64),
             }
         elif ct == "tied":
             b = means @ P
@@ -302,8 +296,9 @@ class Gaussian:
         types are already in that frame."""
         if "syy" not in stats:
             return dict(stats)
-        prep = self.prepare(params)
-        L, mu = prep["L64"], prep["mu64"]
+        # float64 copies of *these* (compute-dtype) values, which whitened the residuals.
+        L = _covariance_cholesky(params.precisions_cholesky.to(torch.float64))
+        mu = params.means.to(torch.float64)
         nk, sx = stats["nk"], stats["sx"]
         mu_s = mu[:, :, None] * sx[:, None, :]
         sxx = (L @ stats["syy"] @ L.mT + mu_s + mu_s.mT
@@ -322,19 +317,14 @@ class Gaussian:
         nk = stats["nk"] + EPS_NK
         means = stats["sx"] / nk[:, None]
         ct = self.covariance_type
-        d = means.shape[1]
-        if ct == "full" and "syy" in stats:
-            P = reference.precisions_cholesky
-            eye = torch.eye(d, dtype=P.dtype, device=P.device)
-            # L = P⁻ᵀ is the Cholesky factor of the reference covariance.
-            L = torch.linalg.solve_triangular(P, eye.expand_as(P), upper=True).mT
-            scatter = L @ (stats["syy"] / nk[:, None, None]) @ L.mT
-            delta = means - reference.means
+        if ct == "full":
+            if "syy" in stats:  # centred on the reference means and whitened by its factors
+                L = _covariance_cholesky(reference.precisions_cholesky)
+                scatter = L @ (stats["syy"] / nk[:, None, None]) @ L.mT
+                delta = means - reference.means
+            else:  # portable: about the data's origin
+                scatter, delta = stats["sxx"] / nk[:, None, None], means
             cov = scatter - delta[:, :, None] * delta[:, None, :]
-            cov = 0.5 * (cov + cov.mT)
-            cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
-        elif ct == "full":
-            cov = stats["sxx"] / nk[:, None, None] - means[:, :, None] * means[:, None, :]
             cov = 0.5 * (cov + cov.mT)
             cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
         elif ct == "tied":
@@ -380,8 +370,7 @@ class Gaussian:
         """Σ = (P Pᵀ)⁻¹ from the Cholesky factors of the precisions, without inverting Σ⁻¹."""
         if covariance_type in ("diag", "spherical"):
             return P.square().reciprocal()
-        eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
-        L = torch.linalg.solve_triangular(P, eye.expand_as(P), upper=True).mT
+        L = _covariance_cholesky(P)
         return L @ L.mT
 
     # ------------------------------------------------------------------ gradient view
@@ -538,6 +527,12 @@ class Gaussian:
         else:
             noise = eps * covariances[labels].sqrt().unsqueeze(1)
         return means[labels] + noise
+
+
+def _covariance_cholesky(P: Tensor) -> Tensor:
+    """L = P⁻ᵀ, the lower Cholesky factor of the covariance whose precision is P Pᵀ (P upper)."""
+    eye = torch.eye(P.shape[-1], dtype=P.dtype, device=P.device)
+    return torch.linalg.solve_triangular(P, eye.expand_as(P), upper=True).mT
 
 
 def _finite_scale(values: Tensor) -> float:
