@@ -20,6 +20,7 @@ from torch import Tensor
 
 from lvmkit._validation import as_tensor
 from lvmkit.data.sources import ArraySource, Source, as_source, reservoir
+from lvmkit.distributed import LOCAL, Local
 
 # Working memory one chunk may use, in bytes, when chunk_size is None. On a CPU ~16 MiB keeps
 # the per-chunk intermediates (n x K x D for full covariances) in cache; a GPU wants big chunks.
@@ -61,6 +62,7 @@ class DataChunks:
         self._transform = transform
         self._resident: Tensor | None = None
         self.weights: Tensor | None = None
+        self.offset = 0  # global number of the first row (a shard's place among the ranks')
         source = X if isinstance(X, Source) else None
         if source is not None and source.resident:
             X, weights = source.array, source.weights
@@ -123,20 +125,49 @@ class DataChunks:
             raise TypeError("random access to rows needs in-memory data; use seeding_view().")
         return self._prepare(np.asarray(array[indices.cpu().numpy()]))
 
-    def seeding_view(self, generator: torch.Generator, max_rows: int = SEEDING_ROWS) -> "DataChunks":
+    def seeding_view(
+        self, generator: torch.Generator, comm: Local = LOCAL, max_rows: int = SEEDING_ROWS
+    ) -> "DataChunks":
         """The rows seeding may read at random: these chunks when resident or small, else a
         bounded uniform reservoir sample (at most ``max_rows`` rows, one streaming pass; see
         :func:`lvmkit.data.sources.reservoir`). The sample's randomness comes from
         ``generator.initial_seed()`` and does not advance ``generator``, so a small streamed data
-        set (all of it in the reservoir, in order) seeds exactly as the same rows in memory."""
+        set (all of it in the reservoir, in order) seeds exactly as the same rows in memory.
+
+        Across processes (``comm`` of several ranks) every rank samples its share of the rows
+        (all of them when the ranks hold at most ``max_rows`` together, else a share in
+        proportion to its rows) and every rank gets the same gathered sample, in rank order: so
+        ranks holding the pieces of a small data set seed exactly as one process holding it all.
+        """
+        if not comm.active:
+            if self._resident is not None:
+                return self
+            rng = np.random.default_rng(generator.initial_seed())
+            rows, weights = reservoir(self.source, max_rows, rng)
+            view = DataChunks(rows, self.shift, self.dtype, self.device, self.chunk_size, weights=weights)
+            return view if self._transform is None else view.mapped(self._transform)
+        counts = comm.gather(int(self.n_samples))
+        total = sum(counts)
+        share = counts[comm.rank] if total <= max_rows else int(max_rows * counts[comm.rank] // total)
+        rng = np.random.default_rng([generator.initial_seed(), comm.rank])
         if self._resident is not None:
-            return self
-        rng = np.random.default_rng(generator.initial_seed())
-        rows, weights = reservoir(self.source, max_rows, rng)
-        view = DataChunks(
-            rows, self.shift, self.dtype, self.device, self.chunk_size, weights=weights
-        )
-        return view if self._transform is None else view.mapped(self._transform)
+            pick = np.sort(rng.choice(self.n_samples, share, replace=False)) if share < self.n_samples else None
+            index = slice(None) if pick is None else torch.as_tensor(pick, device=self.device)
+            rows = self._resident[index].to(torch.float64).cpu().numpy()
+            weights = None if self.weights is None else self.weights[index].to(torch.float64).cpu().numpy()
+        else:
+            raw, weights = reservoir(self.source, share, rng)
+            prepared = (as_tensor(raw, self.device) - self.shift).to(self.dtype)
+            rows = prepared.to(torch.float64).cpu().numpy()
+        if comm.max(weights is not None):  # then every rank gathers weights (ones if it has none)
+            weights = np.ones(rows.shape[0]) if weights is None else np.asarray(weights)
+            weights = np.concatenate(comm.gather_rows(weights.reshape(-1, 1)))[:, 0]
+        rows = np.concatenate(comm.gather_rows(rows))
+        zero = torch.zeros(rows.shape[1], dtype=torch.float64, device=self.device)
+        # float64 copies of compute-dtype values: the cast back to the compute dtype is exact
+        view = DataChunks(rows, zero, self.dtype, self.device, self.chunk_size, weights=weights)
+        # resident rows were gathered as served (transformed already); streamed ones raw
+        return view if self._transform is None or self._resident is not None else view.mapped(self._transform)
 
     def moments(self) -> tuple[Tensor, Tensor, Tensor]:
         """Sample-weighted per-feature mean and variance (float64) of the rows as served

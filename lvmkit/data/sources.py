@@ -38,7 +38,7 @@ import numpy as np
 
 __all__ = [
     "ArraySource", "Chunk", "CsvSource", "DataFileNotFoundError", "NpySource", "ParquetSource",
-    "Source", "as_source", "moments", "reservoir",
+    "Source", "as_source", "merge_moments", "moments", "reservoir",
 ]
 
 _SUFFIXES = ".npy, .parquet/.pq, .csv/.tsv/.txt (CSV optionally gzipped, e.g. .csv.gz)"
@@ -245,9 +245,10 @@ def moments(source, rows: int = 65536) -> tuple[np.ndarray, np.ndarray, float]:
     """Per-feature weighted mean, population variance (divided by the total weight) and the
     total weight (the row count when unweighted), in one streaming pass.
 
-    Each chunk's mean and centred sum of squares are merged with Chan et al.'s parallel update,
-    all on rows shifted by the first row, so values near 1e8 with unit spread keep their variance
-    to ~1e-15 relative. An empty source (or zero total weight) gives zeros and weight 0.0.
+    Each chunk's mean and centred sum of squares are merged with Chan et al.'s parallel update
+    (:func:`merge_moments`), all on rows shifted by the first row, so values near 1e8 with unit
+    spread keep their variance to ~1e-15 relative. An empty source (or zero total weight) gives
+    zeros and weight 0.0.
     """
     source = as_source(source)
     D = source.n_features
@@ -265,14 +266,23 @@ def moments(source, rows: int = 65536) -> tuple[np.ndarray, np.ndarray, float]:
                 continue
             mc = (w @ Y) / wc
             m2c = w @ ((Y - mc) ** 2)
-        new = total + wc
-        delta = mc - mean
-        mean = mean + delta * (wc / new)
-        m2 = m2 + m2c + delta**2 * (total * wc / new)
-        total = new
+        mean, m2, total = merge_moments((mean, m2, total), (mc, m2c, wc))
     if total == 0.0:
         return np.zeros(D), np.zeros(D), 0.0
     return mean + shift, m2 / total, total
+
+
+def merge_moments(a, b):
+    """Chan et al.'s merge of two parts' ``(mean, m2, weight)`` (m2: the weighted sum of squares
+    about the part's mean) into the union's; a part of weight 0 leaves the other unchanged."""
+    (mean_a, m2_a, wa), (mean_b, m2_b, wb) = a, b
+    if wb == 0.0:
+        return a
+    if wa == 0.0:
+        return b
+    new = wa + wb
+    delta = mean_b - mean_a
+    return mean_a + delta * (wb / new), m2_a + m2_b + delta**2 * (wa * wb / new), new
 
 
 def reservoir(

@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from lvmkit import _validation as v
+from lvmkit import distributed
 from lvmkit._persist import Persistent
 from lvmkit.data.chunks import DataChunks
 from lvmkit.data.sources import Source, as_source
@@ -91,8 +92,9 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         """Raise a ValueError if ``X`` is outside the family's support (rows numbered from
         ``start`` within ``origin``, a file, when the rows were streamed)."""
 
-    def _data_shift(self, data, weights, device) -> torch.Tensor:
-        """Shift subtracted from the data before the cast to the compute dtype (default none)."""
+    def _data_shift(self, data, weights, device, comm=distributed.LOCAL) -> torch.Tensor:
+        """Shift subtracted from the data before the cast to the compute dtype (default none);
+        the same on every rank of ``comm``."""
         return torch.zeros(self.n_features_in_, dtype=torch.float64, device=device)
 
     def _prediction_shift(self, device) -> torch.Tensor:
@@ -133,6 +135,12 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         pass (one pass per EM iteration), in bounded memory; the result is the in-memory fit's.
         ``sample_weight`` (n_samples,), optional: non-negative weights; a row of weight 2 counts
         exactly as the same row twice.
+
+        Under ``torch.distributed`` (a process group of several ranks, or ``torchrun``'s
+        environment; see :mod:`lvmkit.distributed`) every rank calls ``fit``: data on disk is
+        split by rank (:meth:`Source.shard`), an in-memory ``X`` is this rank's own rows (maybe
+        none), and every rank ends with the same parameters, those of one process fitting all
+        the rows.
         """
         self._fit(X, sample_weight)
         return self
@@ -163,26 +171,40 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def _partial_fit_unsafe(self, X, sample_weight):
         v.validate_params(self, self._constraints, self._hints)
+        comm = distributed.current(self.device)
+        return _collectively(comm, self._partial_fit_on, comm, X, sample_weight)
+
+    def _partial_fit_on(self, comm, X, sample_weight):
         k = self.n_components
         state = getattr(self, "_stepwise_", None)
         fitted = hasattr(self, "converged_") and hasattr(self, "n_features_in_")
         first = state is None and not fitted
-        X = v.check_X(self, X, reset=first, min_samples=k if first else 1)
-        self._check_values(X)
-        weights = _check_sample_weight(sample_weight, X.shape[0], k if first else 1)
+
+        def prepare():
+            rows = v.check_X(self, X, reset=first, min_samples=0 if comm.active else (k if first else 1))
+            self._check_values(rows)
+            w = _check_sample_weight(sample_weight, rows.shape[0], 0 if comm.active else (k if first else 1))
+            return rows, w
+
+        (X, weights), n_total, _ = _prepare_together(comm, self, prepare)
+        if comm.active and n_total < (k if first else 1):
+            raise ValueError(
+                f"Expected n_samples >= {k if first else 1} over all {comm.world} ranks but got "
+                f"{n_total:g}. Give each step more rows, or use fewer components."
+            )
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, X)
         family = self._make_family()
         model = Mixture(family, k, dtype)
-        shift = self._data_shift(X, weights, device) if first else self._prediction_shift(device)
+        shift = self._data_shift(X, weights, device, comm) if first else self._prediction_shift(device)
         chunks = DataChunks(
             X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype),
             weights=weights,
         )
         if first:
-            generator = _generator(check_random_state(self.random_state), chunks.device)
+            generator = _generator(_random_state(self.random_state, comm), chunks.device)
             user_init = self._user_init(family, device, shift)
-            params = model.initialize(chunks, self.init_params, generator, user_init)
+            params = model.initialize(chunks, self.init_params, generator, user_init, comm)
         else:
             params = self._fitted_parameters(shift, device)
         if state is None:  # a new stepwise run (from this batch, or from fit's parameters)
@@ -190,9 +212,9 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         else:
             running = None if state[0] is None else state[0].to(device)
             progress, history = StepwiseState(running, state[1]), list(self.lower_bounds_)
-        batch = Batch(chunks.mapped(family.features).iter_weighted())
+        batch = Batch(chunks.mapped(family.features).iter_weighted(), chunks.n_features, chunks.device)
         params, ll, n = stepwise_step(
-            model, batch, params, progress, self.learning_decay, self.learning_offset
+            model, batch, params, progress, self.learning_decay, self.learning_offset, comm
         )
         bound = ll / n
         if not math.isfinite(bound):
@@ -218,9 +240,12 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             user_init["weights"] = _check_weights_init(self.weights_init, self.n_components, device)
         return user_init
 
-    def _source(self, X, sample_weight, k: int):
-        """``(data, weights)``: checked in-memory data and its weights, or a file source and None;
-        sets ``n_features_in_`` (and feature names)."""
+    def _source(self, X, sample_weight, k: int, comm=distributed.LOCAL):
+        """``(data, weights)``: checked in-memory data and its weights, or a file source (this
+        rank's shard of it across processes) and None; sets ``n_features_in_`` (and feature
+        names). In one process, too few rows is an error here; across processes the total over
+        ranks is checked once every rank has prepared."""
+        least = 0 if comm.active else None  # a rank may hold no rows
         if isinstance(X, (str, os.PathLike, Source)) or (
             isinstance(X, (list, tuple)) and X and isinstance(X[0], (str, os.PathLike))
         ):
@@ -230,6 +255,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                     "without weights or load the rows into an array."
                 )
             source = as_source(X)
+            if comm.active:
+                source = source.shard(comm.rank, comm.world)
             self.n_features_in_ = source.n_features
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
@@ -240,58 +267,71 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                     self._check_values(chunk.X, chunk.origin, chunk.start)
                     n += chunk.X.shape[0]
                 source.n_samples = n
-            if n < max(k, 2):
+            if least is None and n < max(k, 2):
                 raise ValueError(
                     f"Expected n_samples >= n_components but got n_components = {k}, "
                     f"n_samples = {n} in {source.describe()}. Use fewer components or more data."
                 )
             return source, None
-        X = v.check_X(self, X, reset=True, min_samples=2)
+        X = v.check_X(self, X, reset=True, min_samples=2 if least is None else 0)
         n_samples = X.shape[0]
-        if n_samples < k:
+        if least is None and n_samples < k:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {k}, "
                 f"n_samples = {n_samples}. Use fewer components or more data."
             )
         self._check_values(X)
-        return X, _check_sample_weight(sample_weight, n_samples, k)
+        return X, _check_sample_weight(sample_weight, n_samples, k if least is None else 0)
 
     def _fit_unsafe(self, X, sample_weight=None) -> DataChunks:
         v.validate_params(self, self._constraints, self._hints)
+        comm = distributed.current(self.device)
+        return _collectively(comm, self._fit_on, comm, X, sample_weight)
+
+    def _fit_on(self, comm, X, sample_weight) -> DataChunks:
         k = self.n_components
         continuing = self.warm_start and hasattr(self, "converged_")
         previous_bound = self.lower_bound_ if continuing else -math.inf
-        data, weights = self._source(X, sample_weight, k)
+        (data, weights), n_total, offset = _prepare_together(
+            comm, self, lambda: self._source(X, sample_weight, k, comm)
+        )
+        if comm.active and n_total < max(k, 2):
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {k}, n_samples = "
+                f"{n_total:g} over all {comm.world} ranks. Use fewer components or more data."
+            )
         n_features = self.n_features_in_
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, None if isinstance(data, Source) else data)
         family = self._make_family()
-        shift = self._data_shift(data, weights, device)
+        shift = self._data_shift(data, weights, device, comm)
         user_init = self._user_init(family, device, shift)
         stepwise = self.algorithm == "stepwise"
         chunks = DataChunks(
             data, shift, dtype, device, self.batch_size if stepwise else self.chunk_size,
             self._bytes_per_row(n_features, dtype), weights=weights,
         )
+        chunks.offset = offset
         em_chunks = chunks.mapped(family.features)
         self._stepwise_ = None
         model = Mixture(family, k, dtype)
-        rng = check_random_state(self.random_state)
+        rng = _random_state(self.random_state, comm)
         n_init = 1 if continuing else self.n_init
+        say = print if self.verbose and comm.is_main else None
 
         def run_one(init: int) -> EMResult:
-            if self.verbose:
-                print(f"Initialization {init}")
+            if say:
+                say(f"Initialization {init}")
             if continuing:
                 params = self._fitted_parameters(shift, device)
             else:
                 generator = _generator(rng, chunks.device)
-                params = model.initialize(chunks, self.init_params, generator, user_init)
-            result = self._run(model, em_chunks, params, previous_bound, init, n_init, rng)
+                params = model.initialize(chunks, self.init_params, generator, user_init, comm)
+            result = self._run(model, em_chunks, params, previous_bound, init, n_init, rng, comm)
             self._report_reseeding(result, init)
-            if self.verbose:
+            if say:
                 status = "converged" if result.converged else "did not converge"
-                print(
+                say(
                     f"Initialization {status}. time lapse {result.seconds:.5f}s\t "
                     f"lower bound {result.final:.5f}."
                 )
@@ -316,28 +356,28 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def _run(
         self, model: Mixture, chunks: DataChunks, params: MixtureParams, lower_bound: float,
-        restart: int = 0, n_restarts: int = 1, rng=None,
+        restart: int = 0, n_restarts: int = 1, rng=None, comm=distributed.LOCAL,
     ) -> EMResult:
         """One restart with the chosen algorithm."""
-        callback = self._iteration_callback(restart, n_restarts)
+        callback = self._iteration_callback(restart, n_restarts, comm)
         if self.algorithm == "em":
             return run_em(
                 model, chunks, params, self.max_iter, self.tol,
-                lower_bound=lower_bound, on_iteration=callback,
+                lower_bound=lower_bound, on_iteration=callback, comm=comm,
             )
         if self.algorithm == "stepwise":
-            rng = rng if rng is not None else check_random_state(self.random_state)
+            rng = rng if rng is not None else _random_state(self.random_state, comm)
             generator = _generator(rng, chunks.device)
             return run_stepwise(
                 model, chunks, params, self.max_iter, self.tol,
                 self.learning_decay, self.learning_offset,
-                lower_bound=lower_bound, on_iteration=callback, generator=generator,
+                lower_bound=lower_bound, on_iteration=callback, generator=generator, comm=comm,
             )
         return run_gradient(
             model, chunks, params, self.algorithm, self.max_iter, self.tol,
             steps=self.gem_steps, learning_rate=self.learning_rate,
             after_step=self._after_gradient_step,
-            lower_bound=lower_bound, on_iteration=callback,
+            lower_bound=lower_bound, on_iteration=callback, comm=comm,
         )
 
     # ================================================================== prediction
@@ -446,10 +486,11 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             setattr(self, name, value)
 
     # ================================================================== reporting
-    def _iteration_callback(self, restart: int, n_restarts: int):
-        """The per-iteration callback: verbose printing and :mod:`lvmkit.fit.callbacks` observers
-        (``None`` when there are neither, so the loop pays nothing)."""
-        verbose = self._verbose_callback()
+    def _iteration_callback(self, restart: int, n_restarts: int, comm=distributed.LOCAL):
+        """The per-iteration callback: verbose printing (rank 0 only) and
+        :mod:`lvmkit.fit.callbacks` observers (``None`` when there are neither, so the loop pays
+        nothing)."""
+        verbose = self._verbose_callback() if comm.is_main else None
         if not callbacks.observers():
             return verbose
 
@@ -502,6 +543,86 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
 
 # ====================================================================== helpers
+def _collectively(comm, fn, *args):
+    """Run ``fn(*args)``; if it raises on this rank, first record the error where the other
+    ranks (blocked in a collective with this one) will read it (:mod:`lvmkit.distributed`)."""
+    try:
+        return fn(*args)
+    except BaseException as exc:
+        comm.failed(exc)
+        raise
+
+
+# Hyperparameters that may differ between ranks (where each rank computes, what it prints).
+_PER_RANK = ("device", "verbose", "verbose_interval")
+
+
+def _prepare_together(comm, estimator, prepare):
+    """This rank's checks (``prepare() -> (data, weights)``), and across processes the
+    agreement of every rank before any pass: if one rank's checks failed, or the ranks disagree
+    on the data's features or dtype or on the estimator's settings, every rank raises (the
+    failing rank its own error). Returns ``((data, weights), total rows, this rank's offset)``."""
+    if not comm.active:
+        data, weights = prepare()
+        return (data, weights), _n_of(data), 0
+    error = None
+    try:
+        data, weights = prepare()
+        mine = {"error": None, "n": _n_of(data), "signature": _signature(estimator, data, weights)}
+    except Exception as exc:  # told to every rank below, then raised here
+        error, mine = exc, {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+    outcomes = comm.gather(mine)
+    failed = [(r, o["error"]) for r, o in enumerate(outcomes) if o["error"]]
+    if error is not None:
+        raise error
+    if failed:
+        rank, message = failed[0]
+        raise ValueError(
+            f"rank {rank} cannot fit its data ({message}); every rank stops before the first pass."
+        )
+    first = outcomes[0]["signature"]
+    for rank, outcome in enumerate(outcomes[1:], start=1):
+        for key, value in outcome["signature"].items():
+            if value != first[key]:
+                raise ValueError(
+                    f"the ranks disagree before the first pass: rank {rank} has {key} = {value}, "
+                    f"rank 0 has {key} = {first[key]}. Give every rank rows with the same columns "
+                    "and dtype, and the same estimator settings."
+                )
+    counts = [o["n"] for o in outcomes]
+    return (data, weights), float(sum(counts)), int(sum(counts[: comm.rank]))
+
+
+def _n_of(data) -> int:
+    return int(data.n_samples if isinstance(data, Source) else data.shape[0])
+
+
+def _signature(estimator, data, weights) -> dict:
+    """What every rank must share: the data's width, dtype and weighting, and the settings."""
+    dtype = getattr(data, "dtype", None)
+    settings = {
+        name: "a RandomState" if isinstance(value, np.random.RandomState) else repr(value)
+        for name, value in sorted(estimator.get_params(deep=False).items())
+        if name not in _PER_RANK
+    }
+    return {
+        "n_features": int(estimator.n_features_in_),
+        "dtype": str(dtype).replace("torch.", "") if dtype is not None else type(data).__name__,
+        "sample weights": weights is not None,
+        "settings": settings,
+    }
+
+
+def _random_state(random_state, comm):
+    """The estimator's NumPy RandomState; across processes the same on every rank (an integer
+    seed already is; otherwise rank 0 draws a seed and broadcasts it)."""
+    rng = check_random_state(random_state)
+    if comm.active and not isinstance(random_state, (int, np.integer)):
+        seed = torch.tensor([rng.randint(np.iinfo(np.int32).max)], dtype=torch.int64)
+        rng = np.random.RandomState(int(comm.broadcast(seed)[0]))
+    return rng
+
+
 def _generator(rng, device) -> torch.Generator:
     """A torch generator on ``device`` seeded from the estimator's NumPy ``rng`` (one draw)."""
     generator = torch.Generator(device=device)
@@ -546,7 +667,7 @@ def _check_sample_weight(sample_weight, n_samples: int, n_components: int):
             f"{int(np.argmin(w))}. Use 0 to leave a row out."
         )
     positive = int((w > 0).sum())
-    if positive == 0:
+    if positive == 0 and n_components > 0:
         raise ValueError(
             "sample_weight is zero for every row, so there is nothing to fit. Give the rows to "
             "fit a positive weight."

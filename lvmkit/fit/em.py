@@ -7,9 +7,9 @@ The loop knows nothing of the model it runs. A model supplies (see :mod:`lvmkit.
     empty_components(stats) -> indices         # optional: components to re-seed
     worst(X, weights, params) -> (value, row)  # optional: the worst-explained row of a chunk
 
-Every iteration is one pass over the data: the E-step statistics of the chunks are summed,
-``reduce``\\ d (the identity in one process; a float64 ``all_reduce`` across processes), and one
-M-step follows. The N x K responsibilities are never held at once, so N is limited by time, not
+Every iteration is one pass over the data: the E-step statistics of the chunks are summed, summed
+again over processes by ``comm`` (:mod:`lvmkit.distributed`: nothing in one process, one float64
+``all_reduce`` across processes), and one M-step follows, the same on every rank. The N x K responsibilities are never held at once, so N is limited by time, not
 memory; chunked and unchunked fits are the same computation up to the order of floating-point sums.
 A component that lost its points is re-seeded at the worst-explained row, found by a second,
 cheap pass (an argmin is not a sum, so it is not smuggled into the statistics).
@@ -24,33 +24,31 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lvmkit.distributed import LOCAL, Local
 from lvmkit.models.stats import Stats
 
 
-def identity(stats: Stats) -> Stats:
-    """The reduction of one process: nothing to add."""
-    return stats
-
-
-def e_pass(model, chunks, params, reduce: Callable[[Stats], Stats] = identity) -> Stats:
-    """One E-step over all chunks: summed (sample-weighted) statistics and log-likelihood."""
+def e_pass(model, chunks, params, comm: Local = LOCAL) -> Stats:
+    """One E-step over all chunks (of every rank): summed (sample-weighted) statistics and
+    log-likelihood."""
     total = None
     for X, w in chunks.iter_weighted():
         stats = model.e_step(X, w, params)
         total = stats if total is None else total + stats
     if total is None:  # no rows here (an empty shard): zeros of the right layout
         total = model.zero_stats(chunks, params)
-    return reduce(total)
+    return comm.reduce(total)
 
 
-def worst_point(model, chunks, params) -> torch.Tensor:
-    """The row with the lowest log p(x) under ``params`` (float64), by one pass over the chunks."""
+def worst_point(model, chunks, params, comm: Local = LOCAL) -> torch.Tensor:
+    """The row with the lowest log p(x) under ``params`` (float64), by one pass over the chunks
+    (of every rank; ties go to the lowest rank)."""
     best_value, best_row = math.inf, None
     for X, w in chunks.iter_weighted():
         value, row = model.worst(X, w, params)
         if best_row is None or value < best_value:
             best_value, best_row = value, row
-    return best_row
+    return comm.argmin(best_value, best_row)[1]
 
 
 @dataclass
@@ -97,7 +95,7 @@ def run_em(
     tol: float,
     lower_bound: float = -math.inf,
     on_iteration: Callable[[int, float, float], None] | None = None,
-    reduce: Callable[[Stats], Stats] = identity,
+    comm: Local = LOCAL,
 ) -> EMResult:
     """Alternate E- and M-steps until the lower bound changes by less than ``tol``.
 
@@ -108,7 +106,7 @@ def run_em(
     result = EMResult(params=params)
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
-        stats = e_pass(model, chunks, params, reduce)
+        stats = e_pass(model, chunks, params, comm)
         lower_bound = stats.scalar("log_likelihood") / stats.scalar("n_samples")
         check_finite(
             lower_bound, n_iter,
@@ -117,7 +115,7 @@ def run_em(
         reseed = None
         empty = model.empty_components(stats) if hasattr(model, "empty_components") else None
         if empty is not None and empty.numel():
-            reseed = (empty, worst_point(model, chunks, params))
+            reseed = (empty, worst_point(model, chunks, params, comm))
             result.reseeded.append((n_iter, empty.tolist()))
         params = model.m_step(stats, params, reseed)
         result.params = params

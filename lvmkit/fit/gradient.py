@@ -28,7 +28,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lvmkit.fit.em import EMResult, check_finite, e_pass, identity
+from lvmkit.distributed import LOCAL, Local
+from lvmkit.fit.em import EMResult, check_finite, e_pass
 from lvmkit.models.mixture import Mixture, MixtureParams
 from lvmkit.models.stats import Stats
 
@@ -75,7 +76,7 @@ def run_gradient(
     after_step: Callable[[object], object] | None = None,
     lower_bound: float = -math.inf,
     on_iteration: Callable[[int, float, float], None] | None = None,
-    reduce: Callable[[Stats], Stats] = identity,
+    comm: Local = LOCAL,
 ) -> EMResult:
     """Fit by 'gem' or 'gradient' (see the module docstring); same result record as EM, with the
     final parameters in ``result.params``. ``after_step(components)`` may complete the family's
@@ -91,7 +92,7 @@ def run_gradient(
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         if stats is None:
-            stats = e_pass(model, chunks, params, reduce)
+            stats = e_pass(model, chunks, params, comm)
         n = stats.scalar("n_samples")
         lower_bound = stats.scalar("log_likelihood") / n
         check_finite(
@@ -107,7 +108,7 @@ def run_gradient(
             stats = None
         else:
             u, step, params, stats = _ascend_likelihood(
-                model, chunks, params, summary, nk, n, u, step, lower_bound, reduce
+                model, chunks, params, summary, nk, n, u, step, lower_bound, comm
             )
         if after_step is not None:
             params.components = after_step(params.components)
@@ -133,7 +134,7 @@ def _ascend_q(model, summary, nk, n, u, step):
     return u, step
 
 
-def _ascend_likelihood(model, chunks, params, summary, nk, n, u, step, current, reduce):
+def _ascend_likelihood(model, chunks, params, summary, nk, n, u, step, current, comm):
     """One backtracking gradient step on log p(x); returns the accepted point and its E-step."""
     _, grads = _gradient(model, summary, nk, n, u)  # = ∇ log p(x) / N (Fisher's identity)
     norm = _sq_norm(grads)
@@ -141,7 +142,7 @@ def _ascend_likelihood(model, chunks, params, summary, nk, n, u, step, current, 
         for _ in range(_MAX_HALVINGS):
             trial = _moved(u, grads, step)
             trial_params = _params(model, trial)
-            stats = e_pass(model, chunks, trial_params, reduce)
+            stats = e_pass(model, chunks, trial_params, comm)
             new = stats.scalar("log_likelihood") / stats.scalar("n_samples")
             if math.isfinite(new) and new >= current + _ARMIJO * step * norm:
                 return trial, step * 2.0, trial_params, stats

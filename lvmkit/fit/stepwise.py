@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lvmkit.fit.em import EMResult, check_finite, identity, worst_point
+from lvmkit.distributed import LOCAL, Local
+from lvmkit.fit.em import EMResult, check_finite, e_pass, worst_point
 from lvmkit.models.stats import Stats
 
 
@@ -40,10 +41,12 @@ class StepwiseState:
 
 
 class Batch:
-    """One mini-batch given as a list of ``(X, weights)`` chunks (the ``iter_weighted`` protocol)."""
+    """One mini-batch given as a list of ``(X, weights)`` chunks (the ``iter_weighted`` protocol)
+    of rows with ``n_features`` features on ``device``; an empty list is a rank with no rows."""
 
-    def __init__(self, parts):
+    def __init__(self, parts, n_features: int, device):
         self.parts = list(parts)
+        self.n_features, self.device = int(n_features), torch.device(device)
 
     def iter_weighted(self):
         return iter(self.parts)
@@ -51,15 +54,15 @@ class Batch:
 
 def stepwise_step(
     model, batch, params, state: StepwiseState, decay: float, offset: float,
-    reduce: Callable[[Stats], Stats] = identity,
+    comm: Local = LOCAL,
 ):
     """One stepwise-EM step on one mini-batch (``batch.iter_weighted()`` gives its chunks; on
-    every rank its own rows, ``reduce`` adds them up).
+    every rank its own rows, ``comm`` adds them up).
 
     Returns ``(params, log_likelihood, n_samples)``: the new parameters, and the batch's summed
     log-likelihood and weight under the parameters entering the step. ``state`` is updated.
     """
-    stats = reduce(sum(model.e_step(X, w, params) for X, w in batch.iter_weighted()))
+    stats = e_pass(model, batch, params, comm)
     n = stats.scalar("n_samples")
     ll = stats.scalar("log_likelihood")
     if n <= 0:
@@ -71,7 +74,7 @@ def stepwise_step(
     reseed = None
     empty = model.empty_components(state.running) if hasattr(model, "empty_components") else None
     if empty is not None and empty.numel():
-        reseed = (empty, worst_point(model, batch, params))
+        reseed = (empty, worst_point(model, batch, params, comm))
     return model.m_step(state.running, params, reseed), ll, n
 
 
@@ -86,8 +89,8 @@ def run_stepwise(
     state: StepwiseState | None = None,
     lower_bound: float = -math.inf,
     on_iteration: Callable[[int, float, float], None] | None = None,
-    reduce: Callable[[Stats], Stats] = identity,
     generator: torch.Generator | None = None,
+    comm: Local = LOCAL,
 ) -> EMResult:
     """Stepwise passes over ``chunks`` (one mini-batch per chunk) until the bound of a pass changes
     by less than ``tol``.
@@ -96,7 +99,8 @@ def run_stepwise(
     under the parameters entering its step (an online estimate, as batch EM's bound is taken
     before its M-step). Resident data is visited in a random order of its mini-batches every pass
     (from ``generator``); streamed data in the source's order, so rows on disk should not be
-    sorted by cluster. Returns the record with the final parameters in ``result.params`` and the
+    sorted by cluster. Across processes, step i adds up mini-batch i of every rank; a rank with
+    fewer mini-batches joins the last steps with none. Returns the record with the final parameters in ``result.params`` and the
     running statistics in ``result.state``.
     """
     state = state or StepwiseState()
@@ -104,8 +108,9 @@ def run_stepwise(
     for n_pass in range(1, max_passes + 1):
         previous = lower_bound
         total_ll = total_n = 0.0
-        for X, w in _batches(chunks, generator):
-            params, ll, n = stepwise_step(model, Batch([(X, w)]), params, state, decay, offset, reduce)
+        for part in _batches(chunks, generator, comm):
+            batch = Batch(part, chunks.n_features, chunks.device)
+            params, ll, n = stepwise_step(model, batch, params, state, decay, offset, comm)
             total_ll += ll
             total_n += n
         lower_bound = total_ll / max(total_n, 1e-300)
@@ -116,11 +121,17 @@ def run_stepwise(
     return result
 
 
-def _batches(chunks, generator):
+def _batches(chunks, generator, comm: Local):
+    """Each step's chunks on this rank: ``[(X, w)]``, or ``[]`` once this rank has run out, for
+    as many steps as the rank with the most mini-batches has (one small collective per step)."""
     if chunks.streamed or generator is None:
-        yield from chunks.iter_weighted()
-        return
-    batches = list(chunks.iter_weighted())
-    order = torch.randperm(len(batches), generator=generator, device=generator.device).tolist()
-    for i in order:
-        yield batches[i]
+        mine = iter(chunks.iter_weighted())
+    else:
+        batches = list(chunks.iter_weighted())
+        order = torch.randperm(len(batches), generator=generator, device=generator.device).tolist()
+        mine = (batches[i] for i in order)
+    while True:
+        part = next(mine, None)
+        if not comm.max(part is not None):
+            return
+        yield [] if part is None else [part]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from lvmkit.distributed import LOCAL, Local
 from lvmkit.families._base import EPS_NK
 from lvmkit.models import kmeans
 from lvmkit.models.stats import Stats
@@ -148,15 +149,19 @@ class Mixture:
         return MixtureParams(weights, components)
 
     # ------------------------------------------------------------------ initialisation
-    def initialize(self, chunks, method: str, generator: torch.Generator, user: dict | None = None):
+    def initialize(
+        self, chunks, method: str, generator: torch.Generator, user: dict | None = None,
+        comm: Local = LOCAL,
+    ):
         """Initial parameters from the raw (shifted, compute-dtype) ``chunks``.
 
         ``method`` is one of :data:`INIT_METHODS` (see ``GaussianMixture``'s ``init_params``);
         ``user`` holds given values in model coordinates (``weights``, and the family's: ``means``
         and ``P`` for a Gaussian, ``values`` for Poisson and Bernoulli), which take precedence.
         Seeding reads rows at random from :meth:`DataChunks.seeding_view` (all the data when it
-        is in memory, a bounded reservoir sample when it is streamed); the statistics come from
-        full passes.
+        is in memory, a bounded reservoir sample when it is streamed; across processes, a sample
+        gathered from every rank, the same on all); the statistics come from full passes, summed
+        over ranks by ``comm``. Every rank returns the same parameters.
         """
         user = dict(user or {})
         k = self.n_components
@@ -166,30 +171,32 @@ class Mixture:
         f64 = dict(dtype=torch.float64, device=chunks.device)
         if method == "lecture":
             weights = torch.full((k,), 1.0 / k, **f64)
-            rows = kmeans.random_rows(chunks.seeding_view(generator), k, generator).to(torch.float64)
+            seeding = chunks.seeding_view(generator, comm)
+            rows = comm.broadcast(kmeans.random_rows(seeding, k, generator).to(torch.float64))
             single = family.single_family()
-            stats = statistics_under(chunks, single, _all_ones)
+            stats = statistics_under(chunks, single, _all_ones, comm=comm)
             estimate = family.lecture_params(rows, stats, k)
         else:
-            resp_of = self._initial_responsibilities(chunks, generator, method)
-            stats = statistics_under(chunks, family, resp_of)
+            resp_of = self._initial_responsibilities(chunks, generator, method, comm)
+            stats = statistics_under(chunks, family, resp_of, comm=comm)
             nk = stats["nk"] + EPS_NK
             weights = nk / nk.sum()
             reference = family.reference_at(stats)
             if reference is not None:  # a second pass, centred on the first pass's means
-                stats = statistics_under(chunks, family, resp_of, reference)
+                stats = statistics_under(chunks, family, resp_of, reference, comm)
             estimate = family.maximize(stats)
         return MixtureParams(user.get("weights", weights), family.initial_params(estimate, user))
 
-    def _initial_responsibilities(self, chunks, generator, method: str):
-        """A function chunk -> initial responsibilities (n, K), the same on every pass."""
+    def _initial_responsibilities(self, chunks, generator, method: str, comm: Local = LOCAL):
+        """A function (chunk, its first row's global number) -> initial responsibilities (n, K),
+        the same on every pass; the seeds are rank 0's, broadcast."""
         k = self.n_components
         if method == "random":
             # One seed, then a generator per chunk seeded by the chunk's first row: every pass
             # over the data sees the same responsibilities.
             base = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
             return _RandomResponsibilities(k, base, generator.device)
-        seeding = chunks.seeding_view(generator)
+        seeding = chunks.seeding_view(generator, comm)
         if method == "kmeans":
             centers, _ = kmeans.kmeans(seeding, k, generator, with_labels=False)
         elif method in ("kmeans++", "k-means++"):
@@ -198,6 +205,7 @@ class Mixture:
             centers = kmeans.random_rows(seeding, k, generator)
         else:
             raise ValueError(f"unknown initialisation {method!r}; expected one of {INIT_METHODS}.")
+        centers = comm.broadcast(centers)
 
         def one_hot(X, start):
             return torch.nn.functional.one_hot(kmeans.nearest(X, centers), k).to(X.dtype)
@@ -222,17 +230,19 @@ def _all_ones(X: Tensor, start: int) -> Tensor:
     return torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)
 
 
-def statistics_under(chunks, family, resp_of, reference=None) -> dict:
-    """Family statistics of the (weighted) raw chunks under given responsibilities, summed, in
-    the portable frame.
+def statistics_under(chunks, family, resp_of, reference=None, comm: Local = LOCAL) -> Stats:
+    """Family statistics of the (weighted) raw chunks under given responsibilities, summed (over
+    every rank's chunks), in the portable frame.
 
-    ``resp_of(X, start)`` gives the responsibilities of the chunk starting at row ``start``;
+    ``resp_of(X, start)`` gives the responsibilities of the chunk starting at row ``start`` (global:
+    counted from ``chunks.offset``, this rank's first row);
     ``reference`` is where the 'full' Gaussian scatter is accumulated before each chunk's sum is
     mapped to the portable frame (default: the origin): it changes the rounding, not the result.
     """
     total = None
-    start = 0
-    for X, w in chunks.iter_weighted():
+    start = chunks.offset
+    empty = torch.zeros(0, chunks.n_features, dtype=chunks.dtype, device=chunks.device)
+    for X, w in _or_one_empty(chunks.iter_weighted(), empty):
         resp = resp_of(X, start)
         if w is not None:
             resp = resp * w[:, None]
@@ -241,4 +251,15 @@ def statistics_under(chunks, family, resp_of, reference=None) -> dict:
         stats = Stats(family.portable(family.statistics(family.features(X), resp, ref, None), ref))
         total = stats if total is None else total + stats
         start += X.shape[0]
-    return total
+    return comm.reduce(total)
+
+
+def _or_one_empty(parts, empty: Tensor):
+    """The chunks ``(X, w)``, or one chunk of no rows when there are none (an empty shard still
+    has statistics: zeros of the right layout)."""
+    seen = False
+    for part in parts:
+        seen = True
+        yield part
+    if not seen:
+        yield empty, None

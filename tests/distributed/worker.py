@@ -1,0 +1,139 @@
+"""One rank of a multi-process test: ``python -m tests.distributed.worker SCENARIO RANK WORLD PORT OUT``.
+
+Joins a gloo process group on 127.0.0.1:PORT (a 60 s timeout), runs the scenario and writes its
+results to OUT/rank{RANK}.npz (arrays) or OUT/rank{RANK}.txt (a message). Exit code 0 on success,
+3 when the scenario ended with the error it was meant to provoke (the message is in the .txt).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch.distributed as dist
+
+import lvmkit.distributed as lvd
+from lvmkit.fit import callbacks
+from tests.distributed.cases import CASES, SPLITS, estimator, fitted, rows, share
+
+
+def fits(rank, world, out: Path):
+    """Every family and covariance type, uneven and empty shards (in memory), and files."""
+    results = {}
+    for case in CASES:
+        X = rows(case)
+        for split, fraction in SPLITS.items():
+            est = estimator(case).fit(share(X, fraction, rank))
+            results.update({f"{case}/{split}/{k}": v for k, v in fitted(est).items()})
+        files = out / "files" / case
+        if files.is_dir():  # the same rows in .npy files: the glob is sharded by rank
+            est = estimator(case).fit(str(files / "*.npy"))
+            results.update({f"{case}/files/{k}": v for k, v in fitted(est).items()})
+        for algorithm in ("stepwise", "gem"):
+            if case in ("full", "poisson"):
+                est = estimator(case, algorithm=algorithm, batch_size=100, max_iter=5)
+                est.fit(share(X, SPLITS["uneven"], rank))
+                results.update({f"{case}/{algorithm}/{k}": v for k, v in fitted(est).items()})
+    np.savez(out / f"rank{rank}.npz", **results)
+
+
+def partial(rank, world, out: Path):
+    """partial_fit: step t gives rank 0 the first rows of batch t and rank 1 the rest (rank 0
+    none at step 3)."""
+    results = {}
+    for case in ("full", "bernoulli"):
+        est = estimator(case)
+        X = rows(case, n=1000, seed=1)
+        for t in range(5):
+            batch = X[200 * t : 200 * (t + 1)]
+            est.partial_fit(share(batch, 0.0 if t == 3 else 0.3 + 0.1 * t, rank))
+            results.update({f"{case}/{t}/{k}": v for k, v in fitted(est).items()})
+    np.savez(out / f"rank{rank}.npz", **results)
+
+
+def _long_fit(rank, on_iteration):
+    """A fit long enough to be interrupted (20,000 rows, up to 500 iterations): at each
+    iteration ``on_iteration(n)``."""
+    X = rows("full", n=20000)
+    est = estimator("full", max_iter=500, tol=0.0)
+
+    def watch(event):
+        on_iteration(event.iteration)
+
+    with callbacks.observe(watch), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(share(X, 0.5, rank))
+
+
+def _expect_failure(rank, out, run, linger: float = 0.0):
+    """Run; write the error it ends with (type|seconds|message) and exit with 3, after
+    ``linger`` seconds alive."""
+    start = time.monotonic()
+    try:
+        run()
+    except Exception as exc:  # the message is what the test reads
+        (out / f"rank{rank}.txt").write_text(
+            f"{type(exc).__name__}|{time.monotonic() - start:.2f}|{exc}"
+        )
+        time.sleep(linger)
+        sys.exit(3)
+    (out / f"rank{rank}.txt").write_text("no error")
+
+
+def kill(rank, world, out: Path):
+    """Rank 1 SIGKILLs itself at iteration 3; the other ranks must stop with a clear error."""
+    lvd.set_timeout(20)
+
+    def on_iteration(n):
+        if rank == 1 and n == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _expect_failure(rank, out, lambda: _long_fit(rank, on_iteration))
+
+
+def hang(rank, world, out: Path):
+    """Rank 1 raises at iteration 3 and stays alive (as in a notebook): the others must stop
+    within the timeout, naming rank 1 and its error."""
+    lvd.set_timeout(8)
+
+    def on_iteration(n):
+        if rank == 1 and n == 3:
+            raise RuntimeError("boom at iteration 3")
+
+    # rank 1 stays alive, out of the collectives, for 30 s (killed by the harness if too long)
+    _expect_failure(rank, out, lambda: _long_fit(rank, on_iteration), 30.0 if rank == 1 else 0.0)
+
+
+def mismatch(rank, world, out: Path):
+    """Rank 1's data is wrong (``sys.argv[6]``: 'features', 'dtype', 'nan'): every rank fails
+    before the first pass."""
+    what = sys.argv[6]
+    X = share(rows("full"), 0.5, rank)
+    if rank == 1:
+        X = {"features": lambda: np.hstack([X, X[:, :1]]), "dtype": lambda: X.astype(np.float32),
+             "nan": lambda: np.where(np.arange(len(X))[:, None] == 7, np.nan, X)}[what]()
+    _expect_failure(rank, out, lambda: estimator("full").fit(X))
+
+
+SCENARIOS = {f.__name__: f for f in (fits, partial, kill, hang, mismatch)}
+
+
+def main():
+    scenario, rank, world, port, out = sys.argv[1:6]
+    rank, world = int(rank), int(world)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    SCENARIOS[scenario](rank, world, Path(out))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
