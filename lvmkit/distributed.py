@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DistributedError", "Group", "LOCAL", "Local", "current", "get_timeout", "set_timeout",
-    "single_process",
+    "DistributedError", "Group", "LOCAL", "Local", "current", "get_timeout", "launched",
+    "rank_prefix", "set_timeout", "shutdown", "single_process",
 ]
 
 ENV_TIMEOUT = "LVMKIT_DIST_TIMEOUT"
@@ -52,6 +52,7 @@ ROLL_CALL_SECONDS = 5.0
 _KEY = "lvmkit"
 
 _timeout: float | None = None
+_owned = False  # whether lvmkit initialized the default process group (then shutdown() ends it)
 _single = contextvars.ContextVar("lvmkit_single_process", default=False)
 
 
@@ -331,5 +332,41 @@ def current(device=None) -> Local:
         if backend == "nccl" and "LOCAL_RANK" in env:
             torch.cuda.set_device(int(env["LOCAL_RANK"]))
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=get_timeout()))
+        global _owned
+        _owned = True
         return Group()
     return LOCAL
+
+
+def launched() -> bool:
+    """Whether this process runs under a launcher of several ranks (``torchrun``'s environment)
+    or in an initialized process group of several ranks."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+def rank_prefix() -> str:
+    """``"rank 3: "`` on a rank other than 0 of an initialized group, else ``""`` (for messages)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        rank = dist.get_rank() if dist.get_world_size() > 1 else 0
+    else:
+        rank = int(os.environ.get("RANK", "0")) if launched() and os.environ.get("RANK", "0").isdigit() else 0
+    return f"rank {rank}: " if rank else ""
+
+
+def shutdown() -> None:
+    """Destroy the default process group if lvmkit initialized it (see :func:`current`)."""
+    global _owned
+    import torch.distributed as dist
+
+    if _owned and dist.is_initialized():
+        dist.destroy_process_group()
+    _owned = False

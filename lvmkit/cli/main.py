@@ -30,6 +30,7 @@ from pathlib import Path
 
 import click
 
+from lvmkit.cli import ranks
 from lvmkit.cli.kinds import FitSettings, ModelKind, ensure_kinds, kind_of
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -328,7 +329,11 @@ def cli(debug):
     Fit a model to a data file and save it, then score, predict, sample, plot, inspect and
     report with the saved model. Data files: CSV, .npy/.npz, Parquet, IDX, .amat, or a folder of
     images. Run 'lvmkit COMMAND --help' for a command's options.
+
+    Under torchrun, 'lvmkit fit' of a mixture spreads the rows over the ranks (see the README,
+    "More than one machine").
     """
+    ranks.refuse_unless_fit(click.get_current_context().invoked_subcommand)
 
 
 class _KindGroup(click.Group):
@@ -409,32 +414,38 @@ def _do_fit(kind: ModelKind, kw: dict):
     out = Path(kw["output"])
     if out.parent and not out.parent.is_dir():
         raise UserError(f"-o {out}: the folder {out.parent} does not exist; create it first.")
-    if _streamed(kind, kw):
-        return _do_fit_streamed(kind, kw, out)
-    X, dataset, recipe = _load_data(kw["data"], kw["columns"], kw["key"], kw["binarize"],
-                                    flatten=kind.flatten)
-    model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
-    start = time.perf_counter()
-    if kind.own_progress:
-        show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()
-        model.set_params(verbose=int(bool(show)))
-        model.fit(X)
-    else:
-        with _progress(kw["progress"], f"fit {kind.name}"):
-            model.fit(X)
-    seconds = time.perf_counter() - start
-    model.save(out, metadata={"kind": kind.name, "data": recipe})
-    n, d = X.shape[0], int(math.prod(X.shape[1:]))
-    if kw["as_json"]:
-        _echo_json({"model": str(out), "kind": kind.name, **_fit_summary(model), "n_samples": n,
-                    "seconds": seconds})
-    else:
-        click.echo(_describe_fit(model, n, d, seconds))
-        click.echo(f"saved {out}")
+    comm = ranks.join(kind, kw["device"])
+    with ranks.quiet_unless_main(comm, kw):
+        if _streamed(kind, kw):
+            return _do_fit_streamed(kind, kw, out, comm)
+        X, dataset, recipe = _load_data(kw["data"], kw["columns"], kw["key"], kw["binarize"],
+                                        flatten=kind.flatten)
+        model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
+        mine = ranks.my_rows(X, comm)
+        start = time.perf_counter()
+        if kind.own_progress:
+            show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()
+            model.set_params(verbose=int(bool(show)))
+            model.fit(mine)
+        else:
+            with _progress(kw["progress"], f"fit {kind.name}"):
+                model.fit(mine)
+        seconds = time.perf_counter() - start
+        if not comm.is_main:
+            return None
+        model.save(out, metadata={"kind": kind.name, "data": recipe})
+        n, d = X.shape[0], int(math.prod(X.shape[1:]))
+        if kw["as_json"]:
+            _echo_json({"model": str(out), "kind": kind.name, **_fit_summary(model), "n_samples": n,
+                        "seconds": seconds, "world_size": comm.world})
+        else:
+            click.echo(_describe_fit(model, n, d, seconds) + ranks.describe(comm))
+            click.echo(f"saved {out}")
 
 
-def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path):
-    """``lvmkit fit gmm 'shards/*.parquet'``: one pass over the files per EM iteration."""
+def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path, comm):
+    """``lvmkit fit gmm 'shards/*.parquet'``: one pass over the files per EM iteration (each
+    rank reading its shard of the rows under torchrun)."""
     from lvmkit.data.sources import as_source
 
     source = as_source(kw["data"])
@@ -443,6 +454,8 @@ def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path):
     with _progress(kw["progress"], f"fit {kind.name} (one pass per iteration)"):
         model.fit(source)
     seconds = time.perf_counter() - start
+    if not comm.is_main:
+        return None
     recipe = {"source": str(kw["data"]), "columns": source.feature_names,
               "feature_names": source.feature_names, "image_shape": None, "binarize": None,
               "scale": None, "key": None, "streamed": True}
@@ -450,9 +463,10 @@ def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path):
     n, d = source.n_samples, source.n_features
     if kw["as_json"]:
         _echo_json({"model": str(out), "kind": kind.name, **_fit_summary(model), "n_samples": n,
-                    "seconds": seconds, "source": source.describe()})
+                    "seconds": seconds, "source": source.describe(), "world_size": comm.world})
     else:
-        click.echo(_describe_fit(model, n, d, seconds) + f" (streamed from {source.describe()})")
+        click.echo(_describe_fit(model, n, d, seconds)
+                   + f" (streamed from {source.describe()}){ranks.describe(comm)}")
         click.echo(f"saved {out}")
 
 
@@ -825,6 +839,9 @@ def main(argv=None) -> int:
         return _run(args, debug)
     finally:
         warnings.showwarning = shown
+        from lvmkit import distributed
+
+        distributed.shutdown()
 
 
 def _run(args: list[str], debug: bool) -> int:
@@ -842,7 +859,7 @@ def _run(args: list[str], debug: bool) -> int:
         ctx = getattr(exc, "ctx", None)
         if ctx is not None:
             where = f" (see '{ctx.command_path} --help')"
-        click.echo(f"error: {_one_line(exc.format_message())}{where}", err=True)
+        click.echo(f"{_rank()}error: {_one_line(exc.format_message())}{where}", err=True)
         return 2
     except KeyboardInterrupt:
         click.echo("error: interrupted.", err=True)
@@ -853,15 +870,22 @@ def _run(args: list[str], debug: bool) -> int:
         if debug:
             raise
         from lvmkit._persist import UnsavableError
+        from lvmkit.distributed import DistributedError
 
         if isinstance(exc, (UserError, ValueError, OSError, ImportError, UnsavableError,
-                            FloatingPointError)):
-            click.echo(f"error: {_one_line(_message(exc))}", err=True)
+                            FloatingPointError, DistributedError)):
+            click.echo(f"{_rank()}error: {_one_line(_message(exc))}", err=True)
             return 2
-        click.echo(f"error: internal error, {type(exc).__name__}: {_one_line(str(exc))}. Run "
+        click.echo(f"{_rank()}error: internal error, {type(exc).__name__}: {_one_line(str(exc))}. Run "
                    "again with --debug for the traceback, and please report it.", err=True)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _rank() -> str:
+    from lvmkit.distributed import rank_prefix
+
+    return rank_prefix()
 
 
 def _message(exc: BaseException) -> str:

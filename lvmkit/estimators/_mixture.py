@@ -300,6 +300,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                 f"Expected n_samples >= n_components but got n_components = {k}, n_samples = "
                 f"{n_total:g} over all {comm.world} ranks. Use fewer components or more data."
             )
+        if comm.active and isinstance(X, Source) and X.n_samples is None:
+            X.n_samples = int(n_total)  # counted, as one process counts it (CSV)
         n_features = self.n_features_in_
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, None if isinstance(data, Source) else data)

@@ -1,0 +1,69 @@
+"""The command line under ``torchrun``: which rank does what.
+
+``torchrun --standalone --nproc-per-node=2 -m lvmkit fit gmm 'shards/*.parquet' -o model.lvm``
+starts the same command on every rank. Each rank fits its share of the rows (a glob or ``--stream``
+source is sharded by the estimator; a file loaded into memory is read whole by every rank and
+split here by row ranges); every rank ends with the same model; rank 0 alone shows progress,
+prints and writes the model file. Only ``lvmkit fit`` of the mixture kinds runs under a
+launcher; the other commands are quick and run in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+from lvmkit import distributed
+
+
+class LaunchError(ValueError):
+    """A command that does not run under a launcher of several ranks."""
+
+
+def join(kind, device):
+    """The communicator of ``lvmkit fit KIND`` (initializing the process group from torchrun's
+    environment when needed)."""
+    if not distributed.launched():
+        return distributed.LOCAL
+    if not kind.has_components:
+        raise LaunchError(
+            f"lvmkit fit {kind.name} does not run under torchrun yet: run it as one process (the "
+            "mixtures gmm, poisson and bernoulli run across ranks)."
+        )
+    return distributed.current(device)
+
+
+def refuse_unless_fit(command: str | None) -> None:
+    """Commands other than ``fit`` would repeat the same work (and writes) on every rank."""
+    if command not in (None, "fit") and distributed.launched():
+        raise LaunchError(
+            f"lvmkit {command} runs in one process: run it without torchrun (only 'lvmkit fit' "
+            "of a mixture is spread across ranks)."
+        )
+
+
+def my_rows(X, comm):
+    """This rank's rows of data loaded whole on every rank: ``[r N / W, (r + 1) N / W)``."""
+    if not comm.active:
+        return X
+    n = X.shape[0]
+    return X[comm.rank * n // comm.world : (comm.rank + 1) * n // comm.world]
+
+
+def describe(comm) -> str:
+    return f" on {comm.describe()}" if comm.active else ""
+
+
+@contextlib.contextmanager
+def quiet_unless_main(comm, kw: dict):
+    """On ranks other than 0: no progress bar, no warnings, nothing on stdout."""
+    if comm.is_main:
+        yield
+        return
+    kw["progress"] = False
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+    sys.stdout.flush()
