@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DistributedError", "Group", "LOCAL", "Local", "current", "get_timeout", "launched",
-    "rank_prefix", "set_timeout", "shutdown", "single_process",
+    "DistributedError", "Group", "LOCAL", "Local", "current", "draw", "get_timeout", "launched",
+    "rank_prefix", "set_timeout", "share_of_rows", "shutdown", "single_process", "split",
 ]
 
 ENV_TIMEOUT = "LVMKIT_DIST_TIMEOUT"
@@ -54,6 +54,7 @@ _KEY = "lvmkit"
 _timeout: float | None = None
 _owned = False  # whether lvmkit initialized the default process group (then shutdown() ends it)
 _single = contextvars.ContextVar("lvmkit_single_process", default=False)
+_rows = contextvars.ContextVar("lvmkit_share_of_rows", default=None)
 
 
 class DistributedError(RuntimeError):
@@ -102,6 +103,37 @@ def single_process():
         yield
     finally:
         _single.reset(token)
+
+
+@contextlib.contextmanager
+def share_of_rows(total: int, lo: int, hi: int):
+    """Within the block, this rank computes rows ``[lo, hi)`` of a batch of ``total`` rows that the
+    ranks share: per-row random draws made through :func:`draw` are drawn for all ``total`` rows
+    and cut to this rank's. Every rank's generator then advances as one process's would on the
+    whole batch, and every row gets the noise it would get there: a data-parallel run is the
+    one-process run, whatever the number of ranks."""
+    token = _rows.set((int(total), int(lo), int(hi)))
+    try:
+        yield
+    finally:
+        _rows.reset(token)
+
+
+def draw(sampler, shape, row_axis: int, **kwargs):
+    """``sampler(shape, **kwargs)`` (e.g. ``torch.randn``), or within :func:`share_of_rows` the
+    rows ``[lo, hi)`` (along ``row_axis``) of the same draw for all the batch's rows."""
+    rows = _rows.get()
+    shape = tuple(shape)
+    if rows is None or shape[row_axis] != rows[2] - rows[1]:
+        return sampler(shape, **kwargs)
+    total, lo, hi = rows
+    full = shape[:row_axis] + (total,) + shape[row_axis + 1 :]
+    return sampler(full, **kwargs).narrow(row_axis, lo, hi - lo)
+
+
+def split(total: int, rank: int, world: int) -> tuple[int, int]:
+    """Rank ``rank``'s rows ``[lo, hi)`` of ``total`` rows split in ``world`` contiguous parts."""
+    return rank * total // world, (rank + 1) * total // world
 
 
 # ====================================================================== one process

@@ -421,7 +421,7 @@ def _do_fit(kind: ModelKind, kw: dict):
         X, dataset, recipe = _load_data(kw["data"], kw["columns"], kw["key"], kw["binarize"],
                                         flatten=kind.flatten)
         model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
-        mine = ranks.my_rows(X, comm)
+        mine = ranks.my_rows(X, kind, comm)
         start = time.perf_counter()
         if kind.own_progress:
             show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()

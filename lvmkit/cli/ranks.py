@@ -1,11 +1,12 @@
 """The command line under ``torchrun``: which rank does what.
 
 ``torchrun --standalone --nproc-per-node=2 -m lvmkit fit gmm 'shards/*.parquet' -o model.lvm``
-starts the same command on every rank. Each rank fits its share of the rows (a glob or ``--stream``
-source is sharded by the estimator; a file loaded into memory is read whole by every rank and
-split here by row ranges); every rank ends with the same model; rank 0 alone shows progress,
-prints and writes the model file. Only ``lvmkit fit`` of the mixture kinds runs under a
-launcher; the other commands are quick and run in one process.
+starts the same command on every rank. For a mixture each rank fits its share of the rows (a glob
+or ``--stream`` source is sharded by the estimator; a file loaded into memory is read whole by
+every rank and split here by row ranges); a VAE gets all the rows on every rank and trains on its
+share of every batch (DistributedDataParallel). Every rank ends with the same model; rank 0 alone
+shows progress, prints and writes the model file (and the checkpoints). Only ``lvmkit fit`` runs
+under a launcher; the other commands are quick and run in one process.
 """
 
 from __future__ import annotations
@@ -27,11 +28,6 @@ def join(kind, device):
     environment when needed)."""
     if not distributed.launched():
         return distributed.LOCAL
-    if not kind.has_components:
-        raise LaunchError(
-            f"lvmkit fit {kind.name} does not run under torchrun yet: run it as one process (the "
-            "mixtures gmm, poisson and bernoulli run across ranks)."
-        )
     return distributed.current(device)
 
 
@@ -40,16 +36,18 @@ def refuse_unless_fit(command: str | None) -> None:
     if command not in (None, "fit") and distributed.launched():
         raise LaunchError(
             f"lvmkit {command} runs in one process: run it without torchrun (only 'lvmkit fit' "
-            "of a mixture is spread across ranks)."
+            "is spread across ranks)."
         )
 
 
-def my_rows(X, comm):
-    """This rank's rows of data loaded whole on every rank: ``[r N / W, (r + 1) N / W)``."""
-    if not comm.active:
+def my_rows(X, kind, comm):
+    """This rank's rows of data loaded whole on every rank: ``[r N / W, (r + 1) N / W)`` for a
+    mixture (EM adds the ranks' statistics); all of them for the other kinds (a VAE's sampler
+    splits every batch)."""
+    if not comm.active or not kind.has_components:
         return X
-    n = X.shape[0]
-    return X[comm.rank * n // comm.world : (comm.rank + 1) * n // comm.world]
+    lo, hi = distributed.split(X.shape[0], comm.rank, comm.world)
+    return X[lo:hi]
 
 
 def describe(comm) -> str:

@@ -27,6 +27,7 @@ from torch import nn
 
 from lvmkit import _validation as v
 from lvmkit._persist import Persistent, register
+from lvmkit import distributed
 from lvmkit.fit.sgd import copy_module, load_checkpoint, train
 from lvmkit.families.bernoulli import sample_probs as draw_bernoulli
 from lvmkit.models.vae import DeepLatentModel, make_likelihood
@@ -237,9 +238,12 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             raise
 
     def _fit(self, X, resume, callbacks, fitted):
+        comm = distributed.current(self._device)
         X = self._check_data(X, reset=True)
         previous = self._warm_start_state(fitted)
         fingerprint = self._fingerprint(X)
+        if comm.active:
+            self._check_ranks_agree(comm, fingerprint)
         if previous is not None:  # a fine-tune resumes only from a checkpoint of the same starting weights
             start = hashlib.sha256()
             for key, t in sorted(previous.items()):
@@ -285,11 +289,20 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                 return draw_bernoulli(xb, generator)
 
         def evaluate(Xv):
+            # Across ranks each 1000-row block is shared as a training batch is (the same draws
+            # as one process), and the ranks' sums are added: every rank gets the same score.
             g = torch.Generator(device=Xv.device).manual_seed(seed + 3)
             total = 0.0
             for start in range(0, Xv.shape[0], 1000):
-                total += float(self._validation_scores(module, Xv[start : start + 1000], g).sum())
-            return total / Xv.shape[0]
+                block = Xv[start : start + 1000]
+                lo, hi = distributed.split(block.shape[0], comm.rank, comm.world)
+                if not comm.active:
+                    total += float(self._validation_scores(module, block, g).sum())
+                    continue
+                with distributed.share_of_rows(block.shape[0], lo, max(hi, lo + 1)):
+                    scores = self._validation_scores(module, block[lo : max(hi, lo + 1)], g)
+                total += float(scores.sum()) if hi > lo else 0.0
+            return comm.sum([total])[0] / Xv.shape[0]
 
         self.module_ = module
         result = train(
@@ -314,6 +327,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             verbose=self.verbose,
             owner=self,
             description=type(self).__name__,
+            comm=comm,
         )
         module.eval()
         self.seed_ = seed
@@ -330,6 +344,24 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         else:
             self.lower_bound_ = self.lower_bounds_[-1] if self.lower_bounds_ else float("nan")
         return self
+
+    def _check_ranks_agree(self, comm, fingerprint: str) -> None:
+        """Across processes every rank must pass the same X and settings (the data-parallel
+        sampler splits each batch of those rows); per-point SVI does not run across ranks."""
+        if getattr(self, "inference", "amortized") == "svi":
+            raise ValueError(
+                "inference='svi' keeps per-point variational parameters and does not run across "
+                "processes yet; use inference='amortized' under torch.distributed, or fit in one "
+                "process (lvmkit.distributed.single_process())."
+            )
+        prints = comm.gather(fingerprint)
+        odd = [r for r, f in enumerate(prints) if f != prints[0]]
+        if odd:
+            raise ValueError(
+                f"rank {odd[0]} passed other data or settings than rank 0 to {type(self).__name__}"
+                ".fit: under torch.distributed every rank passes the same X (all the rows; each "
+                "rank trains on its share of every batch) and the same parameters."
+            )
 
     def _warm_start_state(self, fitted):
         """With warm_start=True and a fitted model: the network weights to start from, once X's

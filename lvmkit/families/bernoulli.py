@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lvmkit.distributed import draw
 from lvmkit.families._base import EPS_NK, IndependentFeatures
 
 
@@ -98,7 +99,7 @@ def sample_probs(probs: Tensor, generator: torch.Generator | None = None) -> Ten
     took 1.2 ms for one MNIST batch of 100 images (about 15% of a VAE training step); this takes
     ~0.06 ms. (The mixture's :meth:`Bernoulli.sample` keeps ``torch.bernoulli``.)
     """
-    u = torch.rand(probs.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    u = draw(torch.rand, probs.shape, 0, generator=generator, device=probs.device, dtype=probs.dtype)
     return (u < probs).to(probs.dtype)
 
 

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from lvmkit import _validation as v
+from lvmkit.distributed import draw
 from lvmkit.families._base import EPS_NK, LOG_2PI
 from lvmkit.families._base import buffer as _buffer
 
@@ -598,5 +599,7 @@ def diagonal_rsample(mean: Tensor, log_std: Tensor, n_samples: int | None = None
     """Reparameterized draws mean + exp(log_std)·eps with eps ~ N(0, I), differentiable in mean
     and log_std; shape (n_samples, *mean.shape), or mean.shape when ``n_samples`` is None."""
     shape = mean.shape if n_samples is None else (n_samples, *mean.shape)
-    eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    # rows: axis 0 of mean (a rank's share of a batch draws the whole batch's noise, see draw)
+    eps = draw(torch.randn, shape, 0 if n_samples is None else 1, generator=generator,
+               device=mean.device, dtype=mean.dtype)
     return mean + torch.exp(log_std) * eps

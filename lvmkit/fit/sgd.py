@@ -6,6 +6,14 @@ progress bar and callbacks. All randomness (shuffling, binarization, reparameter
 comes from one ``torch.Generator`` whose state is part of the checkpoint, so a run that is killed
 and resumed ends with exactly the parameters of an uninterrupted run (on the CPU).
 
+Across processes (a :mod:`lvmkit.distributed` group) every rank holds all the rows and the same
+generator; each global mini-batch of ``batch_size`` rows is split between the ranks, which draw
+its noise for all its rows and keep their own (:func:`lvmkit.distributed.share_of_rows`);
+``DistributedDataParallel`` averages the gradients, each rank's loss weighted by its share. The
+run is then the one-process run with the same ``batch_size``, up to the order of floating-point
+sums. The epoch's sums and the validation score are added over the ranks; rank 0 alone writes
+the checkpoint and shows progress.
+
 Checkpoints are ``torch.save`` files of tensors, numbers and strings only, written to a temporary
 file, fsynced and renamed over the old one, and read back with ``torch.load(weights_only=True)``
 (no pickled code is executed).
@@ -13,6 +21,7 @@ file, fsynced and renamed over the old one, and read back with ``torch.load(weig
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
@@ -23,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from lvmkit import distributed
 from lvmkit._persist import write_atomic
 
 CHECKPOINT_FORMAT = "lvmkit-checkpoint"
@@ -87,6 +97,32 @@ def _state_copy(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
+class _Objective(torch.nn.Module):
+    """The module DistributedDataParallel wraps: its forward is one batch's objective terms
+    (the gradients of every parameter reached from it are averaged over the ranks)."""
+
+    def __init__(self, module: torch.nn.Module, batch_terms):
+        super().__init__()
+        self.inner = module
+        self._terms = batch_terms
+
+    def forward(self, xb, progress, idx):
+        return self._terms(xb, progress, idx)
+
+
+def _data_parallel(module, batch_terms, comm):
+    """``batch_terms`` run through DistributedDataParallel over ``module`` (which it also
+    makes identical on every rank: rank 0's parameters are broadcast)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(module.parameters()).device
+    ddp = DistributedDataParallel(
+        _Objective(module, batch_terms), device_ids=[device] if device.type == "cuda" else None,
+        broadcast_buffers=False,
+    )
+    return lambda xb, progress, idx: ddp(xb, progress, idx)
+
+
 def train(
     module: torch.nn.Module,
     batch_terms,
@@ -110,6 +146,7 @@ def train(
     verbose: int = 0,
     owner=None,
     description: str = "training",
+    comm: distributed.Local = distributed.LOCAL,
 ) -> TrainResult:
     """Maximize the mean of ``batch_terms``' objective over mini-batches of ``X``.
 
@@ -121,7 +158,8 @@ def train(
     ``callbacks`` are called as ``cb(owner, epoch, history)`` after each epoch; a truthy return
     stops training. ``alternate``: a list of parameter groups stepped one after the other on each
     batch, each with a fresh forward pass (for the VAE: encoder, the E-step, then decoder, the
-    M-step); None steps all parameters together.
+    M-step); None steps all parameters together. ``comm``: the ranks sharing the work (every
+    rank passes the same ``X``; see the module docstring).
     """
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = make_adam(params, lr)
@@ -151,6 +189,9 @@ def train(
         start_epoch = resumed_from = state["epoch"]
         stopped_early = state["stopped_early"]
 
+    # after a resume's load: DDP starts every rank from rank 0's (here identical) parameters
+    run_terms = batch_terms if not comm.active else _data_parallel(module, batch_terms, comm)
+
     def save(epoch: int) -> None:
         atomic_save(
             {
@@ -170,7 +211,7 @@ def train(
         )
 
     bar = None
-    if verbose:
+    if verbose and comm.is_main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs * n_batches, initial=start_epoch * n_batches, desc=description, unit="batch", dynamic_ncols=True)
@@ -187,27 +228,30 @@ def train(
                 perm = perm.to(X.device)
             sums = torch.zeros(3, dtype=torch.float64, device=X.device)
             for b in range(n_batches):
-                idx = perm[b * batch_size : (b + 1) * batch_size]
-                xb = X[idx]
-                if prepare is not None:
-                    xb = prepare(xb)
-                for phase in phases:
-                    terms = batch_terms(xb, epoch + b / n_batches, idx)
-                    loss = terms["loss"]
-                    if not bool(torch.isfinite(loss)):
-                        _diverged(module, terms, epoch, b, "loss", checkpoint, history, lr)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if phase is not None:  # alternating updates: only this phase's parameters move
-                        for p in params:
-                            if id(p) not in phase:
-                                p.grad = None  # Adam skips a parameter without a gradient
-                    if max_grad_norm is not None:
-                        norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-                        if not bool(torch.isfinite(norm)):
-                            _diverged(module, terms, epoch, b, "gradient", checkpoint, history, lr)
-                    optimizer.step()
-                sums += torch.stack([terms["elbo"].sum(), terms["reconstruction"].sum(), terms["kl"].sum()]).detach()
+                rows = perm[b * batch_size : (b + 1) * batch_size]
+                idx, share, weight = _my_share(rows, comm)
+                with share:
+                    xb = X[idx]
+                    if prepare is not None:
+                        xb = prepare(xb)
+                    for phase in phases:
+                        terms = run_terms(xb, epoch + b / n_batches, idx)
+                        loss = terms["loss"] if weight == 1.0 else terms["loss"] * weight
+                        if not bool(torch.isfinite(loss)):
+                            _diverged(module, terms, epoch, b, "loss", checkpoint, history, lr)
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if phase is not None:  # alternating updates: only this phase's parameters move
+                            for p in params:
+                                if id(p) not in phase:
+                                    p.grad = None  # Adam skips a parameter without a gradient
+                        if max_grad_norm is not None:
+                            norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                            if not bool(torch.isfinite(norm)):
+                                _diverged(module, terms, epoch, b, "gradient", checkpoint, history, lr)
+                        optimizer.step()
+                if weight > 0:
+                    sums += torch.stack([terms["elbo"].sum(), terms["reconstruction"].sum(), terms["kl"].sum()]).detach()
                 if bar is not None:
                     bar.update(1)
                     if b % 50 == 0 or b == n_batches - 1:
@@ -215,7 +259,7 @@ def train(
                         e, r, k = (sums / seen).tolist()
                         bar.set_postfix(epoch=epoch + 1, elbo=f"{e:.2f}", rec=f"{r:.2f}", kl=f"{k:.2f}", refresh=False)
             train_seconds = time.perf_counter() - t0
-            e, r, k = (sums / n).tolist()
+            e, r, k = (v / n for v in comm.sum(sums.tolist()))
             val = None
             if X_val is not None and evaluate is not None:
                 module.eval()
@@ -242,12 +286,13 @@ def train(
             if bar is not None:
                 bar.set_postfix(epoch=epoch, elbo=f"{e:.2f}", rec=f"{r:.2f}", kl=f"{k:.2f}",
                                 **({"val": f"{val:.2f}"} if val is not None else {}))
-            if checkpoint is not None:
+            if checkpoint is not None and comm.is_main:
                 save(epoch)
             for cb in callbacks:
                 if cb(owner, epoch, history):
                     stopped_by_callback = True
-            if stopped_by_callback:
+            if comm.max(stopped_by_callback):  # a callback on any rank stops every rank
+                stopped_by_callback = True
                 break
     finally:
         if bar is not None:
@@ -263,6 +308,21 @@ def train(
         stopped_by_callback=stopped_by_callback,
         resumed_from=resumed_from,
     )
+
+
+def _my_share(rows: torch.Tensor, comm):
+    """This rank's rows of a global batch, the context that makes its draws the batch's, and
+    the weight of its loss (its share of the batch times the number of ranks, so that DDP's mean
+    over ranks is the batch's mean). A rank whose share is empty computes the batch's first row
+    with weight 0: it still draws what the batch draws and joins DDP's collectives."""
+    if not comm.active:
+        return rows, contextlib.nullcontext(), 1.0
+    m = rows.shape[0]
+    lo, hi = distributed.split(m, comm.rank, comm.world)
+    weight = comm.world * (hi - lo) / m
+    if hi == lo:
+        lo, hi = 0, 1
+    return rows[lo:hi], distributed.share_of_rows(m, lo, hi), weight
 
 
 def _diverged(module, terms, epoch, batch, what, checkpoint, history, lr):

@@ -52,3 +52,28 @@ def fitted(est) -> dict[str, np.ndarray]:
     out = {name: np.asarray(value) for name, value in tensors.items() if "seconds" not in name}
     out["lower_bounds_"] = np.asarray(est.lower_bounds_)
     return out
+
+
+def vae(**overrides):
+    """A small VAE in float64: grey values in [0, 1] under a Bernoulli likelihood with dynamic
+    binarization, so both kinds of per-row noise (the binarization, the reparameterization) are
+    drawn."""
+    from lvmkit import VAE
+
+    settings = dict(latent_dim=2, hidden_sizes=(16,), binarize="dynamic", epochs=2, batch_size=100,
+                    lr=3e-3, dtype="float64", random_state=0, validation_fraction=0.1)
+    return VAE(**{**settings, **overrides})
+
+
+def vae_rows(n: int = 1000, d: int = 12, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 2))
+    W = rng.normal(size=(2, d))
+    return 1.0 / (1.0 + np.exp(-(z @ W)))
+
+
+def vae_state(est) -> dict[str, np.ndarray]:
+    out = {f"param/{k}": v.detach().cpu().numpy() for k, v in est.module_.state_dict().items()}
+    out["lower_bounds_"] = np.asarray(est.lower_bounds_, dtype=np.float64)
+    out["elbo"] = np.asarray(est.history_["elbo"], dtype=np.float64)
+    return out

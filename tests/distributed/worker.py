@@ -20,7 +20,9 @@ import torch.distributed as dist
 
 import lvmkit.distributed as lvd
 from lvmkit.fit import callbacks
-from tests.distributed.cases import CASES, SPLITS, estimator, fitted, rows, share
+from tests.distributed.cases import (
+    CASES, SPLITS, estimator, fitted, rows, share, vae, vae_rows, vae_state,
+)
 
 
 def fits(rank, world, out: Path):
@@ -121,7 +123,19 @@ def mismatch(rank, world, out: Path):
     _expect_failure(rank, out, lambda: estimator("full").fit(X))
 
 
-SCENARIOS = {f.__name__: f for f in (fits, partial, kill, hang, mismatch)}
+def vaes(rank, world, out: Path):
+    """A VAE on every rank's copy of the same rows (batch 100: 50 rows per rank), 2 epochs; then
+    the resumptions across world sizes: from a 1-process checkpoint of epoch 1 (written by the
+    test), and a 2-rank run of 1 epoch whose checkpoint the test resumes in one process."""
+    X = vae_rows()
+    results = {f"full/{k}": v for k, v in vae_state(vae().fit(X)).items()}
+    resumed = vae(checkpoint=str(out / "one-process.ckpt")).fit(X, resume=True)
+    results.update({f"resumed/{k}": v for k, v in vae_state(resumed).items()})
+    vae(epochs=1, checkpoint=str(out / "two-ranks.ckpt")).fit(X)
+    np.savez(out / f"rank{rank}.npz", **results)
+
+
+SCENARIOS = {f.__name__: f for f in (fits, partial, kill, hang, mismatch, vaes)}
 
 
 def main():
