@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-streaming bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference clean
+.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -39,6 +39,10 @@ bench-mixtures: bench-deps
 # deleted; needs ~40 GB free disk and ~30 min).
 bench-streaming: $(STAMP)
 	$(PY) bench/streaming.py --threads 1
+
+# 1 process x 2 threads against 2 processes x 1 thread (gloo), GMM N=2M, D=32, K=32 (~10 min).
+bench-distributed: $(STAMP)
+	$(PY) bench/distributed.py
 
 # Needs ../shared/data/binarized-mnist.
 bench-mnist: $(STAMP)

@@ -50,6 +50,9 @@ DEFAULT_TIMEOUT = 1800.0
 # How long a rank that saw a collective fail waits for the others to answer the roll call.
 ROLL_CALL_SECONDS = 5.0
 _KEY = "lvmkit"
+# Words of gloo's and NCCL's errors when a peer is gone or late (see Group.explain).
+_COMMUNICATION = ("Connection closed", "Connection reset", "timed out", "Timed out", "NCCL", "gloo",
+                  "Broken pipe")
 
 _timeout: float | None = None
 _owned = False  # whether lvmkit initialized the default process group (then shutdown() ends it)
@@ -178,6 +181,12 @@ class Local:
     def failed(self, exc: BaseException) -> None:
         """Record that this rank is failing with ``exc`` (for the other ranks' messages)."""
 
+    def explain(self, exc: BaseException, what: str) -> BaseException:
+        """The error to raise for ``exc``, raised by a collective this module did not start
+        (DistributedDataParallel's): a :class:`DistributedError` naming the rank at fault when
+        ``exc`` is a communication failure, else ``exc`` itself."""
+        return exc
+
     def describe(self) -> str:
         return "1 process"
 
@@ -229,6 +238,12 @@ class Group(Local):
         text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         with contextlib.suppress(Exception):
             self._store().set(f"{_KEY}/failed/{self.rank}", text[:2000])
+
+    def explain(self, exc: BaseException, what: str) -> BaseException:
+        text = str(exc)
+        if isinstance(exc, DistributedError) or not any(m in text for m in _COMMUNICATION):
+            return exc
+        return self._fault(exc, what)
 
     def _fault(self, exc: BaseException, what: str) -> DistributedError:
         """Why a collective failed: the rank that recorded an error, else the ranks that do not

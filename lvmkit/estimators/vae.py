@@ -219,6 +219,12 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
 
         ``callbacks``: functions ``cb(estimator, epoch, history)`` called after every epoch (a
         truthy return stops training). Raises ``TrainingDivergedError`` if the loss becomes NaN.
+
+        Under ``torch.distributed`` (see :mod:`lvmkit.distributed`) every rank calls ``fit`` with
+        the same ``X`` and settings; each batch of ``batch_size`` rows (the global batch) is
+        split between the ranks and DistributedDataParallel averages the gradients, which gives
+        the one-process run. Rank 0 writes the checkpoint; ``resume=True`` may use another
+        number of ranks than the run that wrote it.
         """
         self._validate_params()
         self._dtype = v.resolve_dtype(self.dtype)

@@ -294,6 +294,11 @@ def train(
             if comm.max(stopped_by_callback):  # a callback on any rank stops every rank
                 stopped_by_callback = True
                 break
+    except RuntimeError as exc:  # a peer gone during DDP's all_reduce: name it
+        error = comm.explain(exc, "DistributedDataParallel's gradient all_reduce")
+        if error is exc:
+            raise
+        raise error from None
     finally:
         if bar is not None:
             bar.close()

@@ -100,3 +100,18 @@ def test_partial_fit_on_two_ranks_equals_one_process_fed_the_union(tmp_path):
                 key = f"{case}/{t}/{name}"
                 assert np.array_equal(got[0][key], got[1][key]), key
                 assert_close(got[0][key], value, key)
+
+
+def test_restarts_on_two_ranks_equal_one_process_and_an_unseeded_fit_agrees(tmp_path):
+    ranks = run_ranks("restarts", 2, tmp_path, 200)
+    check_ok(ranks)
+    got = [r.results(tmp_path) for r in ranks]
+    expected = one_process("full", n_init=3, init_params="k-means++")
+    for name, value in expected.items():
+        key = f"seeded/{name}"
+        assert np.array_equal(got[0][key], got[1][key]), key
+        assert_close(got[0][key], value, key)
+    assert expected["restarts_"].shape == (3,)
+    for key in got[0]:
+        if key.startswith("unseeded/"):
+            assert np.array_equal(got[0][key], got[1][key]), key

@@ -34,22 +34,32 @@ def test_a_rank_that_raises_and_stays_alive_ends_the_other_within_the_timeout(tm
     assert message(tmp_path, 1)[2] == "boom at iteration 3"
 
 
-@pytest.mark.parametrize(
-    "what, expected",
-    [("features", "n_features = 4, rank 0 has n_features = 3"),
-     ("dtype", "dtype = float32, rank 0 has dtype = float64"),
-     ("nan", "rank 1 cannot fit its data (ValueError: X contains 3 NaN value(s)")],
-)
-def test_mismatched_data_on_one_rank_is_an_error_on_every_rank_before_the_first_pass(tmp_path, what, expected):
-    ranks = run_ranks("mismatch", 2, tmp_path, 120, what)
-    texts = []
+def test_mismatched_data_on_one_rank_is_an_error_on_every_rank_before_the_first_pass(tmp_path):
+    ranks = run_ranks("mismatch", 2, tmp_path, 120)
+    expected = {
+        "features": "n_features = 4, rank 0 has n_features = 3",
+        "dtype": "dtype = float32, rank 0 has dtype = float64",
+        "nan": "rank 1 cannot fit its data (ValueError: X contains 3 NaN value(s)",
+    }
+    texts = {}
     for r in ranks:
-        assert r.returncode == 3, r.stderr[-2000:]
-        kind, seconds, text = message(tmp_path, r.rank)
-        assert kind == "ValueError"
-        texts.append(text)
-    if what == "nan":  # the rank with the NaN raises its own error; the other names it
-        assert "NaN" in texts[1]
-        assert expected in texts[0], texts[0]
-    else:
-        assert all(expected in t for t in texts), texts
+        assert r.returncode == 0, r.stderr[-2000:]
+        for line in (tmp_path / f"rank{r.rank}.txt").read_text().splitlines():
+            what, kind, text = line.split("|", 2)
+            assert kind == "ValueError", line
+            texts[what, r.rank] = text
+    for what, words in expected.items():
+        if what == "nan":  # the rank with the NaN raises its own error; the other names it
+            assert "NaN" in texts[what, 1]
+            assert words in texts[what, 0], texts[what, 0]
+        else:
+            assert words in texts[what, 0] and words in texts[what, 1], texts
+
+
+def test_a_rank_killed_while_training_a_vae_ends_the_other_with_an_error_naming_it(tmp_path):
+    ranks = run_ranks("vae_kill", 2, tmp_path, 120)
+    assert ranks[1].returncode == -9
+    assert ranks[0].returncode == 3, ranks[0].stderr[-2000:]
+    kind, seconds, text = message(tmp_path, 0)
+    assert kind == "DistributedError"
+    assert "rank 1" in text and "DistributedDataParallel" in text, text
