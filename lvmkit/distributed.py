@@ -199,10 +199,15 @@ class Group(Local):
     """The ranks of a torch.distributed process group (the default group unless ``group``)."""
 
     active = True
+    _made = 0  # Groups made in this process: every rank makes them in the same order
 
     def __init__(self, group=None):
         import torch.distributed as dist
 
+        Group._made += 1
+        # Store keys of this fit only: a key left by an earlier fit's failure must not be read
+        # as this one's (every rank makes its n-th Group for the same fit).
+        self._key = f"{_KEY}/{Group._made}"
         self._dist = dist
         self.group = group
         self.rank = dist.get_rank(group)
@@ -233,11 +238,11 @@ class Group(Local):
         return self._dist.distributed_c10d._get_default_store()
 
     def failed(self, exc: BaseException) -> None:
-        if isinstance(exc, DistributedError):
-            return
+        if isinstance(exc, DistributedError) or getattr(exc, "lvmkit_agreed", False):
+            return  # the others know already
         text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         with contextlib.suppress(Exception):
-            self._store().set(f"{_KEY}/failed/{self.rank}", text[:2000])
+            self._store().set(f"{self._key}/failed/{self.rank}", text[:2000])
 
     def explain(self, exc: BaseException, what: str) -> BaseException:
         text = str(exc)
@@ -253,19 +258,19 @@ class Group(Local):
         try:
             store = self._store()
             for r in others:
-                key = f"{_KEY}/failed/{r}"
+                key = f"{self._key}/failed/{r}"
                 if store.check([key]):
                     message = store.get(key).decode(errors="replace")
                     return DistributedError(
                         f"rank {r} failed with {message}. Rank {self.rank} stops too (it was in "
                         f"{what}).", rank=r,
                     )
-            store.set(f"{_KEY}/alive/{self.rank}", "1")
+            store.set(f"{self._key}/alive/{self.rank}", "1")
             deadline = time.monotonic() + min(ROLL_CALL_SECONDS, get_timeout())
             missing = others
             while missing and time.monotonic() < deadline:
                 time.sleep(0.1)
-                missing = [r for r in missing if not store.check([f"{_KEY}/alive/{r}"])]
+                missing = [r for r in missing if not store.check([f"{self._key}/alive/{r}"])]
         except Exception:  # the store itself is gone: its host (rank 0 or the launcher) died
             missing = [0] if self.rank != 0 else others
             return DistributedError(

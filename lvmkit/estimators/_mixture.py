@@ -24,6 +24,7 @@ from lvmkit import _validation as v
 from lvmkit import distributed
 from lvmkit._persist import Persistent
 from lvmkit.data.chunks import DataChunks
+from lvmkit.estimators import _ranks as ranks
 from lvmkit.data.sources import Source, as_source
 from lvmkit.fit import callbacks
 from lvmkit.fit.em import EMResult, best_of_restarts, run_em
@@ -172,7 +173,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def _partial_fit_unsafe(self, X, sample_weight):
         v.validate_params(self, self._constraints, self._hints)
         comm = distributed.current(self.device)
-        return _collectively(comm, self._partial_fit_on, comm, X, sample_weight)
+        return ranks.collectively(comm, self._partial_fit_on, comm, X, sample_weight)
 
     def _partial_fit_on(self, comm, X, sample_weight):
         k = self.n_components
@@ -186,7 +187,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             w = _check_sample_weight(sample_weight, rows.shape[0], 0 if comm.active else (k if first else 1))
             return rows, w
 
-        (X, weights), n_total, _ = _prepare_together(comm, self, prepare)
+        (X, weights), n_total, _ = ranks.prepare_together(comm, self, prepare)
         if comm.active and n_total < (k if first else 1):
             raise ValueError(
                 f"Expected n_samples >= {k if first else 1} over all {comm.world} ranks but got "
@@ -202,7 +203,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             weights=weights,
         )
         if first:
-            generator = _generator(_random_state(self.random_state, comm), chunks.device)
+            generator = _generator(ranks.random_state(self.random_state, comm), chunks.device)
             user_init = self._user_init(family, device, shift)
             params = model.initialize(chunks, self.init_params, generator, user_init, comm)
         else:
@@ -286,13 +287,13 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def _fit_unsafe(self, X, sample_weight=None) -> DataChunks:
         v.validate_params(self, self._constraints, self._hints)
         comm = distributed.current(self.device)
-        return _collectively(comm, self._fit_on, comm, X, sample_weight)
+        return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
     def _fit_on(self, comm, X, sample_weight) -> DataChunks:
         k = self.n_components
         continuing = self.warm_start and hasattr(self, "converged_")
         previous_bound = self.lower_bound_ if continuing else -math.inf
-        (data, weights), n_total, offset = _prepare_together(
+        (data, weights), n_total, offset = ranks.prepare_together(
             comm, self, lambda: self._source(X, sample_weight, k, comm)
         )
         if comm.active and n_total < max(k, 2):
@@ -317,7 +318,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         em_chunks = chunks.mapped(family.features)
         self._stepwise_ = None
         model = Mixture(family, k, dtype)
-        rng = _random_state(self.random_state, comm)
+        rng = ranks.random_state(self.random_state, comm)
         n_init = 1 if continuing else self.n_init
         say = print if self.verbose and comm.is_main else None
 
@@ -368,7 +369,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                 lower_bound=lower_bound, on_iteration=callback, comm=comm,
             )
         if self.algorithm == "stepwise":
-            rng = rng if rng is not None else _random_state(self.random_state, comm)
+            rng = rng if rng is not None else ranks.random_state(self.random_state, comm)
             generator = _generator(rng, chunks.device)
             return run_stepwise(
                 model, chunks, params, self.max_iter, self.tol,
@@ -545,86 +546,6 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
 
 # ====================================================================== helpers
-def _collectively(comm, fn, *args):
-    """Run ``fn(*args)``; if it raises on this rank, first record the error where the other
-    ranks (blocked in a collective with this one) will read it (:mod:`lvmkit.distributed`)."""
-    try:
-        return fn(*args)
-    except BaseException as exc:
-        comm.failed(exc)
-        raise
-
-
-# Hyperparameters that may differ between ranks (where each rank computes, what it prints).
-_PER_RANK = ("device", "verbose", "verbose_interval")
-
-
-def _prepare_together(comm, estimator, prepare):
-    """This rank's checks (``prepare() -> (data, weights)``), and across processes the
-    agreement of every rank before any pass: if one rank's checks failed, or the ranks disagree
-    on the data's features or dtype or on the estimator's settings, every rank raises (the
-    failing rank its own error). Returns ``((data, weights), total rows, this rank's offset)``."""
-    if not comm.active:
-        data, weights = prepare()
-        return (data, weights), _n_of(data), 0
-    error = None
-    try:
-        data, weights = prepare()
-        mine = {"error": None, "n": _n_of(data), "signature": _signature(estimator, data, weights)}
-    except Exception as exc:  # told to every rank below, then raised here
-        error, mine = exc, {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
-    outcomes = comm.gather(mine)
-    failed = [(r, o["error"]) for r, o in enumerate(outcomes) if o["error"]]
-    if error is not None:
-        raise error
-    if failed:
-        rank, message = failed[0]
-        raise ValueError(
-            f"rank {rank} cannot fit its data ({message}); every rank stops before the first pass."
-        )
-    first = outcomes[0]["signature"]
-    for rank, outcome in enumerate(outcomes[1:], start=1):
-        for key, value in outcome["signature"].items():
-            if value != first[key]:
-                raise ValueError(
-                    f"the ranks disagree before the first pass: rank {rank} has {key} = {value}, "
-                    f"rank 0 has {key} = {first[key]}. Give every rank rows with the same columns "
-                    "and dtype, and the same estimator settings."
-                )
-    counts = [o["n"] for o in outcomes]
-    return (data, weights), float(sum(counts)), int(sum(counts[: comm.rank]))
-
-
-def _n_of(data) -> int:
-    return int(data.n_samples if isinstance(data, Source) else data.shape[0])
-
-
-def _signature(estimator, data, weights) -> dict:
-    """What every rank must share: the data's width, dtype and weighting, and the settings."""
-    dtype = getattr(data, "dtype", None)
-    settings = {
-        name: "a RandomState" if isinstance(value, np.random.RandomState) else repr(value)
-        for name, value in sorted(estimator.get_params(deep=False).items())
-        if name not in _PER_RANK
-    }
-    return {
-        "n_features": int(estimator.n_features_in_),
-        "dtype": str(dtype).replace("torch.", "") if dtype is not None else type(data).__name__,
-        "sample weights": weights is not None,
-        "settings": settings,
-    }
-
-
-def _random_state(random_state, comm):
-    """The estimator's NumPy RandomState; across processes the same on every rank (an integer
-    seed already is; otherwise rank 0 draws a seed and broadcasts it)."""
-    rng = check_random_state(random_state)
-    if comm.active and not isinstance(random_state, (int, np.integer)):
-        seed = torch.tensor([rng.randint(np.iinfo(np.int32).max)], dtype=torch.int64)
-        rng = np.random.RandomState(int(comm.broadcast(seed)[0]))
-    return rng
-
-
 def _generator(rng, device) -> torch.Generator:
     """A torch generator on ``device`` seeded from the estimator's NumPy ``rng`` (one draw)."""
     generator = torch.Generator(device=device)

@@ -48,11 +48,11 @@ def two_ranks(tmp_path_factory):
     return [r.results(out) for r in ranks]
 
 
-@pytest.mark.parametrize("split", [*SPLITS, "files"])
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(
+    "case, split",
+    [(case, split) for case in CASES for split in SPLITS] + [("full", "files"), ("poisson", "files")],
+)
 def test_two_ranks_equal_one_process_at_every_iteration(two_ranks, case, split):
-    if split == "files" and case not in ("full", "poisson"):
-        pytest.skip("files are written for 'full' and 'poisson' only")
     expected = one_process(case)
     rank0, rank1 = two_ranks
     for name, value in expected.items():
