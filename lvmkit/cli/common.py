@@ -1,0 +1,297 @@
+"""What the commands of ``lvmkit`` share: the common options, reading data and models, writing
+tables and pictures, the progress bar and the one-line summary of a fit."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+class UserError(Exception):
+    """A problem the user can fix: reported in one line, exit status 2."""
+
+
+# ====================================================================== shared options
+def _remember_scale(ctx, param, value):
+    ctx.meta["lvmkit.scale"] = value
+    return value
+
+
+def _data_options(f):
+    f = click.option("--scale", type=click.FloatRange(0, min_open=True), default=None, metavar="S",
+                     expose_value=False, callback=_remember_scale,
+                     help="Divide the values by S (255 maps 8-bit images to [0, 1], as a VAE's "
+                          "binarization expects). Default: the model's, when it was fitted with one.")(f)
+    f = click.option("--binarize", type=float, default=None, metavar="T",
+                     help="Map values > T to 1 and the rest to 0 (e.g. 0.5; 127 for 8-bit "
+                          "images). Default: the model's, when it was fitted with one.")(f)
+    f = click.option("--key", default=None, help=".npz files: the array to read.")(f)
+    f = click.option("--columns", default=None, metavar="COLS",
+                     help="Columns to use, comma-separated header names or 0-based positions "
+                          "(default: all; for a fitted model, the columns it was fitted on).")(f)
+    return f
+
+
+def _seed_option(f):
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Random seed (initialisation, sampling).")(f)
+
+
+def _device_option(f):
+    return click.option("--device", default=None,
+                        help="Where to compute: cpu, cuda, cuda:1 (default: cpu).")(f)
+
+
+def _json_option(f):
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON on stdout.")(f)
+
+
+def _progress_option(f):
+    return click.option("--progress/--no-progress", default=None,
+                        help="Show a progress bar on stderr (default: when stderr is a terminal).")(f)
+
+
+# ====================================================================== helpers
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(_jsonable(obj), indent=2, allow_nan=False))
+
+
+def _jsonable(obj):
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _parse_columns(text: str | None):
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"--columns {text!r} names no column; give names or 0-based positions, "
+                        "e.g. --columns x,y or --columns 0,1.")
+    return [int(t) if t.lstrip("-").isdigit() else t for t in items]
+
+
+def _parse_components(text: str) -> list[int]:
+    """'1:10' (inclusive), '2,4,8' or '5' -> a list of K."""
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) not in (2, 3):
+                raise ValueError
+            low, high = int(parts[0]), int(parts[1])
+            step = int(parts[2]) if len(parts) == 3 else 1
+            if step < 1:
+                raise ValueError
+            ks = list(range(low, high + 1, step))
+        else:
+            ks = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a range of K: use LOW:HIGH (inclusive, e.g. 1:10), LOW:HIGH:STEP, "
+            "or a list such as 2,4,8.", param_hint="'--components'"
+        ) from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"{text!r} must give K >= 1 (e.g. 1:10).", param_hint="'--components'")
+    return ks
+
+
+def _load_data(path: str, columns: str | None, key: str | None, binarize: float | None,
+               meta: dict | None = None, flatten: bool = True):
+    """(X, Dataset, data recipe) for ``path``; a model's recipe fills gaps. X is
+    (n, features), or the samples in their own shape when not ``flatten``."""
+    import numpy as np
+
+    from lvmkit.data.readers import read_dataset
+
+    recipe = dict((meta or {}).get("data") or {})
+    cols = _parse_columns(columns)
+    if cols is None and recipe.get("columns") is not None:
+        cols = recipe["columns"]
+    if binarize is None:
+        binarize = recipe.get("binarize")
+    ctx = click.get_current_context(silent=True)
+    scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
+    if scale is None:
+        scale = recipe.get("scale")
+    dataset = read_dataset(path, cols, key=key if key is not None else recipe.get("key"))
+    X = dataset.matrix() if flatten else dataset.X
+    if binarize is not None:
+        X = (np.asarray(X) > binarize).astype(np.float64)
+    elif scale is not None:
+        X = np.asarray(X, dtype=np.float64) / scale
+    new_recipe = {
+        "source": str(path),
+        "columns": dataset.feature_names if dataset.feature_names is not None else cols,
+        "feature_names": dataset.feature_names,
+        "image_shape": list(dataset.image_shape) if dataset.image_shape else recipe.get("image_shape"),
+        "binarize": binarize,
+        "scale": scale,
+        "key": key,
+    }
+    return X, dataset, new_recipe
+
+
+def _load_model(path: str, device: str | None = None):
+    from lvmkit._persist import from_file
+
+    import lvmkit  # noqa: F401  (registers the estimators)
+
+    return from_file(Path(path), device=device, with_state=True)
+
+
+def _check_features(model, X, data: str, meta: dict) -> None:
+    import numpy as np
+
+    expected = getattr(model, "n_features_in_", None)
+    given = int(np.prod(X.shape[1:]))
+    if isinstance(expected, int) and given != expected:
+        used = (meta.get("data") or {}).get("columns")
+        hint = f" It was fitted on columns {used}." if used else ""
+        raise UserError(
+            f"{data}: has {given} feature(s) per sample but the model was fitted on "
+            f"{expected}.{hint} Choose matching columns with --columns."
+        )
+
+
+def _image_shape(model, recipe: dict):
+    """The shape of one sample when the samples are images (from the data, else the model)."""
+    shape = recipe.get("image_shape") or getattr(model, "input_shape_", None)
+    return tuple(int(s) for s in shape) if shape and len(shape) >= 2 else None
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device!r}: CUDA is not available on this machine; use --device cpu.")
+
+
+def _write_rows(header: list[str], columns: list, out: str | None) -> None:
+    """CSV with a header row; floats written exactly (shortest round-trip form)."""
+    import numpy as np
+
+    lines = [",".join(header)]
+    arrays = [np.asarray(c) for c in columns]
+    for row in zip(*[a.tolist() for a in arrays]):
+        lines.append(",".join(repr(v) if isinstance(v, float) else str(v) for v in row))
+    text = "\n".join(lines) + "\n"
+    if out is None or out == "-":
+        click.echo(text, nl=False)
+        return
+    path = Path(out)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise UserError(f"-o {out}: write tables to a .csv file (or leave -o out for stdout).")
+    from lvmkit._persist import write_atomic
+
+    write_atomic(path, text.encode("utf-8"))
+
+
+def _save_figure(fig, out: str) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(
+            f"-o {out}: pictures are written as {', '.join(IMAGE_SUFFIXES)}; give one of these "
+            "suffixes."
+        )
+    if not path.parent.is_dir():
+        raise UserError(f"-o {out}: the folder {path.parent} does not exist; create it first.")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+@contextmanager
+def _progress(enabled: bool | None, label: str):
+    """A tqdm bar on stderr fed by the fitting loops' iteration events."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield
+        return
+    from tqdm import tqdm
+
+    from lvmkit.fit.callbacks import observe
+
+    bar = tqdm(total=None, desc=label, unit="it", file=sys.stderr, leave=False, dynamic_ncols=True)
+    current = [None]
+
+    def update(event):
+        if current[0] is not event.estimator:
+            current[0] = event.estimator
+            k = getattr(event.estimator, "n_components", None)
+            bar.reset(total=event.n_restarts * max(event.max_iter, 1))
+            bar.set_description(f"{label} K={k}" if k is not None else label)
+        bar.n = event.restart * max(event.max_iter, 1) + event.iteration
+        bar.set_postfix_str(
+            f"restart {event.restart + 1}/{event.n_restarts}, bound {event.lower_bound:.4f}",
+            refresh=False,
+        )
+        bar.refresh()
+
+    try:
+        with observe(update):
+            yield
+    finally:
+        bar.close()
+
+
+def _fit_summary(model) -> dict:
+    out = {"class": type(model).__name__}
+    for attr, key in (("n_components", "n_components"), ("n_features_in_", "n_features"),
+                      ("n_iter_", "n_iter"), ("converged_", "converged"),
+                      ("lower_bound_", "lower_bound")):
+        if hasattr(model, attr):
+            out[key] = getattr(model, attr)
+    return out
+
+
+def _describe_fit(model, n: int, d: int, seconds: float) -> str:
+    parts = [f"{type(model).__name__} fitted on {n} samples x {d} features"]
+    if hasattr(model, "n_components"):
+        parts.append(f"{model.n_components} components")
+    if hasattr(model, "n_iter_"):
+        status = ""
+        if hasattr(model, "converged_"):
+            status = " (converged)" if model.converged_ else " (did not converge)"
+        parts.append(f"{model.n_iter_} iterations{status}")
+    if hasattr(model, "lower_bound_"):
+        parts.append(f"lower bound {model.lower_bound_:.4f} nats/sample")
+    parts.append(f"{seconds:.2f} s")
+    return ", ".join(parts)
