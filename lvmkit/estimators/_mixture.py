@@ -25,6 +25,7 @@ from lvmkit import distributed
 from lvmkit._persist import Persistent
 from lvmkit.data.chunks import DataChunks
 from lvmkit.estimators import _ranks as ranks
+from lvmkit.families.gaussian import jitter_report
 from lvmkit.data.sources import Source, as_source
 from lvmkit.fit import callbacks
 from lvmkit.fit.em import EMResult, best_of_restarts, run_em
@@ -173,7 +174,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def _partial_fit_unsafe(self, X, sample_weight):
         v.validate_params(self, self._constraints, self._hints)
         comm = distributed.current(self.device)
-        return ranks.collectively(comm, self._partial_fit_on, comm, X, sample_weight)
+        with jitter_report():
+            return ranks.collectively(comm, self._partial_fit_on, comm, X, sample_weight)
 
     def _partial_fit_on(self, comm, X, sample_weight):
         k = self.n_components
@@ -287,7 +289,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def _fit_unsafe(self, X, sample_weight=None) -> DataChunks:
         v.validate_params(self, self._constraints, self._hints)
         comm = distributed.current(self.device)
-        return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
+        with jitter_report():  # one warning per fit, with the count
+            return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
     def _fit_on(self, comm, X, sample_weight) -> DataChunks:
         k = self.n_components

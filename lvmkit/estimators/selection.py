@@ -55,6 +55,7 @@ def select_components(
     random_state=None,
     refit: bool = True,
     verbose: bool = False,
+    sample_weight=None,
 ):
     """Fit ``estimator`` for every number of components in ``n_components``; pick the best.
 
@@ -85,6 +86,10 @@ def select_components(
         estimator returned is the one fitted on the training part.
     verbose : bool, default=False
         Print one line per K as it is fitted.
+    sample_weight : array-like (n_samples,), optional
+        Non-negative weights, split with the rows and passed to every ``fit``. A weight counts
+        as that many copies of the row everywhere: ``heldout_loglik`` is the weighted mean over
+        the held-out rows, and BIC and AIC use Σ w log p(x) with n = Σ w training weight.
 
     Returns
     -------
@@ -133,6 +138,12 @@ def select_components(
     order = check_random_state(random_state).permutation(n_samples)
     X_train = _take(X, np.sort(order[n_heldout:]))
     X_heldout = _take(X, np.sort(order[:n_heldout]))
+    weights = _check_weights(sample_weight, n_samples)
+    fit_kwargs, criteria = {}, _criteria
+    if weights is not None:
+        w_train, w_heldout = weights[np.sort(order[n_heldout:])], weights[np.sort(order[:n_heldout])]
+        fit_kwargs = {"sample_weight": w_train}
+        criteria = lambda model, X_tr, X_ho: _weighted_criteria(model, X_tr, X_ho, w_train, w_heldout)  # noqa: E731
 
     column, sign = CRITERIA[criterion]
     rows, restarts = [], {}
@@ -140,15 +151,16 @@ def select_components(
     for k in ks:
         model = clone(estimator).set_params(n_components=k)
         start = time.perf_counter()
-        model.fit(X_train)
+        model.fit(X_train, **fit_kwargs)
         seconds = time.perf_counter() - start
         bounds = np.asarray(getattr(model, "restarts_", [np.nan]), dtype=np.float64)
+        heldout, bic, aic = criteria(model, X_train, X_heldout)
         row = {
             "n_components": k,
             "lower_bound": float(model.lower_bound_),
-            "heldout_loglik": float(model.score(X_heldout)),
-            "bic": float(model.bic(X_train)),
-            "aic": float(model.aic(X_train)),
+            "heldout_loglik": heldout,
+            "bic": bic,
+            "aic": aic,
             "n_iter": int(model.n_iter_),
             "converged": bool(getattr(model, "converged_", True)),
             "fit_seconds": seconds,
@@ -183,8 +195,42 @@ def select_components(
         restarts=restarts,
     )
     if refit:
-        best_fit = clone(estimator).set_params(n_components=best_k).fit(X)
+        best_fit = clone(estimator).set_params(n_components=best_k).fit(
+            X, **({} if weights is None else {"sample_weight": weights})
+        )
     return table, best_fit
+
+
+def _criteria(model, X_train, X_heldout) -> tuple[float, float, float]:
+    """(held-out mean log-likelihood, BIC, AIC on the training rows) of a fitted model."""
+    return float(model.score(X_heldout)), float(model.bic(X_train)), float(model.aic(X_train))
+
+
+def _weighted_criteria(model, X_train, X_heldout, w_train, w_heldout) -> tuple[float, float, float]:
+    """The same with sample weights: a row of weight w counts w times."""
+    n_parameters = model._n_parameters()
+    total = float(np.dot(w_train, model.score_samples(X_train)))
+    n = float(w_train.sum())
+    held = float(w_heldout.sum())
+    heldout = float(np.dot(w_heldout, model.score_samples(X_heldout)) / held) if held > 0 else math.nan
+    return heldout, -2 * total + n_parameters * math.log(n), -2 * total + 2 * n_parameters
+
+
+def _check_weights(sample_weight, n_samples: int):
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, torch.Tensor):
+        sample_weight = sample_weight.detach().cpu().numpy()
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("select_components: sample_weight must be numbers, one per row of X.") from None
+    if w.shape != (n_samples,) or not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(
+            f"select_components: sample_weight must be {n_samples} finite, non-negative numbers "
+            f"(one per row of X); got shape {w.shape}. Use 0 to leave a row out."
+        )
+    return w
 
 
 def restart_report(estimator) -> pd.DataFrame:

@@ -41,6 +41,8 @@ statistics of different iterations can be blended (stepwise EM).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -542,11 +544,41 @@ def _finite_scale(values: Tensor) -> float:
     return float(finite.mean()) if finite.numel() else 1.0
 
 
-def _warn_jitter(covariance_type: str, components: Tensor, jitter: float) -> None:
-    idx = torch.nonzero(components.reshape(-1)).reshape(-1).tolist()
-    where = "the tied covariance" if covariance_type == "tied" else f"component(s) {idx}"
+_JITTER: ContextVar[list | None] = ContextVar("lvmkit_jitter_events", default=None)
+
+
+@contextmanager
+def jitter_report():
+    """Within the block (a whole fit), covariance jitter is counted instead of warned about at
+    every M-step; one :class:`CovarianceJitterWarning` at the end (if the block succeeds) says
+    which components needed it, in how many factorisations, and the largest jitter added."""
+    events: list = []
+    token = _JITTER.set(events)
+    try:
+        yield events
+    except BaseException:
+        _JITTER.reset(token)
+        raise
+    _JITTER.reset(token)
+    if events:
+        kinds = {ct for ct, _, _ in events}
+        components = sorted({c for _, comps, _ in events for c in comps})
+        largest = max(j for _, _, j in events)
+        _warn_jitter(kinds.pop(), components, largest, len(events))
+
+
+def _warn_jitter(covariance_type: str, components, jitter: float, times: int = 1) -> None:
+    if isinstance(components, Tensor):
+        components = torch.nonzero(components.reshape(-1)).reshape(-1).tolist()
+    events = _JITTER.get()
+    if events is not None:  # inside a fit: one warning at its end
+        events.append((covariance_type, list(components), float(jitter)))
+        return
+    where = "the tied covariance" if covariance_type == "tied" else f"component(s) {components}"
+    when = f" in {times} factorisations during this fit" if times > 1 else ""
+    up_to = "up to " if times > 1 else ""
     v.warn(
-        f"Covariance of {where} was not positive definite; added {jitter:.3g} to its "
+        f"Covariance of {where} was not positive definite{when}; added {up_to}{jitter:.3g} to its "
         "diagonal. This happens with duplicate points, constant features or too many "
         "components: increase reg_covar, remove constant features, or use fewer components.",
         CovarianceJitterWarning,

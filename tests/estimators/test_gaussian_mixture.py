@@ -306,6 +306,20 @@ def test_jitter_escalation_warns_and_stays_finite():
     assert np.isfinite(gm.score_samples(X)).all()
 
 
+def test_jitter_is_reported_once_per_fit_with_the_count():
+    t = np.linspace(0, 1, 200)[:, None]
+    X = np.hstack([t, 2 * t, -t])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64", max_iter=20).fit(X)
+    jitter = [w for w in caught if issubclass(w.category, CovarianceJitterWarning)]
+    assert len(jitter) == 1, [str(w.message) for w in jitter]
+    message = str(jitter[0].message)
+    assert "factorisations during this fit" in message and "added up to" in message
+    times = int(message.split(" factorisations")[0].split()[-1])
+    assert times > 1  # every M-step needed it: counted, not repeated
+
+
 def test_component_that_loses_its_points_is_reseeded():
     X, *_ = blobs(n=400, d=2, k=2, separation=10)
     far = np.array([[1e3, 1e3]])

@@ -211,3 +211,31 @@ def test_plot_restarts_from_estimator_and_table(bic_run, three_blobs):
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="attrs\\['restarts'\\]"):
         plot_restarts(pd.DataFrame(table.to_dict()))
+
+
+def test_sample_weight_is_used_by_every_fit_and_every_criterion(three_blobs):
+    # Unit weights: the same table (K <= 3, fitted to convergence: a weighted fit may start
+    # elsewhere, but reaches the same optimum of these well-separated clusters).
+    est = GaussianMixture(n_init=1, random_state=0, dtype="float64", tol=1e-12, max_iter=1000)
+    plain, _ = quiet(select_components, est, three_blobs, range(1, 4), "bic", random_state=0)
+    ones, _ = quiet(select_components, est, three_blobs, range(1, 4), "bic", random_state=0,
+                    sample_weight=np.ones(len(three_blobs)))
+    for column in ("lower_bound", "heldout_loglik", "bic", "aic"):
+        np.testing.assert_allclose(ones[column], plain[column], rtol=1e-8, err_msg=column)
+    # Weight 0 on one of the three clusters: two clusters remain, and BIC says so.
+    labels = GaussianMixture(3, random_state=0, dtype="float64").fit(three_blobs).predict(three_blobs)
+    w = np.where(labels == labels[0], 0.0, 1.0)
+    table, best = quiet(select_components, est, three_blobs, range(1, 5), "bic", random_state=0,
+                        sample_weight=w)
+    assert table.attrs["best_n_components"] == 2 and best.n_components == 2
+    # the weighted criteria: BIC - AIC = p (log Σw - 2) on the training rows
+    order = np.random.RandomState(0).permutation(len(three_blobs))
+    n_heldout = table.attrs["n_heldout"]
+    n = w[np.sort(order[n_heldout:])].sum()
+    p = np.array([6 * k - 1 for k in range(1, 5)])  # full, D = 2: 2 + 3 per component, k - 1 weights
+    np.testing.assert_allclose(table["bic"] - table["aic"], p * (np.log(n) - 2), rtol=1e-10)
+
+
+def test_sample_weight_of_the_wrong_shape_is_a_clear_error(three_blobs):
+    with pytest.raises(ValueError, match="sample_weight must be 500 finite, non-negative numbers"):
+        select_components(GaussianMixture(), three_blobs, [1, 2], sample_weight=np.ones(3))
