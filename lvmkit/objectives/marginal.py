@@ -66,7 +66,10 @@ class _CompiledOrEager:
             try:
                 with _quiet():
                     return self.compiled(*args)
-            except Exception as error:  # a compiler error; a real error recurs eagerly below
+            except Exception as error:
+                # A genuine error in the user's model raises here again, as itself (no word of
+                # the compiler); only if eager evaluation works was it the compiler's failure.
+                result = self.eager(*args)
                 self.failed = _COMPILE_FAILED[0] = True
                 reason = (str(error).strip().splitlines() or [""])[0][:200]
                 warnings.warn(
@@ -76,6 +79,7 @@ class _CompiledOrEager:
                     RuntimeWarning,
                     stacklevel=5,  # log_marginal's caller: through log_marginal, no_grad's wrapper, the lse
                 )
+                return result
         return self.eager(*args)
 
 

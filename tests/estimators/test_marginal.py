@@ -182,3 +182,25 @@ def test_a_failed_compile_falls_back_to_eager(monkeypatch, linear_vae):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         log_marginal(vae, X, k=20, compile=True)
+
+
+def test_an_error_in_the_users_model_is_reported_as_itself_not_as_a_compile_failure(monkeypatch, linear_vae):
+    vae, X, _ = linear_vae
+    import lvmkit.objectives.marginal as m
+
+    def broken(fn, **kw):  # compiling fails too, as it would on the same bad code
+        def run(*args):
+            raise RuntimeError("dynamo could not trace the decoder")
+        return run
+
+    def bad_decoder(*args, **kwargs):
+        raise ValueError("bad decoder: shapes do not match")
+
+    monkeypatch.setattr(m.torch, "compile", broken)
+    monkeypatch.setattr(m, "_COMPILE_FAILED", [False])
+    monkeypatch.setattr(vae.module_.model, "log_likelihood", bad_decoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no word of the compiler
+        with pytest.raises(ValueError, match="bad decoder: shapes do not match"):
+            log_marginal(vae, X, k=20, compile=True)
+    assert m._COMPILE_FAILED == [False]  # the compiler was not blamed
