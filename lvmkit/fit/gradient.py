@@ -17,7 +17,9 @@ gradient step costs no pass over the data.
 Parameters move in an unconstrained parameterisation (softmax logits of the weights, and the
 family's own: means and log-diagonal Cholesky factors, log rates, logits). Steps use a
 backtracking line search (Armijo's condition) whose step size grows after every success, so no
-learning rate needs tuning; ``learning_rate`` is only the first trial step.
+learning rate needs tuning; ``learning_rate`` is only the first trial step. A component that loses
+all its points is re-seeded as EM re-seeds it (one closed-form M-step, the empty components at the
+worst-explained row): the gradient of an empty component is zero, so it would never come back.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from torch import Tensor
 
 from lvmkit.distributed import LOCAL, Local
-from lvmkit.fit.em import EMResult, check_finite, e_pass
+from lvmkit.fit.em import EMResult, check_finite, e_pass, worst_point
 from lvmkit.models.mixture import Mixture, MixtureParams
 from lvmkit.models.stats import Stats
 
@@ -59,6 +61,12 @@ def _sq_norm(grads: dict) -> float:
     return float(sum(g.square().sum() for g in grads.values()))
 
 
+def _unconstrained(model: Mixture, params: MixtureParams) -> dict[str, Tensor]:
+    """The coordinates the gradient moves: mixing logits and the family's unconstrained ones."""
+    u = {"logits": torch.log(params.weights), **model.family.unconstrained(params.components)}
+    return {name: t.detach().to(torch.float64) for name, t in u.items()}
+
+
 def _params(model: Mixture, u: dict) -> MixtureParams:
     with torch.no_grad():
         return MixtureParams(torch.softmax(u["logits"], dim=0), model.family.constrained(u))
@@ -84,8 +92,7 @@ def run_gradient(
     if algorithm not in ("gem", "gradient"):
         raise ValueError(f"algorithm must be 'gem' or 'gradient'; got {algorithm!r}.")
     family = model.family
-    u = {"logits": torch.log(params.weights), **family.unconstrained(params.components)}
-    u = {name: t.detach().to(torch.float64) for name, t in u.items()}
+    u = _unconstrained(model, params)
     step = float(learning_rate)
     result = EMResult(params=params)
     stats: Stats | None = None
@@ -99,6 +106,17 @@ def run_gradient(
             lower_bound, n_iter,
             f"(algorithm={algorithm!r}) Try a smaller learning_rate or algorithm='em'.",
         )
+        empty = model.empty_components(stats)
+        if empty.numel():  # as EM does: the empty components restart at the worst-explained row
+            reseed = (empty, worst_point(model, chunks, params, comm))
+            result.reseeded.append((n_iter, empty.tolist()))
+            params = model.m_step(stats, params, reseed)
+            u = _unconstrained(model, params)
+            stats = None
+            result.params = params
+            if result.record(n_iter, lower_bound, previous, tol, on_iteration):
+                break
+            continue
         summary = family.summarize(stats, params.components)
         nk = stats["nk"]
         if algorithm == "gem":

@@ -1,5 +1,7 @@
 """Three ways to fit the same mixture agree; sample weights equal duplication; Fisher's identity."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +123,18 @@ def test_weighted_initialisation_uses_weights():
 def test_bad_sample_weight(w, match):
     with pytest.raises(ValueError, match=match):
         GaussianMixture(2).fit(np.random.rand(20, 2), sample_weight=w)
+
+
+@pytest.mark.parametrize("algorithm", ["gem", "gradient"])
+def test_gradient_algorithms_reseed_a_component_that_loses_its_points(algorithm):
+    from lvmkit.estimators._mixture import ComponentReseedWarning
+
+    X, *_ = blobs(n=400, d=2, k=2, separation=10)
+    means = np.vstack([X[:2], [[1e3, 1e3]]])  # one component far from every point
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gm = GaussianMixture(3, means_init=means, random_state=0, max_iter=50, dtype="float64",
+                             algorithm=algorithm).fit(X)
+    assert any(issubclass(w.category, ComponentReseedWarning) for w in caught)
+    assert np.abs(gm.means_).max() < 100  # the far component came back to the data
+    assert np.isfinite(gm.covariances_).all() and gm.weights_.min() > 1e-3
