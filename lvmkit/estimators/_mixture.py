@@ -574,6 +574,25 @@ def _atomic(estimator, fn, *args):
         raise
 
 
+def check_representable(
+    spread: float, n_features: int, dtype, what: str,
+    fix: str = "Rescale X (e.g. divide by 10**k, or sklearn.preprocessing.StandardScaler)",
+) -> None:
+    """Refuse data whose squares would overflow the compute dtype: the E-step, the statistics
+    and k-means' squared distances all square the (centred) values. ``spread`` is their size
+    (a standard deviation, or the largest count); ``what`` says what it is, ``fix`` what to do."""
+    dtype = v.resolve_dtype(dtype)
+    limit = math.sqrt(torch.finfo(dtype).max / (10.0 * max(n_features, 1)))
+    if not spread <= limit:
+        name = str(dtype).replace("torch.", "")
+        hint = " or fit with dtype='float64'" if dtype != torch.float64 else ""
+        raise ValueError(
+            f"X's {what} is {spread:.3g}, too large for {name} arithmetic: its squares overflow "
+            f"(the largest {name} is {torch.finfo(dtype).max:.3g}; at most {limit:.3g} is usable "
+            f"with {n_features} features). {fix}{hint}."
+        )
+
+
 def _n_rows(X) -> int:
     return int(X.shape[0]) if hasattr(X, "shape") else len(X)
 

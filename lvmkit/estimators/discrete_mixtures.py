@@ -16,6 +16,7 @@ from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
     as_float64,
+    check_representable,
     common_constraints,
     expect_shape,
 )
@@ -207,6 +208,9 @@ class PoissonMixture(_IndependentFeaturesMixture):
                 f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Round them "
                 "(np.rint) if they are counts, or use GaussianMixture for real-valued features."
             )
+        if A.size:
+            check_representable(float(A.max()), A.shape[1], self.dtype, "largest count",
+                                "Check that these are counts")
 
 
 @register

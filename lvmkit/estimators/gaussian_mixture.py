@@ -14,6 +14,7 @@ from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
     as_float64,
+    check_representable,
     common_constraints,
     expect_shape,
 )
@@ -219,6 +220,8 @@ class GaussianMixture(BaseMixture):
             for (m, m2), w in parts:
                 merged = merge_moments(merged, (m, m2, w))
             mean, variance = merged[0], merged[1] / max(merged[2], 1e-300)
+        check_representable(float(np.sqrt(np.max(variance, initial=0.0))), len(mean), self.dtype,
+                            "largest feature standard deviation")
         self._warn_if_reg_covar_dominates(torch.as_tensor(variance))
         return torch.as_tensor(mean, dtype=torch.float64, device=device)
 

@@ -148,3 +148,13 @@ def test_torch_input(cls, data, name):
     a = cls(3, random_state=0, dtype="float64").fit(X)
     b = cls(3, random_state=0, dtype="float64").fit(torch.as_tensor(X))
     np.testing.assert_allclose(getattr(b, f"{name}_"), getattr(a, f"{name}_"), rtol=1e-10)
+
+
+def test_poisson_counts_too_large_for_float32_are_refused_with_the_fix():
+    from lvmkit import PoissonMixture
+
+    C = np.random.default_rng(0).poisson(3.0, size=(200, 3)).astype(np.float64) * 1e30
+    with pytest.raises(ValueError, match=r"largest count is .* too large for float32.*dtype='float64'"):
+        PoissonMixture(2, random_state=0).fit(C)
+    fitted = PoissonMixture(2, random_state=0, dtype="float64").fit(C)
+    assert np.isfinite(fitted.score(C))

@@ -368,3 +368,32 @@ def test_warnings_point_at_the_callers_line():
         warnings.simplefilter("always")
         GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64", max_iter=3).fit(X)
     assert caught and all(w.filename == __file__ for w in caught), {(w.filename, w.lineno) for w in caught}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_data_near_1e30_fits_exactly_in_float64_and_is_refused_clearly_in_float32(dtype):
+    X, *_ = blobs(n=300, d=3, k=2)
+    scale = 1e30
+    gm = GaussianMixture(2, random_state=0, dtype=dtype, reg_covar=1e-6 * scale**2)
+    if dtype == "float32":
+        with pytest.raises(ValueError, match=r"too large for float32 arithmetic.*dtype='float64'"):
+            gm.fit(X * scale)
+        assert not hasattr(gm, "means_")
+        return
+    gm.fit(X * scale)
+    unit = GaussianMixture(2, random_state=0, dtype=dtype).fit(X)
+    # a change of units: log p moves by -D log(scale), the means and covariances scale
+    assert gm.score(X * scale) == pytest.approx(unit.score(X) - 3 * np.log(scale), rel=1e-8)
+    np.testing.assert_allclose(np.sort(gm.means_ / scale, 0), np.sort(unit.means_, 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_data_near_1e_minus_30_warns_that_reg_covar_dominates_and_stays_finite(dtype):
+    X, *_ = blobs(n=300, d=3, k=2)
+    with pytest.warns(UserWarning, match="reg_covar=1e-06 exceeds the variance of every feature"):
+        gm = quiet_except(UserWarning, GaussianMixture(2, random_state=0, dtype=dtype).fit, X * 1e-30)
+    assert np.isfinite(gm.score_samples(X * 1e-30)).all()
+    if dtype == "float64":  # with a reg_covar on the data's scale the fit is the unit fit
+        small = GaussianMixture(2, random_state=0, dtype=dtype, reg_covar=1e-66).fit(X * 1e-30)
+        unit = GaussianMixture(2, random_state=0, dtype=dtype).fit(X)
+        assert small.score(X * 1e-30) == pytest.approx(unit.score(X) + 3 * 30 * np.log(10), rel=1e-8)
