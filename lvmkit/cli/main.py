@@ -22,6 +22,7 @@ does under torchrun in :mod:`lvmkit.cli.ranks`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -333,7 +334,7 @@ def _one_line(text: str) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    click.echo(f"warning: {_one_line(message)}", err=True)
+    click.echo(f"warning: {_one_line(_in_cli_words(str(message)))}", err=True)
 
 
 def main(argv=None) -> int:
@@ -405,7 +406,37 @@ def _message(exc: BaseException) -> str:
         return f"{exc.filename}: no such file or folder."
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror}."
-    return str(exc) or type(exc).__name__
+    return _in_cli_words(str(exc) or type(exc).__name__)
+
+
+# The estimators' keyword arguments and the options of the command line that set them: the
+# library's advice ("pick binarize='dynamic'") read on the command line names the option.
+CLI_OPTIONS = {
+    "binarize": "--binarization", "likelihood": "--likelihood", "dtype": "--dtype",
+    "reg_covar": "--reg-covar", "n_components": "--components", "max_iter": "--max-iter",
+    "tol": "--tol", "n_init": "--n-init", "init_params": "--init", "covariance_type": "--covariance",
+    "chunk_size": "--chunk-size", "batch_size": "--batch-size", "algorithm": "--algorithm",
+    "min_rate": "--min-rate", "min_prob": "--min-prob", "lr": "--lr", "epochs": "--epochs",
+    "latent_dim": "--latent-dim", "validation_fraction": "--validation-fraction",
+    "patience": "--patience", "checkpoint": "--checkpoint", "beta": "--beta",
+    "objective": "--objective", "hidden_sizes": "--hidden",
+}
+_ASSIGNMENT = re.compile(r"\b(" + "|".join(CLI_OPTIONS) + r")=('([^']*)'|\"([^\"]*)\"|[\w.+-]+)")
+# bare names only where they cannot be English words (likelihood, epochs): those with an "_"
+_NAME = re.compile(r"(?<![\w.'-])(" + "|".join(n for n in CLI_OPTIONS if "_" in n) + r")(?![\w(=])")
+
+
+def _in_cli_words(text: str) -> str:
+    """The message with the estimator's keyword arguments written as the command's options:
+    ``binarize='dynamic'`` as ``--binarization dynamic``, ``reg_covar`` as ``--reg-covar``; and
+    the scaling advice for 8-bit data as ``--scale 255``."""
+    def assignment(m):
+        value = m.group(3) if m.group(3) is not None else m.group(4) if m.group(4) is not None else m.group(2)
+        return f"{CLI_OPTIONS[m.group(1)]} {value}"
+
+    text = _ASSIGNMENT.sub(assignment, text)
+    text = _NAME.sub(lambda m: CLI_OPTIONS[m.group(1)], text)
+    return text.replace("Scale the data to [0, 1]", "Scale the data to [0, 1] (--scale 255 for 8-bit images)")
 
 
 if __name__ == "__main__":

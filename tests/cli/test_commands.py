@@ -241,3 +241,25 @@ def test_score_with_importance_sampling(cli, tmp_path):
     lvmkit.Autoencoder(latent_dim=2, hidden_sizes=(8,), epochs=1, random_state=0).fit(X).save(tmp_path / "ae.lvm")
     _, err = cli("score", "ae.lvm", "bits.npy", "--k", "10", code=2)
     assert "no probabilistic encoder" in one_error_line(err)
+
+
+def test_advice_names_the_command_line_options_not_python_keywords(cli, tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(60, 6, 6)).astype(np.uint8)
+    np.save(tmp_path / "img8.npy", images)
+    _, err = cli("fit", "vae", "img8.npy", "--epochs", "1", "-o", "v.lvm", code=2)
+    line = one_error_line(err)
+    assert "--scale 255" in line and "--binarization dynamic" in line and "--likelihood gaussian" in line
+    assert "binarize=" not in line and "likelihood=" not in line
+    # warnings too: the library's reg_covar advice names --reg-covar
+    tiny = np.random.default_rng(1).normal(size=(60, 2)) * 1e-6
+    np.save(tmp_path / "tiny.npy", tiny)
+    _, err = cli("fit", "gmm", "tiny.npy", "-k", "2", "-o", "t.lvm")
+    assert "warning: --reg-covar 1e-06 exceeds the variance" in err and "reg_covar" not in err
+
+
+def test_every_option_the_advice_names_exists():
+    from lvmkit.cli.main import CLI_OPTIONS
+
+    options = {opt for kind in ensure_kinds().values() for o in kind.options for opt in o.opts}
+    options |= {"--components"}  # added to every kind with components
+    assert set(CLI_OPTIONS.values()) <= options, set(CLI_OPTIONS.values()) - options
