@@ -28,7 +28,7 @@ from torch import nn
 from lvmkit import _validation as v
 from lvmkit._persist import Persistent, register
 from lvmkit import distributed
-from lvmkit.fit.sgd import copy_module, load_checkpoint, train
+from lvmkit.fit.sgd import TrainingDivergedError, copy_module, load_checkpoint, train
 from lvmkit.families.bernoulli import sample_probs as draw_bernoulli
 from lvmkit.models.vae import DeepLatentModel, make_likelihood
 from lvmkit.nn.networks import ACTIVATIONS, build_decoder, build_encoder
@@ -55,6 +55,24 @@ OPTIONAL_POSITIVE = v.any_of(v.NONE, v.Interval(0, None, open_low=True), descrip
 
 # Parameters that do not change what a resumed fit computes.
 _NOT_FINGERPRINTED = ("epochs", "verbose", "checkpoint", "patience")
+
+
+# The largest root-mean-square of a feature, in units of the fixed decoder noise, that a
+# 'gaussian' likelihood trains well on; raw 8-bit pixels (about 150) are far beyond it.
+FIXED_NOISE_RATIO = 20.0
+
+
+def _fixed_noise_note(X: torch.Tensor, std: float) -> str | None:
+    """Why a fixed-variance Gaussian likelihood will not train on X (None when it can)."""
+    rms = float(X.reshape(X.shape[0], -1).to(torch.float64).square().mean(0).sqrt().max())
+    if not rms > FIXED_NOISE_RATIO * std:
+        return None
+    return (
+        f"X's values reach a root-mean-square of {rms:.3g}, {rms / std:.3g} times the fixed "
+        f"decoder noise decoder_std={std:g}: the reconstruction term is then huge and training "
+        "diverges or learns nothing. Standardize X (e.g. sklearn.preprocessing.StandardScaler), "
+        "or use likelihood='gaussian-learned', which learns the noise."
+    )
 
 
 def _network_shape(input_shape) -> tuple:
@@ -167,6 +185,10 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                         f"[0, 1], but X ranges over [{lo:g}, {hi:g}]. Scale it first (for 8-bit "
                         "images, X / 255; on the command line, --scale 255)."
                     )
+        elif self.likelihood == "gaussian":
+            self._scale_note = _fixed_noise_note(X, self.decoder_std)
+            if self._scale_note is not None:
+                v.warn(self._scale_note, UserWarning)
         elif self.likelihood == "poisson":
             if bool((X < 0).any()) or bool((X != torch.round(X)).any()):
                 raise ValueError(
@@ -235,12 +257,18 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                 "to resume from (for example checkpoint='run.ckpt')."
             )
         fitted = dict(self.__dict__) if self.warm_start and hasattr(self, "module_") else None
+        self._scale_note = None
         try:
-            return self._fit(X, resume, callbacks, fitted)
-        except BaseException:
+            result = self._fit(X, resume, callbacks, fitted)
+            self.__dict__.pop("_scale_note", None)
+            return result
+        except BaseException as exc:
             if fitted is not None:  # a failed warm-started fit leaves the fitted model as it was
                 self.__dict__.clear()
                 self.__dict__.update(fitted)
+            note = self.__dict__.pop("_scale_note", None)
+            if isinstance(exc, TrainingDivergedError) and note is not None:
+                raise TrainingDivergedError(f"{note} ({exc})") from None  # the cause first
             raise
 
     def _fit(self, X, resume, callbacks, fitted):
@@ -291,8 +319,10 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             self._load_warm_start(module, previous)
         generator = torch.Generator(device=X.device).manual_seed(seed)
         if self.binarize == "dynamic":
-            def prepare(xb):
+            def dynamic(xb):
                 return draw_bernoulli(xb, generator)
+
+            prepare = dynamic
 
         def evaluate(Xv):
             # Across ranks each 1000-row block is shared as a training batch is (the same draws

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -522,3 +523,19 @@ def test_diagnostics_refuse_a_vae_without_a_trained_encoder(digits):
         lvmkit.gap_report(m, X[:10])
     with pytest.raises(ValueError, match="no trained encoder"):
         lvmkit.gradient_variance(m, X[:10])
+
+
+def test_fixed_noise_gaussian_on_unstandardized_data_names_the_scale():
+    from lvmkit.fit.sgd import TrainingDivergedError
+
+    X = np.random.default_rng(0).normal(size=(300, 5)) * 3 + 1e6
+    vae = VAE(latent_dim=2, likelihood="gaussian", epochs=3, random_state=0, hidden_sizes=(16,))
+    with pytest.warns(UserWarning, match=r"root-mean-square of 1e\+06.*Standardize X.*gaussian-learned"):
+        with pytest.raises(TrainingDivergedError, match=r"^X's values reach a root-mean-square.*training stopped"):
+            vae.fit(X)
+    # standardized, the same model trains, and no scale warning is given
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Z = (X - X.mean(0)) / X.std(0)
+        assert np.isfinite(VAE(latent_dim=2, likelihood="gaussian", epochs=2, random_state=0,
+                               hidden_sizes=(16,)).fit(Z).lower_bound_)
