@@ -99,6 +99,10 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         the same on every rank of ``comm``."""
         return torch.zeros(self.n_features_in_, dtype=torch.float64, device=device)
 
+    def _choose_reference(self, data, comm) -> None:
+        """Before a fit that starts afresh: fix any data-dependent frame the family computes in
+        (Bernoulli's flipped features; stored as a fitted attribute). Default: none."""
+
     def _prediction_shift(self, device) -> torch.Tensor:
         return torch.zeros(self.n_features_in_, dtype=torch.float64, device=device)
 
@@ -197,6 +201,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             )
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, X)
+        if first:
+            self._choose_reference(X, comm)
         family = self._make_family()
         model = Mixture(family, k, dtype)
         shift = self._data_shift(X, weights, device, comm) if first else self._prediction_shift(device)
@@ -309,6 +315,8 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         n_features = self.n_features_in_
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, None if isinstance(data, Source) else data)
+        if not continuing:
+            self._choose_reference(data, comm)
         family = self._make_family()
         shift = self._data_shift(data, weights, device, comm)
         user_init = self._user_init(family, device, shift)

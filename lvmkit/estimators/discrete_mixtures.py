@@ -12,6 +12,7 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
+from lvmkit.data.sources import Source
 from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
@@ -106,6 +107,22 @@ def _where(row: int, col: int, origin: str | None, start: int) -> str:
     """'row R, column C' of in-memory data, or 'row R, column C of FILE' of streamed rows."""
     place = f"row {start + row}, column {col}"
     return place if origin is None else f"{place} of {origin}"
+
+
+def _column_means(data, comm) -> np.ndarray:
+    """The columns' means over every rank's rows, in memory or streamed (one pass; unweighted:
+    they choose a frame, they are not a statistic of the fit)."""
+    if isinstance(data, Source):
+        sums, rows = 0.0, 0
+        for chunk in data.chunks(65536):
+            sums = sums + chunk.X.sum(0)
+            rows += len(chunk)
+        sums = np.broadcast_to(np.asarray(sums, dtype=np.float64), (data.n_features,))
+    else:
+        A = _as_numpy(data).astype(np.float64, copy=False)
+        sums, rows = A.sum(0), A.shape[0]
+    total = comm.sum([*np.asarray(sums, dtype=np.float64).tolist(), float(rows)])
+    return np.asarray(total[:-1]) / max(total[-1], 1.0)
 
 
 def _as_numpy(X) -> np.ndarray:
@@ -287,7 +304,27 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         self.learning_offset = learning_offset
 
     def _make_family(self) -> Bernoulli:
-        return Bernoulli(self.min_prob)
+        flip = getattr(self, "flipped_", None)
+        return Bernoulli(self.min_prob, None if flip is None else torch.as_tensor(flip, dtype=torch.float64))
+
+    def _choose_reference(self, data, comm) -> None:
+        """Flip the features that are 1 in most rows (see :class:`Bernoulli`): their means over
+        every rank's rows, one pass over streamed data."""
+        self.flipped_ = _column_means(data, comm) > 0.5
+
+    def _check_user_init(self, family, n_features: int, device) -> dict:
+        user = super()._check_user_init(family, n_features, device)
+        if "values" in user:
+            user["values"] = family.flipped(user["values"])
+        return user
+
+    def _store(self, params: MixtureParams, shift) -> None:
+        self.weights_ = v.to_numpy(params.weights)
+        self.probs_ = v.to_numpy(self._make_family().flipped(params.components.probs))
+
+    def _fitted_parameters(self, shift, device) -> MixtureParams:
+        params = super()._fitted_parameters(shift, device)
+        return MixtureParams(params.weights, BernoulliParams(self._make_family().flipped(params.components.probs)))
 
     def _values_bounds(self):
         return self.min_prob, 1.0 - self.min_prob

@@ -245,7 +245,7 @@ def test_vae_from_8_bit_images(tmp_path):
     assert "Reconstructions" in (tmp_path / "r.html").read_text()
     # Grey levels without a binarization: one line naming the fix, exit 2.
     bad = lvmkit_cli("fit", "vae", "digits.npy", "--scale", "240", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path)
-    assert_user_error(bad, "not a valid likelihood", "binarize='dynamic'")
+    assert_user_error(bad, "not a valid likelihood", "--binarization dynamic")
     bad = lvmkit_cli("fit", "vae", "digits.npy", "--binarization", "dynamic", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path)
     assert_user_error(bad, "--scale 255")
     bad = lvmkit_cli("fit", "vae", "digits.npy", "--hidden", "a,b", "-o", "x.lvm", cwd=tmp_path)

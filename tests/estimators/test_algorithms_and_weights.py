@@ -48,9 +48,10 @@ def test_em_gem_and_gradient_reach_the_same_optimum(cls, X, start, attr):
     fits = fit_three(cls, X, start, tol=1e-10)
     em = fits["em"]
     # GEM moves like EM; plain gradient ascent creeps along ill-conditioned directions, so it
-    # stops (change < tol) a little short: within 1e-6 relative here, and within 1e-8 with
-    # a tighter tol (the slow test below).
-    for alg, rel, atol in (("gem", 1e-7, 5e-3), ("gradient", 1e-6, 2e-2)):
+    # stops (change < tol) a little short, where depending on rounding: within 3e-6 relative
+    # here (1.4e-6 for Bernoulli since its features whose mode is 1 are flipped), and within
+    # 1e-8 with a tighter tol (the slow test below).
+    for alg, rel, atol in (("gem", 1e-7, 5e-3), ("gradient", 3e-6, 2e-2)):
         assert fits[alg].lower_bound_ == pytest.approx(em.lower_bound_, rel=rel), alg
         np.testing.assert_allclose(fits[alg].weights_, em.weights_, atol=atol)
         np.testing.assert_allclose(getattr(fits[alg], attr), getattr(em, attr), atol=atol)

@@ -158,3 +158,23 @@ def test_poisson_counts_too_large_for_float32_are_refused_with_the_fix():
         PoissonMixture(2, random_state=0).fit(C)
     fitted = PoissonMixture(2, random_state=0, dtype="float64").fit(C)
     assert np.isfinite(fitted.score(C))
+
+
+def test_float32_bernoulli_log_density_keeps_its_precision_when_most_probabilities_are_near_1():
+    # 784 features, 584 of them on in nearly every row: X Wᵀ + c cancels terms of ±13.8 per
+    # feature unless those features are flipped (BernoulliMixture does: flipped_).
+    rng = np.random.default_rng(0)
+    p = rng.random((4, 784)) * 0.002 + 0.998
+    p[:, :200] = rng.random((4, 200))
+    X = (rng.random((3000, 784)) < p[rng.integers(0, 4, 3000)]).astype(np.float64)
+    m32 = BernoulliMixture(4, random_state=0, dtype="float32", max_iter=30).fit(X)
+    assert m32.flipped_.sum() >= 584
+    same = dict(weights_init=m32.weights_, probs_init=m32.probs_, max_iter=0)
+    m64 = quiet(BernoulliMixture(4, dtype="float64", **same).fit, X)
+    # 0.0136 nats per row at most before the flip; float32's own rounding of a sum of ~-106 now
+    np.testing.assert_allclose(m32.score_samples(X), m64.score_samples(X), rtol=0, atol=2e-4)
+    # the flip is a frame, not a model: float64 fits agree with and without it
+    unflipped = BernoulliMixture(4, dtype="float64", **same)
+    unflipped._choose_reference = lambda data, comm: setattr(unflipped, "flipped_", np.zeros(784, bool))
+    quiet(unflipped.fit, X)
+    np.testing.assert_allclose(unflipped.score_samples(X), m64.score_samples(X), rtol=1e-12)
