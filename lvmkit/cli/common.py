@@ -27,6 +27,16 @@ def _remember_scale(ctx, param, value):
     return value
 
 
+def _remember_keep_index(ctx, param, value):
+    ctx.meta["lvmkit.keep_index"] = value
+    return value
+
+
+def _keep_index() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get("lvmkit.keep_index"))
+
+
 def _data_options(f):
     f = click.option("--scale", type=click.FloatRange(0, min_open=True), default=None, metavar="S",
                      expose_value=False, callback=_remember_scale,
@@ -39,6 +49,11 @@ def _data_options(f):
     f = click.option("--columns", default=None, metavar="COLS",
                      help="Columns to use, comma-separated header names or 0-based positions "
                           "(default: all; for a fitted model, the columns it was fitted on).")(f)
+    f = click.option("--keep-index-column", is_flag=True, expose_value=False,
+                     callback=_remember_keep_index,
+                     help="CSV: keep a first column of row numbers (written by pandas' to_csv or "
+                          "R's write.csv, header empty, 'index' or 'rownames') as a feature; by "
+                          "default it is left out, with a warning.")(f)
     return f
 
 
@@ -137,7 +152,8 @@ def _load_data(path: str, columns: str | None, key: str | None, binarize: float 
     scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
     if scale is None:
         scale = recipe.get("scale")
-    dataset = read_dataset(path, cols, key=key if key is not None else recipe.get("key"))
+    dataset = read_dataset(path, cols, key=key if key is not None else recipe.get("key"),
+                           keep_index=_keep_index())
     X = dataset.matrix() if flatten else dataset.X
     if binarize is not None:
         X = (np.asarray(X) > binarize).astype(np.float64)
@@ -153,6 +169,18 @@ def _load_data(path: str, columns: str | None, key: str | None, binarize: float 
         "key": key,
     }
     return X, dataset, new_recipe
+
+
+def _data_source(data: str):
+    """The :class:`~lvmkit.data.sources.Source` streaming ``data`` (a path or glob), keeping a
+    CSV file's row-number column when --keep-index-column was given."""
+    from lvmkit.data.sources import CsvSource, _expand, _kind, as_source
+
+    if _keep_index():
+        paths = _expand(data)
+        if all(_kind(p) == "csv" for p in paths):
+            return CsvSource(paths, keep_index=True)
+    return as_source(data)
 
 
 def _load_model(path: str, device: str | None = None):

@@ -13,9 +13,9 @@ import click
 
 from lvmkit.cli import ranks
 from lvmkit.cli.common import (
-    CONTEXT, UserError, _check_device, _data_options, _describe_fit, _device_option, _echo_json,
-    _fit_summary, _json_option, _load_data, _parse_components, _progress, _progress_option,
-    _save_figure, _seed_everything, _seed_option, _write_rows,
+    CONTEXT, UserError, _check_device, _data_options, _data_source, _describe_fit,
+    _device_option, _echo_json, _fit_summary, _json_option, _load_data, _parse_components,
+    _progress, _progress_option, _save_figure, _seed_everything, _seed_option, _write_rows,
 )
 from lvmkit.cli.kinds import FitSettings, ModelKind, ensure_kinds
 
@@ -130,9 +130,7 @@ def _do_fit(kind: ModelKind, kw: dict):
 def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path, comm):
     """``lvmkit fit gmm 'shards/*.parquet'``: one pass over the files per EM iteration (each
     rank reading its shard of the rows under torchrun)."""
-    from lvmkit.data.sources import as_source
-
-    source = as_source(kw["data"])
+    source = _data_source(kw["data"])
     model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
     start = time.perf_counter()
     with _progress(kw["progress"], f"fit {kind.name} (one pass per iteration)"):

@@ -422,8 +422,12 @@ CLI_OPTIONS = {
     "objective": "--objective", "hidden_sizes": "--hidden",
 }
 _ASSIGNMENT = re.compile(r"\b(" + "|".join(CLI_OPTIONS) + r")=('([^']*)'|\"([^\"]*)\"|[\w.+-]+)")
-# bare names only where they cannot be English words (likelihood, epochs): those with an "_"
-_NAME = re.compile(r"(?<![\w.'-])(" + "|".join(n for n in CLI_OPTIONS if "_" in n) + r")(?![\w(=])")
+# bare names only where they cannot be English words (likelihood, epochs): those with an "_";
+# not n_components, whose messages compare it with n_samples ("n_samples >= n_components")
+_NAME = re.compile(
+    r"(?<![\w.'-])(" + "|".join(n for n in CLI_OPTIONS if "_" in n and n != "n_components")
+    + r")(?![\w(=])"
+)
 
 
 def _in_cli_words(text: str) -> str:

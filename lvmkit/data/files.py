@@ -10,12 +10,14 @@ import copy
 import glob
 import gzip
 import os
+import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
+from lvmkit.data.readers import _is_row_name_header, _row_names_note, _row_numbers_start
 from lvmkit.data.sources import (
     _SUFFIXES,
     Chunk,
@@ -337,16 +339,26 @@ class CsvSource(_FileSource):
     ',', tab, ';' found in its first line, else whitespace. Blank lines are skipped and not
     counted. ``n_samples`` is None until a full pass or ``shard`` (which counts rows first).
     A shard starting inside a file parses (and discards) that file's earlier rows on each pass.
+
+    Row names: when ``columns`` is None, the first column is left out (with a warning) if its
+    header is empty (read as ``Unnamed: 0``), ``rownames``, ``row.names``, ``index`` or ``...1`` and the
+    first file's first rows number themselves 0, 1, 2, ... or 1, 2, 3, ... (pandas' ``to_csv``,
+    R's ``write.csv``). Every chunk read checks that the numbering goes on (each file counting
+    on from the one before, or afresh); ``keep_index=True`` keeps the column as a feature.
     """
 
     _kind = "CSV"
+    _PROBE_ROWS = 10_000  # rows of the first file that decide whether its first column is row names
 
-    def __init__(self, paths, header: bool = True, columns=None, sep: str | None = None):
+    def __init__(self, paths, header: bool = True, columns=None, sep: str | None = None,
+                 keep_index: bool = False):
         self._setup(paths)
         self.header, self._sep = bool(header), sep
         self._names, self._width = self._head(0)
+        self._index_start = None if columns is not None or keep_index else self._row_names()
         first, cols = self.paths[0], []
-        for c in range(self._width) if columns is None else columns:
+        skip = 0 if self._index_start is None else 1
+        for c in range(skip, self._width) if columns is None else columns:
             if isinstance(c, str) and self._names is None:
                 raise ValueError(
                     f"{first}: no header row (header=False), so column {c!r} cannot be found by name: "
@@ -366,6 +378,51 @@ class CsvSource(_FileSource):
         self.feature_names = None if self._names is None else [self._names[c] for c in cols]
         self.n_features = len(cols)
         self._labels = _labels(cols, self.feature_names)
+
+    def _row_names(self) -> int | None:
+        """0 or 1 (where the numbering starts) when the first column holds row names, else None."""
+        if not self.header or self._width < 2 or not _is_row_name_header(self._names[0]):
+            return None
+        import pandas as pd
+
+        p = self.paths[0]
+        try:
+            frame = self._frames(p, usecols=[0], nrows=self._PROBE_ROWS)
+        except Exception:  # unreadable rows: reading the chunks reports them
+            return None
+        values = pd.to_numeric(frame.iloc[:, 0], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        start = _row_numbers_start(values)
+        if start is not None:
+            warnings.warn(_row_names_note(p, self._names[0], start, None), UserWarning, stacklevel=3)
+        return start
+
+    def _check_row_names(self, i: int, col, pos: int, first: list) -> None:
+        """Raise unless the first column of the rows from ``pos`` of file ``i`` goes on numbering
+        them; ``first`` holds the file's first value once seen."""
+        import pandas as pd
+
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if not values.size:
+            return
+        start, wanted = self._index_start, None
+        if not first:
+            before = self._counts[:i]
+            allowed = [start] + ([start + sum(before)] if i and None not in before else [])
+            first.append(values[0] if values[0] in allowed else start)
+            wanted = " or ".join(f"{v:,}" for v in allowed)
+        expected = first[0] + pos + np.arange(values.size)
+        bad = np.flatnonzero(values != expected)
+        if bad.size:
+            k = int(bad[0])
+            v, cell = values[k], col.iloc[k]
+            got = (f"{int(v):,}" if v == int(v) else f"{float(v)!r}") if np.isfinite(v) else (
+                repr(cell) if isinstance(cell, str) else "no value")
+            wanted = wanted if pos + k == 0 and wanted else f"{int(expected[k]):,}"
+            raise ValueError(
+                f"{self.paths[i]}: the first column ({self._names[0]!r}) was left out as row names, but "
+                f"at row {pos + k:,} it holds {got} instead of {wanted}; if it is a feature, pass "
+                "keep_index=True (command line: --keep-index-column) to keep it."
+            )
 
     def _sep_of(self, p: str) -> str:
         if self._sep is not None:
@@ -406,9 +463,11 @@ class CsvSource(_FileSource):
                 f"{p} has columns {names} but {first} has {self._names}: every file of a data set must "
                 "have the same columns."
             )
-        pos = 0
+        pos, first_value = 0, []
         with _csv_errors(p):
             for frame in self._frames(p, chunksize=rows):
+                if self._index_start is not None:
+                    self._check_row_names(i, frame.iloc[:, 0], pos, first_value)
                 s, e = max(a, pos), pos + len(frame) if b is None else min(b, pos + len(frame))
                 if e > s:
                     X = np.empty((e - s, self.n_features))

@@ -23,6 +23,11 @@ A CSV file's first row is a header when it holds a value that is not a number in
 next row is a number (or when the file has only that row). ``columns`` chooses columns by header
 name or by 0-based position (as ``DataFrame.iloc``); only the chosen columns must be numeric.
 
+A CSV file's first column is taken for row names and left out, with a warning, when its header is
+empty, ``Unnamed: 0``, ``rownames``, ``row.names``, ``index`` or ``...1`` (as pandas' ``to_csv``
+and R's ``write.csv`` write them) and it holds exactly 0..n-1 or 1..n in file order. Pass
+``keep_index=True`` to keep it; naming ``columns`` turns the check off.
+
 Errors name the file, the row and the column, counted from 1 as a person counts lines and fields in
 the file (rows of a DataFrame are named by position and index label instead): non-numeric cells,
 missing values, ragged rows, empty files, unknown column names. :func:`read_dataset` also returns
@@ -34,6 +39,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +91,8 @@ class Dataset:
         return X
 
 
-def read_data(source, columns=None, *, key: str | None = None, delimiter: str | None = None) -> np.ndarray:
+def read_data(source, columns=None, *, key: str | None = None, delimiter: str | None = None,
+              keep_index: bool = False) -> np.ndarray:
     """The array in ``source`` (a path, a folder of images or a DataFrame); see the module doc.
 
     Parameters
@@ -97,11 +104,15 @@ def read_data(source, columns=None, *, key: str | None = None, delimiter: str | 
         The array of an ``.npz`` file holding several.
     delimiter : str, optional
         CSV field separator; by default ',' (or tab, ';', whitespace, detected from the first line).
+    keep_index : bool, default False
+        CSV files: keep a first column of row names (see the module doc) as a feature instead of
+        leaving it out.
     """
-    return read_dataset(source, columns, key=key, delimiter=delimiter).X
+    return read_dataset(source, columns, key=key, delimiter=delimiter, keep_index=keep_index).X
 
 
-def read_dataset(source, columns=None, *, key: str | None = None, delimiter: str | None = None) -> Dataset:
+def read_dataset(source, columns=None, *, key: str | None = None, delimiter: str | None = None,
+                 keep_index: bool = False) -> Dataset:
     """Like :func:`read_data`, returning a :class:`Dataset` (array, column names, source)."""
     columns = _normalise_columns(columns)
     if hasattr(source, "iloc") and hasattr(source, "columns"):
@@ -119,7 +130,7 @@ def read_dataset(source, columns=None, *, key: str | None = None, delimiter: str
         return Dataset(_read_image_folder(path), None, str(path))
     kind = _kind(path)
     if kind == "csv":
-        X, names = _read_csv(path, columns, delimiter)
+        X, names = _read_csv(path, columns, delimiter, keep_index)
         return Dataset(X, names, str(path))
     if kind == "parquet":
         X, names = _read_parquet(path, columns)
@@ -190,6 +201,10 @@ def _resolve_columns(columns, names: list[str] | None, width: int, where: str) -
                     f"{where}: has no header row, so column {c!r} cannot be found by name. Choose "
                     f"columns by 0-based position (0..{width - 1}) instead."
                 )
+            unnamed = c.startswith("Unnamed: ") and c[9:].isdigit() and int(c[9:]) < len(names)
+            if c not in names and unnamed and names[int(c[9:])] == "":
+                out.append(int(c[9:]))  # pandas' name for an empty header (a streamed fit's)
+                continue
             if c not in names:
                 shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
                 raise ValueError(
@@ -266,7 +281,7 @@ def _records(fh, delimiter):
         yield reader.line_num, [f.strip() for f in fields]
 
 
-def _read_csv(path: Path, columns, delimiter):
+def _read_csv(path: Path, columns, delimiter, keep_index: bool = False):
     try:
         with _open_text(path) as fh:
             head = fh.read(1 << 16)
@@ -301,7 +316,42 @@ def _read_csv(path: Path, columns, delimiter):
                 f"{path}: could not be read ({exc}); is the file truncated or not text?"
             ) from None
     chosen = [names[i] for i in picked] if names is not None else None
+    if columns is None and not keep_index and chosen is not None and len(chosen) > 1:
+        start = _row_numbers_start(X[:, 0]) if _is_row_name_header(chosen[0]) else None
+        if start is not None:
+            warnings.warn(_row_names_note(path, chosen[0], start, X.shape[0]), UserWarning, stacklevel=3)
+            X, chosen = np.ascontiguousarray(X[:, 1:]), chosen[1:]
     return X, chosen
+
+
+# Headers pandas' to_csv (empty; read back as 'Unnamed: 0'; 'index' after reset_index), R's
+# write.csv (empty), R's as.data.frame/tibble ('rownames', 'row.names') and readr ('...1') give
+# a column of row names.
+_ROW_NAME_HEADERS = ("", "unnamed: 0", "rownames", "row.names", "index", "...1")
+
+
+def _is_row_name_header(name) -> bool:
+    return str(name).strip().lower() in _ROW_NAME_HEADERS
+
+
+def _row_numbers_start(values: np.ndarray) -> int | None:
+    """0 or 1 when ``values`` are exactly 0..n-1 or 1..n, in order; else None."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or values[0] not in (0.0, 1.0):
+        return None
+    start = int(values[0])
+    return start if np.array_equal(values, np.arange(start, start + values.size, dtype=np.float64)) else None
+
+
+def _row_names_note(path, name, start: int, n: int | None) -> str:
+    """The one-line warning for a first column left out as row names (``n`` rows, if known)."""
+    held = f"{start}, {start + 1}, {start + 2}, ..." if n is None else (
+        f"{start}..{start + n - 1}" if n > 1 else f"{start}")
+    what = f"{name!r}, holding {held}" if str(name).strip() else f"unnamed, holding {held}"
+    return (
+        f"{path}: the first column ({what}) looks like row names written by pandas or R; it is "
+        "left out. Pass keep_index=True (command line: --keep-index-column) to keep it as a feature."
+    )
 
 
 def _looks_like_header(row1: list[str], row2: list[str] | None) -> bool:
