@@ -60,19 +60,37 @@ _NOT_FINGERPRINTED = ("epochs", "verbose", "checkpoint", "patience")
 # The largest root-mean-square of a feature, in units of the fixed decoder noise, that a
 # 'gaussian' likelihood trains well on; raw 8-bit pixels (about 150) are far beyond it.
 FIXED_NOISE_RATIO = 20.0
+# Beyond this root-mean-square a network's inputs and outputs saturate or overflow, whatever
+# the likelihood (standardized data is about 1).
+NETWORK_SCALE = 1e4
 
 
-def _fixed_noise_note(X: torch.Tensor, std: float) -> str | None:
-    """Why a fixed-variance Gaussian likelihood will not train on X (None when it can)."""
+def _scale_note(X: torch.Tensor, likelihood: str, std: float, dtype) -> str | None:
+    """Why a VAE will not train on X at its scale (None when it can); an error when X's squares
+    overflow the compute dtype."""
     rms = float(X.reshape(X.shape[0], -1).to(torch.float64).square().mean(0).sqrt().max())
-    if not rms > FIXED_NOISE_RATIO * std:
-        return None
-    return (
-        f"X's values reach a root-mean-square of {rms:.3g}, {rms / std:.3g} times the fixed "
-        f"decoder noise decoder_std={std:g}: the reconstruction term is then huge and training "
-        "diverges or learns nothing. Standardize X (e.g. sklearn.preprocessing.StandardScaler), "
-        "or use likelihood='gaussian-learned', which learns the noise."
-    )
+    limit = (torch.finfo(dtype).max / (10.0 * X[0].numel())) ** 0.5
+    fix = "Standardize X (e.g. sklearn.preprocessing.StandardScaler)"
+    if likelihood == "poisson":
+        fix = "Check that these are counts; large counts train better as log1p(X) with a Gaussian likelihood"
+    if not rms <= limit:
+        raise ValueError(
+            f"X's values reach a root-mean-square of {rms:.3g}: their squares overflow "
+            f"{str(dtype).replace('torch.', '')} arithmetic. {fix}."
+        )
+    if likelihood == "gaussian" and rms > FIXED_NOISE_RATIO * std:
+        return (
+            f"X's values reach a root-mean-square of {rms:.3g}, {rms / std:.3g} times the fixed "
+            f"decoder noise decoder_std={std:g}: the reconstruction term is then huge and training "
+            f"diverges or learns nothing. {fix}, or use likelihood='gaussian-learned', which "
+            "learns the noise."
+        )
+    if rms > NETWORK_SCALE:
+        return (
+            f"X's values reach a root-mean-square of {rms:.3g}: a neural network's inputs and "
+            f"outputs this large saturate or overflow, and training diverges. {fix}."
+        )
+    return None
 
 
 def _network_shape(input_shape) -> tuple:
@@ -161,6 +179,11 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         device = self._device if reset else torch.device(self.device_)
         X = v.as_tensor(X2, device=device, dtype=self._dtype if reset else self.module_dtype_)
         self._check_values(X)
+        likelihood = getattr(self, "likelihood", "gaussian")
+        if reset and likelihood != "bernoulli":  # fitting: will the networks train at X's scale?
+            self._scale_note = _scale_note(X, likelihood, getattr(self, "decoder_std", 1.0), self._dtype)
+            if self._scale_note is not None:
+                v.warn(self._scale_note, UserWarning)
         return X.reshape(X.shape[0], *_network_shape(self.input_shape_))
 
     def _check_values(self, X: torch.Tensor) -> None:
@@ -185,10 +208,6 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                         f"[0, 1], but X ranges over [{lo:g}, {hi:g}]. Scale it first (for 8-bit "
                         "images, X / 255; on the command line, --scale 255)."
                     )
-        elif self.likelihood == "gaussian":
-            self._scale_note = _fixed_noise_note(X, self.decoder_std)
-            if self._scale_note is not None:
-                v.warn(self._scale_note, UserWarning)
         elif self.likelihood == "poisson":
             if bool((X < 0).any()) or bool((X != torch.round(X)).any()):
                 raise ValueError(

@@ -539,3 +539,29 @@ def test_fixed_noise_gaussian_on_unstandardized_data_names_the_scale():
         Z = (X - X.mean(0)) / X.std(0)
         assert np.isfinite(VAE(latent_dim=2, likelihood="gaussian", epochs=2, random_state=0,
                                hidden_sizes=(16,)).fit(Z).lower_bound_)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_data_near_1e30_is_named_as_the_cause_in_both_dtypes(dtype):
+    from lvmkit.fit.sgd import TrainingDivergedError
+
+    X = np.random.default_rng(0).normal(size=(200, 5)) * 1e30
+    vae = VAE(latent_dim=2, likelihood="gaussian-learned", epochs=2, random_state=0,
+              hidden_sizes=(16,), dtype=dtype)
+    if dtype == "float32":  # the squares overflow: refused before training, with the fix
+        with pytest.raises(ValueError, match=r"root-mean-square of 1.08e\+30: their squares overflow float32"):
+            vae.fit(X)
+        return
+    with pytest.warns(UserWarning, match=r"saturate or overflow.*Standardize X"):
+        with pytest.raises(TrainingDivergedError, match=r"^X.s values reach a root-mean-square of 1.08e\+30"):
+            vae.fit(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_data_near_1e_minus_30_trains_without_a_scale_warning(dtype):
+    X = np.random.default_rng(0).normal(size=(200, 5)) * 1e-30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        vae = VAE(latent_dim=2, likelihood="gaussian-learned", epochs=2, random_state=0,
+                  hidden_sizes=(16,), dtype=dtype).fit(X)
+    assert np.isfinite(vae.lower_bound_)
