@@ -258,11 +258,12 @@ def as_tensor(array, device=None, dtype=torch.float64) -> torch.Tensor:
 
 
 def warn(message: str, category: type[Warning]) -> None:
-    """``warnings.warn`` attributed to the first caller outside lvmkit (the user's line)."""
+    """``warnings.warn`` attributed to the first caller outside lvmkit (the user's line; the
+    frames of ``contextlib``, through which lvmkit's context managers warn, are skipped too)."""
     import sys
 
     level, frame = 2, sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("lvmkit"):
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("lvmkit", "contextlib")):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
