@@ -116,6 +116,20 @@ class DataChunks:
         for X, _ in self.iter_weighted():
             yield X
 
+    def all_rows(self) -> tuple[Tensor, Tensor | None]:
+        """Every row (as served) and its weight (``None`` when unweighted) at once: the resident
+        tensor itself, without a copy; streamed rows are read and concatenated (seeding reads the
+        bounded sample of :meth:`seeding_view`, which is resident)."""
+        if self._resident is not None:
+            return self._resident, self.weights
+        parts = list(self.iter_weighted())
+        if not parts:
+            empty = torch.zeros(0, self.n_features, dtype=self.dtype, device=self.device)
+            return empty, None
+        X = torch.cat([p[0] for p in parts])
+        w = None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        return X, w
+
     def rows(self, indices: Tensor) -> Tensor:
         """The rows at ``indices`` (global row numbers), shifted and cast (in-memory data only)."""
         if self._resident is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -189,13 +190,18 @@ class Mixture:
 
     def _initial_responsibilities(self, chunks, generator, method: str, comm: Local = LOCAL):
         """A function (chunk, its first row's global number) -> initial responsibilities (n, K),
-        the same on every pass; the seeds are rank 0's, broadcast."""
+        the same on every pass; the seeds are rank 0's, broadcast.
+
+        Every choice depends on the rows' values and weights, not on their order: seeds are drawn
+        from the canonical rows (:func:`lvmkit.models.kmeans.canonical`), and a row's random
+        responsibilities are a function of its values (:class:`_RandomResponsibilities`), so a
+        row of weight 2 starts as the same row twice, wherever the copies are.
+        """
         k = self.n_components
         if method == "random":
-            # One seed, then a generator per chunk seeded by the chunk's first row: every pass
-            # over the data sees the same responsibilities.
             base = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
-            return _RandomResponsibilities(k, base, generator.device)
+            origin, scale = _value_range(chunks, comm)
+            return _RandomResponsibilities(k, base, origin, scale)
         seeding = chunks.seeding_view(generator, comm)
         if method == "kmeans":
             centers, _ = kmeans.kmeans(seeding, k, generator, with_labels=False)
@@ -213,15 +219,76 @@ class Mixture:
         return one_hot
 
 
-class _RandomResponsibilities:
-    """Random soft responsibilities, reproducible per chunk (keyed by the chunk's first row)."""
+def _value_range(chunks, comm: Local = LOCAL) -> tuple[Tensor, Tensor]:
+    """Per-feature minimum and range (max − min, 1 where 0) of the rows of positive weight over
+    every rank, float64 (one pass)."""
+    d = chunks.n_features
+    lo = torch.full((d,), torch.inf, dtype=torch.float64)
+    hi = torch.full((d,), -torch.inf, dtype=torch.float64)
+    for X, w in chunks.iter_weighted():
+        if w is not None:
+            X = X[w > 0]
+        if X.shape[0]:
+            lo = torch.minimum(lo, X.amin(0).to(torch.float64).cpu())
+            hi = torch.maximum(hi, X.amax(0).to(torch.float64).cpu())
+    if comm.active:
+        parts = comm.gather_rows(torch.cat([lo, hi]).numpy().reshape(1, -1))
+        both = torch.as_tensor(np.concatenate(parts), dtype=torch.float64)
+        lo, hi = both[:, :d].amin(0), both[:, d:].amax(0)
+    lo = torch.where(torch.isfinite(lo), lo, 0.0)
+    span = hi - lo
+    scale = torch.where(torch.isfinite(span) & (span > 0), span, 1.0)
+    return lo.to(chunks.device), scale.to(chunks.device)
 
-    def __init__(self, k: int, base: int, device):
-        self.k, self.base, self.device = k, base, device
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """(x · c) mod 2³² for int64 ``x`` in [0, 2³²), without overflowing int64."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _MASK32
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """A 32-bit integer hash (Wellons' lowbias32) of int64 ``x`` in [0, 2³²), elementwise."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+class _RandomResponsibilities:
+    """Random soft responsibilities, a function of each row's values and the seed.
+
+    Every feature is cut into :attr:`CELLS` equal cells over the range of the data (rows of
+    positive weight, over every rank: ``origin`` and ``scale``, see :func:`_value_range`); the
+    row's cell numbers are hashed with the seed ``base`` into K uniforms, normalised. Rows in the
+    same cell of every feature (closer than 1/65536 of the range), duplicates above all, get the
+    same responsibilities, whatever their place in the data, their chunk or the pass: so a row of
+    weight 2 starts as the same row twice. Cells relative to the data's own range make this
+    independent of the shift the data is centred on, up to rounding: in float64 a value falls in
+    another cell with probability ~1e-11; in float32, whose rounding depends on the shift, ~1e-3.
+    """
+
+    CELLS = 2**16
+
+    def __init__(self, k: int, base: int, origin: Tensor, scale: Tensor):
+        self.k, self.base = k, int(base) & _MASK32
+        self.origin, self.scale = origin.to(torch.float64), scale.to(torch.float64)
 
     def __call__(self, X: Tensor, start: int) -> Tensor:
-        g = torch.Generator(device=self.device).manual_seed(self.base + start)
-        r = torch.rand(X.shape[0], self.k, generator=g, dtype=torch.float64, device=self.device)
+        dev = X.device
+        cells = torch.floor((X.to(torch.float64) - self.origin.to(dev)) / self.scale.to(dev) * self.CELLS)
+        bound = float(2**40)
+        cells = (cells.clamp(-bound, bound) + bound).to(torch.int64)  # in [0, 2^41]
+        h = _mix32(torch.full((X.shape[0],), self.base, dtype=torch.int64, device=dev))
+        for j in range(X.shape[1]):
+            h = _mix32(h ^ (cells[:, j] & _MASK32))
+            h = _mix32(h ^ (cells[:, j] >> 32))
+        salt = _mix32((torch.arange(self.k, dtype=torch.int64, device=dev) + 0x9E3779B9) & _MASK32)
+        bits = _mix32(h[:, None] ^ salt[None, :])  # (n, K) in [0, 2^32)
+        r = (bits.to(torch.float64) + 0.5) / 2.0**32
         return (r / r.sum(1, keepdim=True)).to(X.dtype)
 
 
