@@ -297,18 +297,21 @@ def test_values_near_1e_minus_8_warn_about_reg_covar():
     assert small.score(X * 1e-8) - unit.score(X) == pytest.approx(-2 * np.log(1e-8), rel=1e-6)
 
 
-def test_jitter_escalation_warns_and_stays_finite():
-    # Points on a line in 3-D with no regularisation: every covariance is singular.
+def points_on_a_line() -> np.ndarray:
+    """200 points on a line in 3-D: with no regularisation every covariance is singular."""
     t = np.linspace(0, 1, 200)[:, None]
-    X = np.hstack([t, 2 * t, -t])
+    return np.hstack([t, 2 * t, -t])
+
+
+def test_jitter_escalation_warns_and_stays_finite():
+    X = points_on_a_line()
     with pytest.warns(CovarianceJitterWarning, match="added .* to its diagonal"):
         gm = quiet_except(CovarianceJitterWarning, GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64").fit, X)
     assert np.isfinite(gm.score_samples(X)).all()
 
 
 def test_jitter_is_reported_once_per_fit_with_the_count():
-    t = np.linspace(0, 1, 200)[:, None]
-    X = np.hstack([t, 2 * t, -t])
+    X = points_on_a_line()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64", max_iter=20).fit(X)
@@ -362,8 +365,7 @@ def test_verbose_reports_initialisations_and_iterations(capsys):
 
 
 def test_warnings_point_at_the_callers_line():
-    t = np.linspace(0, 1, 200)[:, None]
-    X = np.hstack([t, 2 * t, -t])
+    X = points_on_a_line()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64", max_iter=3).fit(X)
