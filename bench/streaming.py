@@ -93,7 +93,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
