@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference clean
+.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference docs clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -69,6 +69,11 @@ bench-iwae-mnist: $(STAMP)
 # Evaluation speed, importance vs prior sampling, gap report, gradient variance (after bench-vae-mnist).
 bench-inference: $(STAMP)
 	$(PY) bench/inference.py
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/; --strict fails on any warning.
+docs: $(STAMP)
+	$(PIP) install --quiet -e ".[docs]"
+	$(PY) -m mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
