@@ -101,19 +101,32 @@ def image_grid(images: np.ndarray, ax=None, ncols: int | None = None, titles=Non
     extra = images.shape[3:]
     lo, hi = float(images.min()), float(images.max())
     scaled = (images - lo) / (hi - lo) if hi > lo else np.zeros_like(images)
-    canvas = np.ones((nrows * (h + 1) + 1, ncols * (w + 1) + 1, *extra))
+    top = 1 if titles is None else _title_gap(ax, nrows, ncols, h, w)
+    canvas = np.ones((nrows * (h + top) + 1, ncols * (w + 1) + 1, *extra))
     for i in range(n):
         r, c = divmod(i, ncols)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = scaled[i]
+        canvas[top + r * (h + top) : top + r * (h + top) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = scaled[i]
     ax.imshow(canvas, cmap=cmap if not extra else None, interpolation="nearest", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
     if titles is not None:
         for i, title in enumerate(titles):
             r, c = divmod(i, ncols)
-            ax.text(1 + c * (w + 1) + w / 2, 1 + r * (h + 1) - 0.5, title, ha="center",
+            ax.text(1 + c * (w + 1) + w / 2, top + r * (h + top) - 0.5, title, ha="center",
                     va="bottom", fontsize=7)
     return ax
+
+
+def _title_gap(ax, nrows, ncols, h, w, fontsize=7):
+    """Blank image rows above each row of tiles, enough for a ``fontsize`` title not to be
+    drawn over the tiles above it (estimated from the axes' size on the figure)."""
+    box = ax.get_window_extent()
+    text_px = 1.4 * fontsize * ax.figure.dpi / 72  # line height, with room to spare
+    top = 1
+    for _ in range(3):
+        scale = min(box.width / (ncols * (w + 1) + 1), box.height / (nrows * (h + top) + 1))
+        top = max(1, int(np.ceil(text_px / max(scale, 1e-9))) + 1)
+    return top
 
 
 def _labels_of(model, X):

@@ -26,7 +26,7 @@ def _axes(ax):
         return ax
     import matplotlib.pyplot as plt
 
-    return plt.figure(figsize=(6, 5)).add_subplot()
+    return plt.figure(figsize=(6, 5), layout="constrained").add_subplot()
 
 
 def plot_clusters(

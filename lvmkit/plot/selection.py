@@ -120,4 +120,4 @@ def _axes(ax):
         return ax
     import matplotlib.pyplot as plt
 
-    return plt.figure(figsize=(6, 4.5)).add_subplot()
+    return plt.figure(figsize=(6, 4.5), layout="constrained").add_subplot()
