@@ -7,6 +7,7 @@ what to try.
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -255,6 +256,12 @@ def as_tensor(array, device=None, dtype=torch.float64) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.as_tensor(np.asarray(array)).to(device=device, dtype=dtype)
+
+
+def square_limit(dtype, n_features: int) -> float:
+    """The largest value whose square, summed over ``n_features`` with room to spare (10x),
+    stays finite in ``dtype``: what the E-steps, statistics and networks may be given."""
+    return math.sqrt(torch.finfo(dtype).max / (10.0 * max(int(n_features), 1)))
 
 
 def warn(message: str, category: type[Warning]) -> None:

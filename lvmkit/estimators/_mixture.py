@@ -590,7 +590,7 @@ def check_representable(
     and k-means' squared distances all square the (centred) values. ``spread`` is their size
     (a standard deviation, or the largest count); ``what`` says what it is, ``fix`` what to do."""
     dtype = v.resolve_dtype(dtype)
-    limit = math.sqrt(torch.finfo(dtype).max / (10.0 * max(n_features, 1)))
+    limit = v.square_limit(dtype, n_features)
     if not spread <= limit:
         name = str(dtype).replace("torch.", "")
         hint = " or fit with dtype='float64'" if dtype != torch.float64 else ""

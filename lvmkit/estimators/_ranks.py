@@ -13,7 +13,10 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from lvmkit.data.sources import Source
+from lvmkit import _validation as v
+from lvmkit.data.chunks import DataChunks
+from lvmkit.data.sources import ArraySource, Source, merge_moments
+from lvmkit.data.sources import moments as source_moments
 
 
 def collectively(comm, fn, *args):
@@ -100,3 +103,23 @@ def random_state(random_state, comm):
         seed = torch.tensor([rng.randint(np.iinfo(np.int32).max)], dtype=torch.int64)
         rng = np.random.RandomState(int(comm.broadcast(seed)[0]))
     return rng
+
+
+def moments(data, comm) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and variance (float64) of the rows of every rank: this rank's in one
+    pass (a tensor on its device, an array, or a source read in chunks), merged in rank order
+    with Chan's update."""
+    if isinstance(data, torch.Tensor):  # on its device, without a copy to the host
+        zero = torch.zeros(data.shape[1], dtype=torch.float64)
+        mean, variance, total = DataChunks(data, zero, torch.float64, data.device).moments()
+        mean, variance, total = v.to_numpy(mean), v.to_numpy(variance), float(total)
+    else:
+        mean, variance, total = source_moments(data if isinstance(data, Source) else ArraySource(data))
+    if comm.active:
+        mine = np.concatenate([mean, variance * total, [total]])[None]
+        merged = (np.zeros_like(mean), np.zeros_like(mean), 0.0)
+        for part in comm.gather_rows(mine):
+            m, m2 = part[0, :-1].reshape(2, -1)
+            merged = merge_moments(merged, (m, m2, float(part[0, -1])))
+        mean, variance = merged[0], merged[1] / max(merged[2], 1e-300)
+    return mean, variance

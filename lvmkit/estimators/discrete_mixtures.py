@@ -12,7 +12,7 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
-from lvmkit.data.sources import Source
+from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
@@ -107,22 +107,6 @@ def _where(row: int, col: int, origin: str | None, start: int) -> str:
     """'row R, column C' of in-memory data, or 'row R, column C of FILE' of streamed rows."""
     place = f"row {start + row}, column {col}"
     return place if origin is None else f"{place} of {origin}"
-
-
-def _column_means(data, comm) -> np.ndarray:
-    """The columns' means over every rank's rows, in memory or streamed (one pass; unweighted:
-    they choose a frame, they are not a statistic of the fit)."""
-    if isinstance(data, Source):
-        sums, rows = 0.0, 0
-        for chunk in data.chunks(65536):
-            sums = sums + chunk.X.sum(0)
-            rows += len(chunk)
-        sums = np.broadcast_to(np.asarray(sums, dtype=np.float64), (data.n_features,))
-    else:
-        A = _as_numpy(data).astype(np.float64, copy=False)
-        sums, rows = A.sum(0), A.shape[0]
-    total = comm.sum([*np.asarray(sums, dtype=np.float64).tolist(), float(rows)])
-    return np.asarray(total[:-1]) / max(total[-1], 1.0)
 
 
 def _as_numpy(X) -> np.ndarray:
@@ -310,7 +294,7 @@ class BernoulliMixture(_IndependentFeaturesMixture):
     def _choose_reference(self, data, comm) -> None:
         """Flip the features that are 1 in most rows (see :class:`Bernoulli`): their means over
         every rank's rows, one pass over streamed data."""
-        self.flipped_ = _column_means(data, comm) > 0.5
+        self.flipped_ = ranks.moments(data, comm)[0] > 0.5
 
     def _check_user_init(self, family, n_features: int, device) -> dict:
         user = super()._check_user_init(family, n_features, device)

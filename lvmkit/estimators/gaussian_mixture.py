@@ -7,9 +7,8 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
-from lvmkit.data.chunks import DataChunks
-from lvmkit.data.sources import ArraySource, Source, merge_moments, moments
 from lvmkit.distributed import LOCAL
+from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._mixture import (
     RESP_INITS,
     BaseMixture,
@@ -207,19 +206,7 @@ class GaussianMixture(BaseMixture):
     def _data_shift(self, data, weights, device, comm=LOCAL) -> torch.Tensor:
         """The data's mean (float64, one streaming pass over data on disk; over every rank's
         rows, merged in rank order, when ``comm`` spans several processes)."""
-        if isinstance(data, torch.Tensor):  # on its device, without a copy to the host
-            zero = torch.zeros(data.shape[1], dtype=torch.float64)
-            mean, variance, total = DataChunks(data, zero, torch.float64, data.device).moments()
-            mean, variance, total = v.to_numpy(mean), v.to_numpy(variance), float(total)
-        else:
-            mean, variance, total = moments(data if isinstance(data, Source) else ArraySource(data))
-        if comm.active:
-            mine = np.concatenate([mean, variance * total, [total]])[None]
-            parts = [(p[0, :-1].reshape(2, -1), float(p[0, -1])) for p in comm.gather_rows(mine)]
-            merged = (np.zeros_like(mean), np.zeros_like(mean), 0.0)
-            for (m, m2), w in parts:
-                merged = merge_moments(merged, (m, m2, w))
-            mean, variance = merged[0], merged[1] / max(merged[2], 1e-300)
+        mean, variance = ranks.moments(data, comm)
         check_representable(float(np.sqrt(np.max(variance, initial=0.0))), len(mean), self.dtype,
                             "largest feature standard deviation")
         self._warn_if_reg_covar_dominates(torch.as_tensor(variance))

@@ -28,7 +28,7 @@ from torch import nn
 from lvmkit import _validation as v
 from lvmkit._persist import Persistent, register
 from lvmkit import distributed
-from lvmkit.fit.sgd import TrainingDivergedError, copy_module, load_checkpoint, train
+from lvmkit.fit.sgd import TrainingDivergedError, copy_module, load_checkpoint, share_of_batch, train
 from lvmkit.families.bernoulli import sample_probs as draw_bernoulli
 from lvmkit.models.vae import DeepLatentModel, make_likelihood
 from lvmkit.nn.networks import ACTIVATIONS, build_decoder, build_encoder
@@ -69,7 +69,7 @@ def _scale_note(X: torch.Tensor, likelihood: str, std: float, dtype) -> str | No
     """Why a VAE will not train on X at its scale (None when it can); an error when X's squares
     overflow the compute dtype."""
     rms = float(X.reshape(X.shape[0], -1).to(torch.float64).square().mean(0).sqrt().max())
-    limit = (torch.finfo(dtype).max / (10.0 * X[0].numel())) ** 0.5
+    limit = v.square_limit(dtype, X[0].numel())
     fix = "Standardize X (e.g. sklearn.preprocessing.StandardScaler)"
     if likelihood == "poisson":
         fix = "Check that these are counts; large counts train better as log1p(X) with a Gaussian likelihood"
@@ -349,14 +349,11 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             g = torch.Generator(device=Xv.device).manual_seed(seed + 3)
             total = 0.0
             for start in range(0, Xv.shape[0], 1000):
-                block = Xv[start : start + 1000]
-                lo, hi = distributed.split(block.shape[0], comm.rank, comm.world)
-                if not comm.active:
-                    total += float(self._validation_scores(module, block, g).sum())
-                    continue
-                with distributed.share_of_rows(block.shape[0], lo, max(hi, lo + 1)):
-                    scores = self._validation_scores(module, block[lo : max(hi, lo + 1)], g)
-                total += float(scores.sum()) if hi > lo else 0.0
+                rows = torch.arange(start, min(start + 1000, Xv.shape[0]), device=Xv.device)
+                idx, share, weight = share_of_batch(rows, comm)
+                with share:
+                    scores = self._validation_scores(module, Xv[idx], g)
+                total += float(scores.sum()) if weight > 0 else 0.0
             return comm.sum([total])[0] / Xv.shape[0]
 
         self.module_ = module

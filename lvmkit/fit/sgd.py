@@ -229,7 +229,7 @@ def train(
             sums = torch.zeros(3, dtype=torch.float64, device=X.device)
             for b in range(n_batches):
                 rows = perm[b * batch_size : (b + 1) * batch_size]
-                idx, share, weight = _my_share(rows, comm)
+                idx, share, weight = share_of_batch(rows, comm)
                 with share:
                     xb = X[idx]
                     if prepare is not None:
@@ -315,7 +315,7 @@ def train(
     )
 
 
-def _my_share(rows: torch.Tensor, comm):
+def share_of_batch(rows: torch.Tensor, comm):
     """This rank's rows of a global batch, the context that makes its draws the batch's, and
     the weight of its loss (its share of the batch times the number of ranks, so that DDP's mean
     over ranks is the batch's mean). A rank whose share is empty computes the batch's first row
