@@ -12,7 +12,7 @@ comparable with log p(x) and the KL term is not silently re-weighted.
 - ``poisson``: the decoder outputs log-rates; log p = x·l − exp(l) − log x!.
 
 The densities themselves live with their families (:mod:`lvmkit.families.bernoulli`,
-:mod:`~lvmkit.families.gaussian`, :mod:`~lvmkit.families.poisson`, per-sample forms); the classes
+:mod:`~lvmkit.families.diagonal`, :mod:`~lvmkit.families.poisson`, per-sample forms); the classes
 here hold only what a decoder's likelihood adds (a fixed or learned standard deviation).
 """
 
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lvmkit.families import bernoulli, poisson
-from lvmkit.families.gaussian import shared_std_log_prob, standard_normal_log_prob
+from lvmkit.families.diagonal import shared_std_log_prob, standard_normal_log_prob
 
 
 class Likelihood(nn.Module):

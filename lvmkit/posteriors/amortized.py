@@ -5,7 +5,7 @@ concatenated. ``rsample`` draws z = mu + sigma·eps (the reparameterization tric
 flow to the encoder through the sample.
 
 The density, the sampler and the KL to N(0, I) are the diagonal Gaussian's of
-:mod:`lvmkit.families.gaussian` (per-sample forms); the names here are kept for their callers.
+:mod:`lvmkit.families.diagonal` (per-sample forms); the names here are kept for their callers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lvmkit.families.gaussian import (
+from lvmkit.families.diagonal import (
     diagonal_kl_to_standard,
     diagonal_kl_to_standard_per_dim,
     diagonal_log_prob,

@@ -141,7 +141,7 @@ def test_reparameterized_gradient_matches_finite_differences():
 def test_per_sample_gaussian_densities_of_the_family_module_agree():
     """The encoder's and the decoder's Gaussians are the family module's functions: both forms of
     the diagonal density, and the standard normal prior, against scipy."""
-    from lvmkit.families.gaussian import diagonal_log_prob, shared_std_log_prob, standard_normal_log_prob
+    from lvmkit.families.diagonal import diagonal_log_prob, shared_std_log_prob, standard_normal_log_prob
 
     rng = np.random.default_rng(3)
     x, mean = rng.normal(size=(2, 4, 5)), rng.normal(size=(4, 5))
