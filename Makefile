@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-deps bench-gmm bench-mixtures bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference docs clean
+.PHONY: demo test test-fast lint bench-deps bench-gmm bench-mixtures bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference docs clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Ruff (configured in pyproject.toml, pinned in the dev extra): lint, then check the formatting
+# (`ruff format` over the same paths fixes it; `ruff check --fix` fixes what it can).
+LINT_PATHS := lvmkit tests bench examples
+lint: $(STAMP)
+	$(PIP) install --quiet -e ".[dev]"
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 # Benchmarks need the peers (scikit-learn pinned, pomegranate); each writes its BENCHMARKS.md table.
 bench-deps: $(STAMP)
