@@ -32,8 +32,9 @@ import platform
 import re
 import statistics
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,7 +96,7 @@ def library_versions(modules: Iterable[str]) -> dict[str, str]:
 def machine_info(modules: Iterable[str] = ("torch", "numpy")) -> dict[str, Any]:
     """Everything a benchmark table should state about where it ran."""
     info: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
         "cores": cpu_cores(),
         "python": platform.python_version(),
@@ -201,11 +202,11 @@ def time_interleaved(
     t_full: list[list[float]] = [[] for _ in fits]
     models: list[Any] = [None] * len(fits)
     for rep in range(repeats):
-        for i, (fit, label, device) in enumerate(zip(fits, labels, devices)):
+        for i, (fit, label, device) in enumerate(zip(fits, labels, devices, strict=True)):
             pairs: list[tuple[float, float]] = []
             while True:
-                t1, _ = timed(lambda: fit(1), device, settle)
-                tn, models[i] = timed(lambda: fit(n_iter), device, settle)
+                t1, _ = timed(lambda fit=fit: fit(1), device, settle)
+                tn, models[i] = timed(lambda fit=fit: fit(n_iter), device, settle)
                 pairs.append((t1, tn))
                 spent = sum(a + b for a, b in pairs)
                 if spent >= min_seconds or len(pairs) >= max_pairs:

@@ -41,7 +41,10 @@ def main(argv=None) -> int:
     from lvmkit import BernoulliMixture
     from lvmkit.data import read_amat
 
-    split = {name: read_amat(args.data / f"binarized_mnist_{name}.amat.gz") for name in ("train", "valid", "test")}
+    split = {
+        name: read_amat(args.data / f"binarized_mnist_{name}.amat.gz")
+        for name in ("train", "valid", "test")
+    }
     if args.quick:
         split = {k: v[:5000] for k, v in split.items()}
         args.components, args.no_write, args.out = [10], True, REPO / "out"
@@ -49,37 +52,59 @@ def main(argv=None) -> int:
     rows, models = [], {}
     for k in args.components:
         start = time.perf_counter()
-        model = BernoulliMixture(k, max_iter=args.max_iter, tol=args.tol, n_init=args.n_init,
-                                 random_state=args.seed).fit(split["train"])
+        model = BernoulliMixture(
+            k, max_iter=args.max_iter, tol=args.tol, n_init=args.n_init, random_state=args.seed
+        ).fit(split["train"])
         seconds = time.perf_counter() - start
         models[k] = model
-        rows.append([
-            str(k), f"{model.score(split['train']):.2f}", f"{model.score(split['valid']):.2f}",
-            f"{model.score(split['test']):.2f}", str(model.n_iter_), f"{seconds:.1f}",
-        ])
-        print(f"K={k:>4}: test log-likelihood {rows[-1][3]} nats/image ({model.n_iter_} iterations, {seconds:.1f} s)", flush=True)
+        rows.append(
+            [
+                str(k),
+                f"{model.score(split['train']):.2f}",
+                f"{model.score(split['valid']):.2f}",
+                f"{model.score(split['test']):.2f}",
+                str(model.n_iter_),
+                f"{seconds:.1f}",
+            ]
+        )
+        print(
+            f"K={k:>4}: test log-likelihood {rows[-1][3]} nats/image ({model.n_iter_} iterations, "
+            f"{seconds:.1f} s)",
+            flush=True,
+        )
 
     figure = _means_grid(models[max(models)], args.out / "bernoulli_mnist_means.png")
-    header = ["K", "train nats/image", "valid nats/image", "test nats/image", "EM iterations", "fit seconds"]
-    body = "\n".join([
-        "## Bernoulli mixtures on binarized MNIST (the discrete-latent baseline)",
-        "",
-        "Command: `.venv/bin/python bench/bernoulli_mnist.py`",
-        "",
-        *_common.machine_lines(info),
-        f"- Data: Larochelle & Murray binarized MNIST, fit on the {len(split['train']):,} training images; "
-        "mean log-likelihood per image in nats (higher is better) on each split.",
-        f"- Model: lvmkit.BernoulliMixture, k-means initialisation, tol={args.tol} (per sample), "
-        f"max_iter={args.max_iter}, n_init={args.n_init}, min_prob=1e-6, float32.",
-        "- For reference, Larochelle & Murray (2011) report -137.64 nats on the test set for a "
-        "mixture of 500 Bernoullis; K=100 here is comparable and K=200 better. Their training "
-        "protocol (initialisation, smoothing, stopping) is not reproduced here, which may explain "
-        "the difference. The standard VAE (issue 4) should reach about -86 to -87.",
-        "",
-        _common.markdown_table(header, rows),
-        "",
-        f"Component means of the K={max(models)} model: `{figure.relative_to(REPO) if figure.is_relative_to(REPO) else figure}`.",
-    ])
+    header = [
+        "K",
+        "train nats/image",
+        "valid nats/image",
+        "test nats/image",
+        "EM iterations",
+        "fit seconds",
+    ]
+    body = "\n".join(
+        [
+            "## Bernoulli mixtures on binarized MNIST (the discrete-latent baseline)",
+            "",
+            "Command: `.venv/bin/python bench/bernoulli_mnist.py`",
+            "",
+            *_common.machine_lines(info),
+            f"- Data: Larochelle & Murray binarized MNIST, fit on the {len(split['train']):,} "
+            f"training images; mean log-likelihood per image in nats (higher is better) on each "
+            f"split.",
+            f"- Model: lvmkit.BernoulliMixture, k-means initialisation, tol={args.tol} (per "
+            f"sample), max_iter={args.max_iter}, n_init={args.n_init}, min_prob=1e-6, float32.",
+            "- For reference, Larochelle & Murray (2011) report -137.64 nats on the test set for a "
+            "mixture of 500 Bernoullis; K=100 here is comparable and K=200 better. Their training "
+            "protocol (initialisation, smoothing, stopping) is not reproduced here, which may "
+            "explain the difference. The standard VAE (issue 4) should reach about -86 to -87.",
+            "",
+            _common.markdown_table(header, rows),
+            "",
+            f"Component means of the K={max(models)} model: "
+            f"`{figure.relative_to(REPO) if figure.is_relative_to(REPO) else figure}`.",
+        ]
+    )
     print(body)
     if not args.no_write:
         _common.write_section(body, "bench/bernoulli_mnist.py")
@@ -100,7 +125,7 @@ def _means_grid(model, path: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9 + 0.4))
     for ax in np.ravel(axes):
         ax.axis("off")
-    for ax, j in zip(np.ravel(axes), order):
+    for ax, j in zip(np.ravel(axes), order, strict=False):
         ax.imshow(model.probs_[j].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
     fig.suptitle(f"BernoulliMixture, K={k}: component means by decreasing weight")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -96,8 +96,13 @@ def worker(args) -> None:
     rows = np.ascontiguousarray(X[lo:hi])
     init = np.load(args.init)
     est = GaussianMixture(
-        init["weights"].shape[0], covariance_type="full", dtype="float32", max_iter=args.iters,
-        tol=0.0, weights_init=init["weights"], means_init=init["means"],
+        init["weights"].shape[0],
+        covariance_type="full",
+        dtype="float32",
+        max_iter=args.iters,
+        tol=0.0,
+        weights_init=init["weights"],
+        means_init=init["means"],
         precisions_init=init["precisions"],
     )
     start = time.perf_counter()
@@ -110,7 +115,9 @@ def worker(args) -> None:
     family = est._make_family()
     model = Mixture(family, est.n_components, torch.float32)
     params = est._fitted_parameters(torch.as_tensor(est.shift_), "cpu")
-    floats = model.e_step(family.features(torch.zeros(2, rows.shape[1])), None, params).flat().numel()
+    floats = (
+        model.e_step(family.features(torch.zeros(2, rows.shape[1])), None, params).flat().numel()
+    )
     allreduce = None
     if comm.active:
         import torch.distributed as dist
@@ -124,12 +131,20 @@ def worker(args) -> None:
             times.append(time.perf_counter() - t0)
         allreduce = float(np.median(times[5:]))
     if comm.is_main:
-        Path(args.result).write_text(json.dumps({
-            "world": comm.world, "threads": args.threads, "rows_per_rank": hi - lo,
-            "seconds": seconds, "per_iter": per_iter.tolist(),
-            "lower_bounds": list(map(float, est.lower_bounds_)), "stat_floats": int(floats),
-            "allreduce_seconds": allreduce,
-        }))
+        Path(args.result).write_text(
+            json.dumps(
+                {
+                    "world": comm.world,
+                    "threads": args.threads,
+                    "rows_per_rank": hi - lo,
+                    "seconds": seconds,
+                    "per_iter": per_iter.tolist(),
+                    "lower_bounds": list(map(float, est.lower_bounds_)),
+                    "stat_floats": int(floats),
+                    "allreduce_seconds": allreduce,
+                }
+            )
+        )
     lvd.shutdown()
 
 
@@ -141,8 +156,21 @@ def _free_port() -> int:
 
 
 def _launch(world: int, threads: int, data: Path, init: Path, result: Path, iters: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--data", str(data),
-           "--init", str(init), "--result", str(result), "--iters", str(iters)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--threads",
+        str(threads),
+        "--data",
+        str(data),
+        "--init",
+        str(init),
+        "--result",
+        str(result),
+        "--iters",
+        str(iters),
+    ]
     base = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         base.pop(name, None)
@@ -151,8 +179,17 @@ def _launch(world: int, threads: int, data: Path, init: Path, result: Path, iter
     else:
         port = str(_free_port())
         procs = [
-            subprocess.Popen(cmd, env=dict(base, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(world),
-                                           MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+            subprocess.Popen(
+                cmd,
+                env=dict(
+                    base,
+                    RANK=str(r),
+                    LOCAL_RANK=str(r),
+                    WORLD_SIZE=str(world),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=port,
+                ),
+            )
             for r in range(world)
         ]
         for p in procs:
@@ -199,14 +236,19 @@ def main() -> None:
         t0 = time.perf_counter()
         make_data(data, n, d, k)
         make_init(data, init, k)
-        print(f"data {n:,} x {d}, K = {k}: written and initialised in {time.perf_counter() - t0:.0f} s")
+        print(
+            f"data {n:,} x {d}, K = {k}: written and initialised in {time.perf_counter() - t0:.0f} "
+            f"s"
+        )
         runs = {}
         for world, threads in ((1, 2), (2, 1), (1, 2), (2, 1)):  # twice each, interleaved
             r = _launch(world, threads, data, init, tmp / f"r{world}.json", args.iters)
             key = (world, threads)
             med = float(np.median(r["per_iter"][1:] or r["per_iter"]))
-            print(f"  {world} process(es) x {threads} thread(s): {med:.3f} s/iteration, "
-                  f"final bound {r['lower_bounds'][-1]:.6f}")
+            print(
+                f"  {world} process(es) x {threads} thread(s): {med:.3f} s/iteration, "
+                f"final bound {r['lower_bounds'][-1]:.6f}"
+            )
             if key not in runs or med < runs[key]["median"]:
                 runs[key] = dict(r, median=med)
     one, two = runs[(1, 2)], runs[(2, 1)]
@@ -214,62 +256,93 @@ def main() -> None:
     gap = abs(one["lower_bounds"][-1] - two["lower_bounds"][-1]) / abs(one["lower_bounds"][-1])
     info = machine_info(("torch", "numpy"))
     rows = [
-        ["1 process x 2 threads", f"{one['median']:.3f}", "1.00", "—", f"{one['lower_bounds'][-1]:.6f}"],
-        ["2 processes x 1 thread (gloo)", f"{two['median']:.3f}",
-         f"{one['median'] / two['median']:.2f}", f"{two['allreduce_seconds'] * 1e3:.2f} ms",
-         f"{two['lower_bounds'][-1]:.6f}"],
+        [
+            "1 process x 2 threads",
+            f"{one['median']:.3f}",
+            "1.00",
+            "—",
+            f"{one['lower_bounds'][-1]:.6f}",
+        ],
+        [
+            "2 processes x 1 thread (gloo)",
+            f"{two['median']:.3f}",
+            f"{one['median'] / two['median']:.2f}",
+            f"{two['allreduce_seconds'] * 1e3:.2f} ms",
+            f"{two['lower_bounds'][-1]:.6f}",
+        ],
         ["1 GPU", "not run: no GPU was lent to this session", "", "", ""],
     ]
     table = markdown_table(
-        ["run", "s / iteration", "speed-up", "all_reduce (measured)", "final bound (nats/sample)"], rows
+        ["run", "s / iteration", "speed-up", "all_reduce (measured)", "final bound (nats/sample)"],
+        rows,
     )
     compute = one["median"]  # one machine (2 cores) on all N rows
     paper = []
     for p in (1, 2, 8, 64):
         s_strong, e_strong = model_on_paper(compute, nbytes, p, weak=False)
         s_weak, e_weak = model_on_paper(compute, nbytes, p, weak=True)
-        paper.append([str(p), f"{s_strong:.4f}", f"{e_strong:.1%}", f"{compute / s_strong:.1f}x",
-                      f"{s_weak:.3f}", f"{e_weak:.2%}"])
+        paper.append(
+            [
+                str(p),
+                f"{s_strong:.4f}",
+                f"{e_strong:.1%}",
+                f"{compute / s_strong:.1f}x",
+                f"{s_weak:.3f}",
+                f"{e_weak:.2%}",
+            ]
+        )
     paper_table = markdown_table(
-        ["machines P", "strong: s / iter", "strong: efficiency", "strong: speed-up",
-         "weak: s / iter", "weak: efficiency"], paper,
+        [
+            "machines P",
+            "strong: s / iter",
+            "strong: efficiency",
+            "strong: speed-up",
+            "weak: s / iter",
+            "weak: efficiency",
+        ],
+        paper,
     )
-    body = "\n".join([
-        "## EM across processes: torch.distributed (issue 12)",
-        "",
-        "`bench/distributed.py` (protocol in its docstring). GMM, full covariances, "
-        f"N = {n:,}, D = {d}, K = {k}, float32, {args.iters} EM iterations from the same start.",
-        "",
-        *machine_lines(info),
-        "",
-        table,
-        "",
-        f"- Same final log-likelihood: relative difference {gap:.1e} (float32 sums in another order).",
-        f"- All-reduced per iteration: one float64 vector of {two['stat_floats']:,} numbers = "
-        f"{nbytes / 1e3:.0f} kB (K + K·D + K·D² + 2), against {compute:.2f} s of compute per "
-        f"iteration on one machine: {nbytes / compute / 1e3:.0f} kB per second of compute.",
-        f"- The all_reduce is {two['allreduce_seconds'] / two['median']:.3%} of a two-process "
-        "iteration. Two processes of one thread "
-        + ("beat" if two["median"] < one["median"] else "do not beat")
-        + " one process of two threads here: the processes share nothing but that vector, while "
-        "torch's two intra-op threads split each matrix product of the E-step and wait for "
-        "each other (best of two interleaved runs each; the rows are in memory).",
-        "",
-        "### Scaling to 8 and 64 machines on a 10 Gbit/s network: a model on paper",
-        "",
-        f"T(P) = C / P + 2 (P−1)/P · B / bandwidth + 2 (P−1) · α with C = {compute:.2f} s (one "
-        f"machine like this one, all N rows, measured above), B = {nbytes / 1e3:.0f} kB, "
-        f"bandwidth = 1.25 GB/s, α = {LATENCY * 1e6:.0f} µs per ring step. Strong scaling: the "
-        f"same N = {n:,} rows split over P machines; weak scaling: N rows on every machine.",
-        "",
-        paper_table,
-        "",
-        "Assumptions: machines like this one (2 cores), rows already on each machine's disk or in "
-        "its memory (no data moves over the network), gloo's ring all_reduce, no stragglers (the "
-        "slowest machine sets the pace: uneven shards or a busy machine cost more than the "
-        "network here), the one-off collectives of a fit (shift, seeding sample, agreement) "
-        "ignored. The all_reduce measured on 127.0.0.1 above is a lower bound of the network's.",
-    ])
+    body = "\n".join(
+        [
+            "## EM across processes: torch.distributed (issue 12)",
+            "",
+            "`bench/distributed.py` (protocol in its docstring). GMM, full covariances, "
+            f"N = {n:,}, D = {d}, K = {k}, float32, {args.iters} EM iterations from the same "
+            f"start.",
+            "",
+            *machine_lines(info),
+            "",
+            table,
+            "",
+            f"- Same final log-likelihood: relative difference {gap:.1e} (float32 sums in another "
+            f"order).",
+            f"- All-reduced per iteration: one float64 vector of {two['stat_floats']:,} numbers = "
+            f"{nbytes / 1e3:.0f} kB (K + K·D + K·D² + 2), against {compute:.2f} s of compute per "
+            f"iteration on one machine: {nbytes / compute / 1e3:.0f} kB per second of compute.",
+            f"- The all_reduce is {two['allreduce_seconds'] / two['median']:.3%} of a two-process "
+            "iteration. Two processes of one thread "
+            + ("beat" if two["median"] < one["median"] else "do not beat")
+            + " one process of two threads here: the processes share nothing but that vector, "
+            "while torch's two intra-op threads split each matrix product of the E-step and wait "
+            "for each other (best of two interleaved runs each; the rows are in memory).",
+            "",
+            "### Scaling to 8 and 64 machines on a 10 Gbit/s network: a model on paper",
+            "",
+            f"T(P) = C / P + 2 (P−1)/P · B / bandwidth + 2 (P−1) · α with C = {compute:.2f} s (one "
+            f"machine like this one, all N rows, measured above), B = {nbytes / 1e3:.0f} kB, "
+            f"bandwidth = 1.25 GB/s, α = {LATENCY * 1e6:.0f} µs per ring step. Strong scaling: the "
+            f"same N = {n:,} rows split over P machines; weak scaling: N rows on every machine.",
+            "",
+            paper_table,
+            "",
+            "Assumptions: machines like this one (2 cores), rows already on each machine's disk or "
+            "in its memory (no data moves over the network), gloo's ring all_reduce, no stragglers "
+            "(the slowest machine sets the pace: uneven shards or a busy machine cost more than "
+            "the network here), the one-off collectives of a fit (shift, seeding sample, "
+            "agreement) ignored. The all_reduce measured on 127.0.0.1 above is a lower bound of "
+            "the network's.",
+        ]
+    )
     print(body)
     if args.output is not None:
         write_section(body, "distributed", args.output)

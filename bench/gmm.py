@@ -334,7 +334,7 @@ class Pomegranate(Impl):
 
         components = [
             normal(means=t(m), covs=t(c), covariance_type=self.cov_type, reg_covar=self.reg_covar)
-            for m, c in zip(init.means, init.covariances)
+            for m, c in zip(init.means, init.covariances, strict=False)
         ]
         model = GeneralMixtureModel(
             components, priors=t(init.weights), max_iter=n_iter, tol=-math.inf, random_state=0
@@ -428,11 +428,14 @@ def run_group(
     flops = flops_per_iter(n, d, k, init.covariance_type)
     results = [Result(impl, n_iter, flops) for impl in impls]
     data = [impl.prepare(x) for impl in impls]
-    for res, xd in zip(results, data):
+    for res, xd in zip(results, data, strict=True):
         res.impl.fit(xd, init, min(2, n_iter))  # warm-up
         res.init_ll = res.impl.initial_loglik(xd, init)
     t_one, t_full, models = _common.time_interleaved(
-        [lambda n, impl=impl, xd=xd: impl.fit(xd, init, n) for impl, xd in zip(impls, data)],
+        [
+            lambda n, impl=impl, xd=xd: impl.fit(xd, init, n)
+            for impl, xd in zip(impls, data, strict=True)
+        ],
         n_iter,
         repeats,
         labels=[f"{i.device} {i.cov_type} {i.dtype} {i.name}" for i in impls],
@@ -440,9 +443,9 @@ def run_group(
         settle=settle,
         log=log,
     )
-    for res, t1, tn in zip(results, t_one, t_full):
+    for res, t1, tn in zip(results, t_one, t_full, strict=True):
         res.t_one, res.t_full = t1, tn
-    for res, xd, model in zip(results, data, models):
+    for res, xd, model in zip(results, data, models, strict=True):
         res.final_ll = res.impl.score(model, xd)
         res.ref_ll = reference_loglik(x, init.covariance_type, *res.impl.fitted_params(model))
     return results
@@ -459,11 +462,15 @@ def check_targets(results: list[Result], log) -> None:
             continue
         tag = f"{i.cov_type} {i.dtype} {i.name}"
         if i.dtype == "float64" and abs(r.init_ll - sk.init_ll) > 1e-6:
-            log(f"WARNING {tag}: first-iteration loglik differs from sklearn by"
-                f" {abs(r.init_ll - sk.init_ll):.2e} (not the same initial parameters?)")
+            log(
+                f"WARNING {tag}: first-iteration loglik differs from sklearn by"
+                f" {abs(r.init_ll - sk.init_ll):.2e} (not the same initial parameters?)"
+            )
         if abs(r.final_ll - sk.final_ll) > 1e-4:
-            log(f"WARNING {tag}: final loglik differs from sklearn by"
-                f" {abs(r.final_ll - sk.final_ll):.2e} > 1e-4")
+            log(
+                f"WARNING {tag}: final loglik differs from sklearn by"
+                f" {abs(r.final_ll - sk.final_ll):.2e} > 1e-4"
+            )
 
 
 def build_impls(args, names, cov_type: str, device: str) -> list[Impl]:
@@ -618,9 +625,7 @@ def render(args, info, peaks, cpu_results, gpu_results, gemm_n) -> str:
         " set re-evaluated by one reference (scikit-learn `score`, float64, parameters plugged"
         " in) against the library's own score.",
         "",
-        _common.markdown_table(
-            CHECK_HEADERS, check_rows(cpu_results + gpu_results), CHECK_ALIGN
-        ),
+        _common.markdown_table(CHECK_HEADERS, check_rows(cpu_results + gpu_results), CHECK_ALIGN),
     ]
     return "\n".join(out) + "\n"
 
@@ -630,33 +635,53 @@ def render(args, info, peaks, cpu_results, gpu_results, gemm_n) -> str:
 # --------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: N=5000, 5 iterations, 2 repeats, small GEMM, no CUDA rows;"
-                        " prints only (nothing written unless --output is given)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: N=5000, 5 iterations, 2 repeats, small GEMM, no CUDA rows;"
+        " prints only (nothing written unless --output is given)",
+    )
     p.add_argument("--n-samples", type=int, default=None, help="N (default 200000)")
     p.add_argument("--n-features", type=int, default=16, help="D")
     p.add_argument("--n-components", type=int, default=16, help="K")
     p.add_argument("--n-iter", type=int, default=None, help="EM iterations per fit (default 20)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats, best of (default 3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--settle", type=float, default=0.3,
-                   help="untimed sleep (s) before each timed fit, so the previous library's"
-                        " spinning BLAS/OpenMP threads go idle (see bench/_common.timed)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="untimed sleep (s) before each timed fit, so the previous library's"
+        " spinning BLAS/OpenMP threads go idle (see bench/_common.timed)",
+    )
     p.add_argument("--covariance-types", nargs="+", choices=COV_TYPES, default=list(COV_TYPES))
-    p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES),
-                   help="dtypes for lvmkit and pomegranate (sklearn is always float64)")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=DTYPES,
+        default=list(DTYPES),
+        help="dtypes for lvmkit and pomegranate (sklearn is always float64)",
+    )
     p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
-    p.add_argument("--pomegranate-reg-covar", type=float, default=REG_COVAR,
-                   help="variance added in pomegranate's M-step (0 = stock pomegranate)")
+    p.add_argument(
+        "--pomegranate-reg-covar",
+        type=float,
+        default=REG_COVAR,
+        help="variance added in pomegranate's M-step (0 = stock pomegranate)",
+    )
     p.add_argument("--gemm-size", type=int, default=None, help="GEMM benchmark size (default 2048)")
     p.add_argument("--no-gpu", action="store_true", help="skip CUDA rows even if a GPU is present")
     p.add_argument("--gpu-n-samples", type=int, default=1_000_000)
     p.add_argument("--gpu-n-features", type=int, default=64)
     p.add_argument("--gpu-n-components", type=int, default=64)
     p.add_argument("--gpu-gemm-size", type=int, default=8192)
-    p.add_argument("--output", type=Path, default=None,
-                   help="markdown file to update (default: the repository's BENCHMARKS.md;"
-                        " with --quick: none)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file to update (default: the repository's BENCHMARKS.md;"
+        " with --quick: none)",
+    )
     p.add_argument("--no-write", action="store_true", help="print the table only")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -678,8 +703,10 @@ def main(argv=None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     info = _common.machine_info(("torch", "numpy", "sklearn", "pomegranate", "lvmkit"))
-    log(f"machine: {info['cpu']}, {info['cores']} cores; torch threads {info['torch_threads']};"
-        f" BLAS {info['blas_threads']}")
+    log(
+        f"machine: {info['cpu']}, {info['cores']} cores; torch threads {info['torch_threads']};"
+        f" BLAS {info['blas_threads']}"
+    )
 
     use_gpu = torch.cuda.is_available() and not args.no_gpu and "lvmkit" in args.impls
     peaks = {}

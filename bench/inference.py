@@ -38,9 +38,13 @@ DATA = REPO.parent / "shared" / "data" / "mnist"
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO / "out" / "vae-mnist" / "mnist" / "model.lvm")
+    parser.add_argument(
+        "--model", type=Path, default=REPO / "out" / "vae-mnist" / "mnist" / "model.lvm"
+    )
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--skip-speed", action="store_true", help="do not time the 10,000 x 5000 evaluation")
+    parser.add_argument(
+        "--skip-speed", action="store_true", help="do not time the 10,000 x 5000 evaluation"
+    )
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -57,16 +61,19 @@ def main(argv=None):
     lines = [
         "## Inference diagnostics on the MNIST VAE (issue 5)",
         "",
-        f"Command: `.venv/bin/python bench/inference.py`; {info['date']}; {info['cpu']}, {info['cores']} cores, "
-        f"no GPU; torch {info['versions']['torch']} ({torch.get_num_threads()} threads). Model: the dynamic-MNIST "
-        f"VAE of the table above ({model.n_iter_} epochs); test images binarized once with a fixed seed.",
+        f"Command: `.venv/bin/python bench/inference.py`; {info['date']}; {info['cpu']}, "
+        f"{info['cores']} cores, no GPU; torch {info['versions']['torch']} "
+        f"({torch.get_num_threads()} threads). Model: the dynamic-MNIST VAE of the table above "
+        f"({model.n_iter_} epochs); test images binarized once with a fixed seed.",
         "",
     ]
 
     # 1. Evaluation speed.
     n_eval, k_eval = (500, 500) if args.quick else (10_000, 5000)
     if not args.skip_speed:
-        ll = lvmkit.log_marginal(model, X[:n_eval], k=k_eval)  # compile='auto': compiled at this size
+        ll = lvmkit.log_marginal(
+            model, X[:n_eval], k=k_eval
+        )  # compile='auto': compiled at this size
         # The same images and samples with and without torch.compile, in this run (a ratio).
         n_sub = 200 if args.quick else 2000
         eager = lvmkit.log_marginal(model, X[:n_sub], k=k_eval, compile=False)
@@ -75,13 +82,16 @@ def main(argv=None):
         lines += [
             f"### Evaluation speed: {n_eval:,} test images at k = {k_eval}",
             "",
-            f"log p(x) = **{ll.mean:.2f} ± {ll.stderr:.2f}** nats ({ll.bits_per_dim:.4f} bits/dim) in "
-            f"**{ll.seconds:.0f} s** ({ll.seconds / 60:.1f} min, the one-off compile included; target: under 5 min). "
-            f"{n_eval * k_eval / ll.seconds / 1e3:.0f} thousand decoder evaluations per second.",
+            f"log p(x) = **{ll.mean:.2f} ± {ll.stderr:.2f}** nats ({ll.bits_per_dim:.4f} bits/dim) "
+            f"in **{ll.seconds:.0f} s** ({ll.seconds / 60:.1f} min, the one-off compile included; "
+            f"target: under 5 min). {n_eval * k_eval / ll.seconds / 1e3:.0f} thousand decoder "
+            f"evaluations per second.",
             "",
-            f"`torch.compile` (`log_marginal(compile='auto')` compiles from 5,000,000 rows): on the first {n_sub:,} "
-            f"images, eager {eager.seconds:.1f} s, compiled {fused.seconds:.1f} s including the compile: "
-            f"**{eager.seconds / fused.seconds:.2f}x**; the per-image estimates agree to {diff:.1e} nats (same samples).",
+            f"`torch.compile` (`log_marginal(compile='auto')` compiles from 5,000,000 rows): on "
+            f"the first {n_sub:,} images, eager {eager.seconds:.1f} s, compiled "
+            f"{fused.seconds:.1f} s including the compile: "
+            f"**{eager.seconds / fused.seconds:.2f}x**; the per-image estimates agree to "
+            f"{diff:.1e} nats (same samples).",
             "",
         ]
         print("\n".join(lines[-4:]), flush=True)
@@ -99,24 +109,48 @@ def main(argv=None):
     lines += [
         f"### Importance sampling against sampling from the prior ({n_k} test images)",
         "",
-        f"ELBO (100 samples): {elbo:.2f} nats. Each cell: mean estimate of log p(x) ± standard error over images.",
+        f"ELBO (100 samples): {elbo:.2f} nats. Each cell: mean estimate of log p(x) ± standard "
+        f"error over images.",
         "",
         "| k | importance sampling (encoder q) | naive Monte Carlo (prior p(z)) |",
         "|---:|---:|---:|",
     ]
-    lines += [f"| {k} | {imp.mean:.2f} ± {imp.stderr:.2f} | {prior.mean:.2f} ± {prior.stderr:.2f} |" for k, imp, prior in rows]
+    lines += [
+        f"| {k} | {imp.mean:.2f} ± {imp.stderr:.2f} | {prior.mean:.2f} ± {prior.stderr:.2f} |"
+        for k, imp, prior in rows
+    ]
     gap_1, gap_k = rows[0][1].mean - rows[0][2].mean, rows[-1][1].mean - rows[-1][2].mean
-    lines += ["", "With 50 latent dimensions almost no prior draw lands where p(x | z) is large: the naive estimate "
-              f"is {gap_1:.0f} nats below importance sampling at k = {ks[0]} and still {gap_k:.0f} nats below at "
-              f"k = {ks[-1]}. Figure: `docs/marginal_vs_k.png`.", ""]
+    lines += [
+        "",
+        f"With 50 latent dimensions almost no prior draw lands where p(x | z) is large: the naive "
+        f"estimate is {gap_1:.0f} nats below importance sampling at k = {ks[0]} and still "
+        f"{gap_k:.0f} nats below at k = {ks[-1]}. Figure: `docs/marginal_vs_k.png`.",
+        "",
+    ]
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.5, 4))
     ax = fig.add_subplot()
-    ax.errorbar(ks, [r[1].mean for r in rows], [r[1].stderr for r in rows], marker="o", label="importance sampling, q(z | x)")
-    ax.errorbar(ks, [r[2].mean for r in rows], [r[2].stderr for r in rows], marker="s", label="naive Monte Carlo, p(z)")
+    ax.errorbar(
+        ks,
+        [r[1].mean for r in rows],
+        [r[1].stderr for r in rows],
+        marker="o",
+        label="importance sampling, q(z | x)",
+    )
+    ax.errorbar(
+        ks,
+        [r[2].mean for r in rows],
+        [r[2].stderr for r in rows],
+        marker="s",
+        label="naive Monte Carlo, p(z)",
+    )
     ax.axhline(elbo, color="grey", linestyle="--", label="ELBO")
-    ax.set_xscale("log"), ax.set_xlabel("k (samples per image)"), ax.set_ylabel("estimate of log p(x), nats")
+    (
+        ax.set_xscale("log"),
+        ax.set_xlabel("k (samples per image)"),
+        ax.set_ylabel("estimate of log p(x), nats"),
+    )
     ax.set_title("MNIST VAE: log p(x) estimates against k", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -126,20 +160,37 @@ def main(argv=None):
     # 3. The gap report.
     n_gap = 50 if args.quick else 500
     start = time.perf_counter()
-    report = lvmkit.gap_report(model, X[:n_gap], k=500 if args.quick else 5000, svi_steps=300 if args.quick else 1000,
-                               n_samples_elbo=100 if args.quick else 1000)
+    report = lvmkit.gap_report(
+        model,
+        X[:n_gap],
+        k=500 if args.quick else 5000,
+        svi_steps=300 if args.quick else 1000,
+        n_samples_elbo=100 if args.quick else 1000,
+    )
     seconds = time.perf_counter() - start
     print(report, flush=True)
     table = report.summary()
-    lines += [f"### Gap report ({n_gap} test images, {seconds:.0f} s)", "", _markdown(table), "",
-              "Approximation gap = log p(x) − ELBO(q*), the cost of a diagonal Gaussian; amortization gap = "
-              "ELBO(q*) − ELBO(encoder), the cost of one encoder for all images (Cremer, Li and Duvenaud 2018).", ""]
+    lines += [
+        f"### Gap report ({n_gap} test images, {seconds:.0f} s)",
+        "",
+        _markdown(table),
+        "",
+        "Approximation gap = log p(x) − ELBO(q*), the cost of a diagonal Gaussian; amortization "
+        "gap = ELBO(q*) − ELBO(encoder), the cost of one encoder for all images (Cremer, Li and "
+        "Duvenaud 2018).",
+        "",
+    ]
 
     # 4. Gradient-estimator variance.
     variance = lvmkit.gradient_variance(model, X[:100], n_repeats=50 if args.quick else 200)
     print(variance.table, flush=True)
-    lines += ["### Variance of the encoder-gradient estimators (one batch of 100 test images)", "",
-              _markdown(variance.table), "", "Figure: `docs/gradient_variance.png`."]
+    lines += [
+        "### Variance of the encoder-gradient estimators (one batch of 100 test images)",
+        "",
+        _markdown(variance.table),
+        "",
+        "Figure: `docs/gradient_variance.png`.",
+    ]
     if not args.quick:
         plot_gradient_variance(variance).savefig(REPO / "docs" / "gradient_variance.png", dpi=100)
         _common.write_section("\n".join(lines), "bench/inference.py")
@@ -148,7 +199,10 @@ def main(argv=None):
 
 def _markdown(frame) -> str:
     cols = [str(c) for c in frame.columns]
-    out = ["| " + " | ".join([frame.index.name or ""] + cols) + " |", "|---" + "|---:" * len(cols) + "|"]
+    out = [
+        "| " + " | ".join([frame.index.name or ""] + cols) + " |",
+        "|---" + "|---:" * len(cols) + "|",
+    ]
     for idx, row in frame.iterrows():
         cells = [f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v) for v in row]
         out.append("| " + " | ".join([str(idx)] + cells) + " |")

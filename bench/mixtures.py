@@ -67,9 +67,10 @@ import math
 import shlex
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +85,10 @@ DTYPES = ("float32", "float64")
 IMPLS = ("lvmkit", "pomegranate")
 TARGET_SPEEDUP = 5.0
 MNIST_TRAIN = (
-    _common.REPO_ROOT.parent / "shared" / "data" / "binarized-mnist"
+    _common.REPO_ROOT.parent
+    / "shared"
+    / "data"
+    / "binarized-mnist"
     / "binarized_mnist_train.amat.gz"
 )
 # Added to every component's total responsibility by lvmkit (as scikit-learn does),
@@ -124,10 +128,12 @@ class Family:
 
 
 FAMILIES = {
-    "bernoulli": Family("bernoulli", "Bernoulli", "BernoulliMixture", "probs", "min_prob",
-                        "Bernoulli", "probs"),
-    "poisson": Family("poisson", "Poisson", "PoissonMixture", "rates", "min_rate",
-                      "Poisson", "lambdas"),
+    "bernoulli": Family(
+        "bernoulli", "Bernoulli", "BernoulliMixture", "probs", "min_prob", "Bernoulli", "probs"
+    ),
+    "poisson": Family(
+        "poisson", "Poisson", "PoissonMixture", "rates", "min_rate", "Poisson", "lambdas"
+    ),
 }
 
 
@@ -235,8 +241,9 @@ class Impl:
 
     name = "?"
 
-    def __init__(self, family: Family, dtype: str, device: str = "cpu", floor: float = 1e-6,
-                 **_options):
+    def __init__(
+        self, family: Family, dtype: str, device: str = "cpu", floor: float = 1e-6, **_options
+    ):
         self.family, self.dtype, self.device, self.floor = family, dtype, device, floor
 
     @property
@@ -374,12 +381,22 @@ class Pomegranate(Impl):
             return torch.tensor(a, dtype=self.torch_dtype, device=self.device)
 
         components = [
-            cls(**{self.family.pomegranate_param: t(v)}, low=low, high=high,
-                check_data=self.check_data)
+            cls(
+                **{self.family.pomegranate_param: t(v)},
+                low=low,
+                high=high,
+                check_data=self.check_data,
+            )
             for v in init.values
         ]
-        model = GeneralMixtureModel(components, priors=t(init.weights), max_iter=n_iter,
-                                    tol=-math.inf, random_state=0, check_data=self.check_data)
+        model = GeneralMixtureModel(
+            components,
+            priors=t(init.weights),
+            max_iter=n_iter,
+            tol=-math.inf,
+            random_state=0,
+            check_data=self.check_data,
+        )
         assert model._initialized, "pomegranate would re-initialise with k-means"
         return model
 
@@ -439,19 +456,30 @@ class Result:
         return _common.marginal_seconds(self.t_full, self.t_one, self.n_iter)
 
 
-def run_group(family: Family, x: np.ndarray, init: InitParams, impls: list[Impl], n_iter: int,
-              repeats: int, settle: float, min_seconds: float,
-              log: Callable[[str], Any]) -> list[Result]:
+def run_group(
+    family: Family,
+    x: np.ndarray,
+    init: InitParams,
+    impls: list[Impl],
+    n_iter: int,
+    repeats: int,
+    settle: float,
+    min_seconds: float,
+    log: Callable[[str], Any],
+) -> list[Result]:
     """Warm up, then time all ``impls`` interleaved; score the last fits."""
     n, d = x.shape
     flops = flops_per_iter(n, d, len(init.weights))
     results = [Result(impl, n_iter, flops) for impl in impls]
     data = [impl.prepare(x) for impl in impls]
-    for res, xd in zip(results, data):
+    for res, xd in zip(results, data, strict=True):
         res.impl.fit(xd, init, 1)  # warm-up
         res.init_ll = res.impl.initial_loglik(xd, init)
     t_one, t_full, models = _common.time_interleaved(
-        [lambda k, impl=impl, xd=xd: impl.fit(xd, init, k) for impl, xd in zip(impls, data)],
+        [
+            lambda k, impl=impl, xd=xd: impl.fit(xd, init, k)
+            for impl, xd in zip(impls, data, strict=True)
+        ],
         n_iter,
         repeats,
         labels=[f"{i.device} {family.name} {i.dtype} {i.name}" for i in impls],
@@ -460,7 +488,7 @@ def run_group(family: Family, x: np.ndarray, init: InitParams, impls: list[Impl]
         log=log,
         min_seconds=min_seconds,
     )
-    for res, xd, model, t1, tn in zip(results, data, models, t_one, t_full):
+    for res, xd, model, t1, tn in zip(results, data, models, t_one, t_full, strict=True):
         res.t_one, res.t_full = t1, tn
         res.final_ll = res.impl.score(model, xd)
         res.ref_ll = reference_loglik(family, x, *res.impl.fitted_params(model))
@@ -471,9 +499,11 @@ def build_impls(args, names, family: Family, device: str) -> list[Impl]:
     """lvmkit rows, then pomegranate rows, each at every dtype."""
     floor = args.min_prob if family.name == "bernoulli" else args.min_rate
     return [
-        IMPL_CLASSES[name](family, dtype, device, floor=floor,
-                           check_data=args.pomegranate_check_data)
-        for name in IMPLS if name in names
+        IMPL_CLASSES[name](
+            family, dtype, device, floor=floor, check_data=args.pomegranate_check_data
+        )
+        for name in IMPLS
+        if name in names
         for dtype in args.dtypes
     ]
 
@@ -514,31 +544,59 @@ def check_targets(results: list[Result], peaks: dict, log) -> None:
         ref = _lvmkit64(results, r)
         if r.impl.dtype == "float64" and ref is not None and ref is not r:
             if abs(r.init_ll - ref.init_ll) > 1e-8 * max(1.0, abs(ref.init_ll)):
-                log(f"WARNING {tag}: first-iteration loglik differs from lvmkit float64 by"
-                    f" {abs(r.init_ll - ref.init_ll):.2e} (not the same initial parameters?)")
+                log(
+                    f"WARNING {tag}: first-iteration loglik differs from lvmkit float64 by"
+                    f" {abs(r.init_ll - ref.init_ll):.2e} (not the same initial parameters?)"
+                )
         other = _other(results, r)
         if other is not None and other is not r and abs(r.final_ll - other.final_ll) > 1e-4:
-            log(f"WARNING {tag}: final loglik differs from {other.impl.name} by"
-                f" {abs(r.final_ll - other.final_ll):.2e} > 1e-4")
+            log(
+                f"WARNING {tag}: final loglik differs from {other.impl.name} by"
+                f" {abs(r.final_ll - other.final_ll):.2e} > 1e-4"
+            )
         if not math.isfinite(r.final_ll):
             log(f"WARNING {tag}: final loglik is {r.final_ll}")
         peak = peaks.get((r.impl.device, r.impl.dtype))
         if peak and r.flops / r.sec_per_iter / 1e9 > peak:
-            log(f"WARNING {tag}: {r.flops / r.sec_per_iter / 1e9:.3g} GFLOP/s exceeds the GEMM"
-                f" peak {peak:.3g}: s/iter is not credible (a disturbed T(1)?); rerun")
+            log(
+                f"WARNING {tag}: {r.flops / r.sec_per_iter / 1e9:.3g} GFLOP/s exceeds the GEMM"
+                f" peak {peak:.3g}: s/iter is not credible (a disturbed T(1)?); rerun"
+            )
 
 
 # --------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------
-HEADERS = ["model", "dtype", "impl", "s/iter", "fit s (T(n))", "speedup vs pomegranate",
-           "GFLOP/s", "% of GEMM peak", "final loglik/sample", "|Δ| vs other library"]
+HEADERS = [
+    "model",
+    "dtype",
+    "impl",
+    "s/iter",
+    "fit s (T(n))",
+    "speedup vs pomegranate",
+    "GFLOP/s",
+    "% of GEMM peak",
+    "final loglik/sample",
+    "|Δ| vs other library",
+]
 ALIGN = "lll" + "r" * (len(HEADERS) - 3)
-CHECK_HEADERS = ["model", "dtype", "impl", "iter-1 loglik/sample", "|Δ iter-1| vs lvmkit float64",
-                 "|own score − reference eval|"]
+CHECK_HEADERS = [
+    "model",
+    "dtype",
+    "impl",
+    "iter-1 loglik/sample",
+    "|Δ iter-1| vs lvmkit float64",
+    "|own score − reference eval|",
+]
 CHECK_ALIGN = "lll" + "r" * (len(CHECK_HEADERS) - 3)
-TARGET_HEADERS = ["model", "dtype", "lvmkit s/iter", "pomegranate s/iter", "speedup",
-                  f"≥ {TARGET_SPEEDUP:g}× met"]
+TARGET_HEADERS = [
+    "model",
+    "dtype",
+    "lvmkit s/iter",
+    "pomegranate s/iter",
+    "speedup",
+    f"≥ {TARGET_SPEEDUP:g}× met",
+]
 
 
 def table_rows(results: list[Result], all_results: list[Result], peaks: dict) -> list[list[str]]:
@@ -549,18 +607,22 @@ def table_rows(results: list[Result], all_results: list[Result], peaks: dict) ->
         other = _other(all_results, r)
         gflops = r.flops / r.sec_per_iter / 1e9
         peak = peaks.get((i.device, i.dtype))
-        rows.append([
-            i.family.title,
-            i.dtype,
-            r.label,
-            f"{r.sec_per_iter:.4g}",
-            f"{r.fit_seconds:.3g}",
-            "—" if speedup is None else f"{speedup:.2f}×",
-            f"{gflops:.3g}",
-            f"{100 * gflops / peak:.1f}%" if peak else "—",
-            f"{r.final_ll:.6f}",
-            _common.fmt_sci(abs(r.final_ll - other.final_ll)) if other and other is not r else "—",
-        ])
+        rows.append(
+            [
+                i.family.title,
+                i.dtype,
+                r.label,
+                f"{r.sec_per_iter:.4g}",
+                f"{r.fit_seconds:.3g}",
+                "—" if speedup is None else f"{speedup:.2f}×",
+                f"{gflops:.3g}",
+                f"{100 * gflops / peak:.1f}%" if peak else "—",
+                f"{r.final_ll:.6f}",
+                _common.fmt_sci(abs(r.final_ll - other.final_ll))
+                if other and other is not r
+                else "—",
+            ]
+        )
     return rows
 
 
@@ -568,14 +630,16 @@ def check_rows(results: list[Result]) -> list[list[str]]:
     rows = []
     for r in results:
         ref = _lvmkit64(results, r)
-        rows.append([
-            r.impl.family.title,
-            r.impl.dtype,
-            r.label,
-            f"{r.init_ll:.8f}",
-            _common.fmt_sci(abs(r.init_ll - ref.init_ll)) if ref and ref is not r else "—",
-            _common.fmt_sci(abs(r.final_ll - r.ref_ll)),
-        ])
+        rows.append(
+            [
+                r.impl.family.title,
+                r.impl.dtype,
+                r.label,
+                f"{r.init_ll:.8f}",
+                _common.fmt_sci(abs(r.init_ll - ref.init_ll)) if ref and ref is not r else "—",
+                _common.fmt_sci(abs(r.final_ll - r.ref_ll)),
+            ]
+        )
     return rows
 
 
@@ -589,8 +653,16 @@ def target_rows(results: list[Result]) -> list[list[str]]:
         pg = _find(results, "cpu", i.family.name, i.dtype, "pomegranate")
         if speedup is None:
             continue
-        rows.append([i.family.title, i.dtype, f"{r.sec_per_iter:.4g}", f"{pg.sec_per_iter:.4g}",
-                     f"{speedup:.1f}×", "yes" if speedup >= TARGET_SPEEDUP else "**no**"])
+        rows.append(
+            [
+                i.family.title,
+                i.dtype,
+                f"{r.sec_per_iter:.4g}",
+                f"{pg.sec_per_iter:.4g}",
+                f"{speedup:.1f}×",
+                "yes" if speedup >= TARGET_SPEEDUP else "**no**",
+            ]
+        )
     return rows
 
 
@@ -626,12 +698,12 @@ def render(args, info, peaks, descriptions, cpu_results, gpu_results) -> str:
         " (`weights_init` + `probs_init`/`rates_init`; pomegranate components built with"
         " `probs=`/`lambdas=` and `priors=`, so `fit` does not re-initialise), `tol=0` /"
         " `tol=-inf`.",
-        "- Clipping: lvmkit clips its M-step to [min_prob, 1 − min_prob]"
-        f" (min_prob={args.min_prob:g}) and rates to ≥ min_rate (min_rate={args.min_rate:g}) and adds 10·eps to each"
-        " component's responsibility total; stock pomegranate 1.1.2 does neither (a pixel that"
-        " is 0 in every image of a component gets p = 0, log 0 = −inf, 0·(−inf) = NaN: its MNIST"
-        " fit is NaN after one iteration), so its `from_summaries` is given the same clip and"
-        " 10·eps here (O(K·D) work per iteration).",
+        f"- Clipping: lvmkit clips its M-step to [min_prob, 1 − min_prob] "
+        f"(min_prob={args.min_prob:g}) and rates to ≥ min_rate (min_rate={args.min_rate:g}) and "
+        f"adds 10·eps to each component's responsibility total; stock pomegranate 1.1.2 does "
+        f"neither (a pixel that is 0 in every image of a component gets p = 0, log 0 = −inf, "
+        f"0·(−inf) = NaN: its MNIST fit is NaN after one iteration), so its `from_summaries` is "
+        f"given the same clip and 10·eps here (O(K·D) work per iteration).",
         "- pomegranate dtype: built and fitted with torch's default dtype set to the run's dtype"
         " (stock 1.1.2 otherwise keeps its sufficient statistics and responsibility matrix in"
         f" float32 even for float64 input); input re-validation {check}.",
@@ -676,56 +748,105 @@ def render(args, info, peaks, descriptions, cpu_results, gpu_results) -> str:
 # --------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 2,000 MNIST rows with K=10, Poisson N=5,000, 3 iterations,"
-                        " 1 repeat, small GEMM, no CUDA rows; prints only (nothing written"
-                        " unless --output is given)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 2,000 MNIST rows with K=10, Poisson N=5,000, 3 iterations,"
+        " 1 repeat, small GEMM, no CUDA rows; prints only (nothing written"
+        " unless --output is given)",
+    )
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--dtypes", nargs="+", choices=DTYPES, default=list(DTYPES))
     p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
-    p.add_argument("--n-components", type=int, default=None,
-                   help="K for the Bernoulli mixture (default 50; alias of"
-                        " --bernoulli-n-components)")
+    p.add_argument(
+        "--n-components",
+        type=int,
+        default=None,
+        help="K for the Bernoulli mixture (default 50; alias of --bernoulli-n-components)",
+    )
     p.add_argument("--bernoulli-n-components", type=int, default=None)
-    p.add_argument("--bernoulli-n-samples", type=int, default=None,
-                   help="use the first N MNIST rows (default all 50,000)")
-    p.add_argument("--synthetic-bernoulli", action="store_true",
-                   help="synthetic Bernoulli data even when binarized MNIST is present")
+    p.add_argument(
+        "--bernoulli-n-samples",
+        type=int,
+        default=None,
+        help="use the first N MNIST rows (default all 50,000)",
+    )
+    p.add_argument(
+        "--synthetic-bernoulli",
+        action="store_true",
+        help="synthetic Bernoulli data even when binarized MNIST is present",
+    )
     p.add_argument("--poisson-n-samples", type=int, default=None, help="default 200000")
     p.add_argument("--poisson-n-features", type=int, default=32)
     p.add_argument("--poisson-n-components", type=int, default=16)
-    p.add_argument("--n-iter", type=int, default=None,
-                   help="EM iterations per fit for every model (default: Bernoulli 5, Poisson 20)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="timed repeats, best of (default: Bernoulli 2, Poisson 3)")
-    p.add_argument("--min-prob", type=float, default=1e-6,
-                   help="Bernoulli clip, lvmkit's min_prob, mirrored in pomegranate")
-    p.add_argument("--min-rate", type=float, default=1e-6,
-                   help="Poisson clip, lvmkit's min_rate, mirrored in pomegranate")
-    p.add_argument("--pomegranate-check-data", action="store_true",
-                   help="pomegranate's default check_data=True (re-validates X every step)")
-    p.add_argument("--init-subsample", type=int, default=None,
-                   help="rows for the initial k-means (default 10000)")
+    p.add_argument(
+        "--n-iter",
+        type=int,
+        default=None,
+        help="EM iterations per fit for every model (default: Bernoulli 5, Poisson 20)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed repeats, best of (default: Bernoulli 2, Poisson 3)",
+    )
+    p.add_argument(
+        "--min-prob",
+        type=float,
+        default=1e-6,
+        help="Bernoulli clip, lvmkit's min_prob, mirrored in pomegranate",
+    )
+    p.add_argument(
+        "--min-rate",
+        type=float,
+        default=1e-6,
+        help="Poisson clip, lvmkit's min_rate, mirrored in pomegranate",
+    )
+    p.add_argument(
+        "--pomegranate-check-data",
+        action="store_true",
+        help="pomegranate's default check_data=True (re-validates X every step)",
+    )
+    p.add_argument(
+        "--init-subsample",
+        type=int,
+        default=None,
+        help="rows for the initial k-means (default 10000)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--settle", type=float, default=0.3,
-                   help="untimed sleep (s) before each timed fit (see bench/_common.timed)")
-    p.add_argument("--min-seconds", type=float, default=None,
-                   help="within each repeat, an implementation whose (T(1), T(n)) pair took less"
-                        " repeats it until this many seconds are spent (at most 10 pairs; see"
-                        " bench/_common.time_interleaved; default 5, --quick 0.2); 0 = one pair per"
-                        " repeat as bench/gmm.py")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=0.3,
+        help="untimed sleep (s) before each timed fit (see bench/_common.timed)",
+    )
+    p.add_argument(
+        "--min-seconds",
+        type=float,
+        default=None,
+        help="within each repeat, an implementation whose (T(1), T(n)) pair took less"
+        " repeats it until this many seconds are spent (at most 10 pairs; see"
+        " bench/_common.time_interleaved; default 5, --quick 0.2); 0 = one pair per"
+        " repeat as bench/gmm.py",
+    )
     p.add_argument("--gemm-size", type=int, default=None, help="GEMM benchmark size (default 2048)")
     p.add_argument("--no-gpu", action="store_true", help="skip CUDA rows even if a GPU is present")
     p.add_argument("--gpu-gemm-size", type=int, default=8192)
-    p.add_argument("--output", type=Path, default=None,
-                   help="markdown file to update (default: the repository's BENCHMARKS.md;"
-                        " with --quick: none)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="markdown file to update (default: the repository's BENCHMARKS.md;"
+        " with --quick: none)",
+    )
     p.add_argument("--no-write", action="store_true", help="print the tables only")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     quick = args.quick
-    args.bernoulli_n_components = (args.bernoulli_n_components or args.n_components
-                                   or (10 if quick else 50))
+    args.bernoulli_n_components = (
+        args.bernoulli_n_components or args.n_components or (10 if quick else 50)
+    )
     if quick and args.bernoulli_n_samples is None:
         args.bernoulli_n_samples = 2_000
     args.poisson_n_samples = args.poisson_n_samples or (5_000 if quick else 200_000)
@@ -750,15 +871,18 @@ def main(argv=None) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     info = _common.machine_info(("torch", "numpy", "pomegranate", "lvmkit"))
-    log(f"machine: {info['cpu']}, {info['cores']} cores; torch threads {info['torch_threads']};"
-        f" BLAS {info['blas_threads']}")
+    log(
+        f"machine: {info['cpu']}, {info['cores']} cores; torch threads {info['torch_threads']};"
+        f" BLAS {info['blas_threads']}"
+    )
     use_gpu = torch.cuda.is_available() and not args.no_gpu and "lvmkit" in args.impls
     peaks = {}
     for dt in args.dtypes:
         peaks[("cpu", dt)] = _common.gemm_gflops(getattr(torch, dt), n=args.gemm_size)
         if use_gpu:
-            peaks[("cuda", dt)] = _common.gemm_gflops(getattr(torch, dt), n=args.gpu_gemm_size,
-                                                      device="cuda")
+            peaks[("cuda", dt)] = _common.gemm_gflops(
+                getattr(torch, dt), n=args.gpu_gemm_size, device="cuda"
+            )
     log("GEMM GFLOP/s: " + ", ".join(f"{k[0]} {k[1]}: {v:.3g}" for k, v in peaks.items()))
 
     descriptions: dict[str, str] = {}
@@ -771,11 +895,13 @@ def main(argv=None) -> int:
         log(f"{family.title}: {descriptions[m]}")
         init = make_init(family, x, k, args.seed, args.init_subsample)
         timing = (args.n_iter[m], args.repeats[m], args.settle, args.min_seconds, log)
-        cpu_results += run_group(family, x, init, build_impls(args, args.impls, family, "cpu"),
-                                 *timing)
+        cpu_results += run_group(
+            family, x, init, build_impls(args, args.impls, family, "cpu"), *timing
+        )
         if use_gpu:
-            gpu_results += run_group(family, x, init, build_impls(args, ["lvmkit"], family, "cuda"),
-                                     *timing)
+            gpu_results += run_group(
+                family, x, init, build_impls(args, ["lvmkit"], family, "cuda"), *timing
+            )
         del x
 
     check_targets(cpu_results + gpu_results, peaks, log)

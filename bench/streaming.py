@@ -190,7 +190,9 @@ def disk_of(path: Path) -> str:
                 break
         kind = f"rotational flag {rot}"
         ra = (base / "queue" / "read_ahead_kb").read_text().strip()
-        return f"/dev/{name} ({model or base.name}), {size / 1e9:.0f} GB, {kind}, read-ahead {ra} KiB"
+        return (
+            f"/dev/{name} ({model or base.name}), {size / 1e9:.0f} GB, {kind}, read-ahead {ra} KiB"
+        )
     except (OSError, ValueError):
         return "unknown"
 
@@ -243,7 +245,7 @@ def make_full_mixture(n: int, d: int, k: int, sep: float, seed: int):
     for j in range(k):
         idx = np.flatnonzero(labels == j)
         for s in range(0, idx.size, 1_000_000):
-            part = idx[s:s + 1_000_000]
+            part = idx[s : s + 1_000_000]
             x[part] = means[j] + rng.normal(size=(part.size, d)) @ chols[j].T
     return x, (weights, means, covs)
 
@@ -256,7 +258,9 @@ def overlap_stats(x: np.ndarray, truth, rows: int = 50_000) -> tuple[float, floa
 
     w, mu, cov = truth
     xs = x[:rows].astype(np.float64)
-    lp = np.stack([np.log(w[j]) + multivariate_normal(mu[j], cov[j]).logpdf(xs) for j in range(len(w))], 1)
+    lp = np.stack(
+        [np.log(w[j]) + multivariate_normal(mu[j], cov[j]).logpdf(xs) for j in range(len(w))], 1
+    )
     post = np.exp(lp - logsumexp(lp, axis=1, keepdims=True)).max(1)
     return float(post.mean()), float((post < 0.9).mean())
 
@@ -267,8 +271,15 @@ def kmeans_init(x: np.ndarray, k: int, cov_type: str, seed: int, subsample: int)
 
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(len(x), size=min(subsample, len(x)), replace=False))
-    est = GaussianMixture(k, covariance_type=cov_type, max_iter=0, init_params="kmeans",
-                          random_state=seed, dtype="float32", reg_covar=REG_COVAR)
+    est = GaussianMixture(
+        k,
+        covariance_type=cov_type,
+        max_iter=0,
+        init_params="kmeans",
+        random_state=seed,
+        dtype="float32",
+        reg_covar=REG_COVAR,
+    )
     quiet_fit(est, np.ascontiguousarray(x[rows]))
     return est.weights_.copy(), est.means_.copy(), est.precisions_.copy()
 
@@ -277,8 +288,16 @@ def gm_with_init(k, init, cov_type="full", **kw):
     from lvmkit import GaussianMixture
 
     w, m, p = init
-    return GaussianMixture(k, covariance_type=cov_type, weights_init=w, means_init=m,
-                           precisions_init=p, reg_covar=REG_COVAR, dtype="float32", **kw)
+    return GaussianMixture(
+        k,
+        covariance_type=cov_type,
+        weights_init=w,
+        means_init=m,
+        precisions_init=p,
+        reg_covar=REG_COVAR,
+        dtype="float32",
+        **kw,
+    )
 
 
 class Evaluator:
@@ -300,8 +319,9 @@ class Evaluator:
         return total / n
 
 
-def run_stepwise_curve(model, chunks, params0, decay, offset, passes, evals_per_pass, seed,
-                       evaluate):
+def run_stepwise_curve(
+    model, chunks, params0, decay, offset, passes, evals_per_pass, seed, evaluate
+):
     """Stepwise EM with an evaluation every 1/evals_per_pass of a pass (excluded from the clock).
     Returns a list of (passes, seconds, loglik) starting at (0, 0, L(start))."""
     import copy
@@ -363,8 +383,11 @@ def part_a(args) -> dict:
     quiet_fit(est, x)
     secs = np.asarray(est.lower_bound_seconds_)
     res["batch"] = {
-        "iters": int(est.n_iter_), "converged": bool(est.converged_), "seconds": float(secs[-1]),
-        "s_per_iter": float(secs[-1] / len(secs)), "score": float(est.score(x)),
+        "iters": int(est.n_iter_),
+        "converged": bool(est.converged_),
+        "seconds": float(secs[-1]),
+        "s_per_iter": float(secs[-1] / len(secs)),
+        "score": float(est.score(x)),
         "start_ll_engine": float(est.lower_bounds_[0]),
     }
     log(f"A: batch EM {res['batch']}")
@@ -374,7 +397,8 @@ def part_a(args) -> dict:
     family = Gaussian("full", REG_COVAR)
     model = Mixture(family, k, torch.float32)
     chunks = DataChunks(x, shift, torch.float32, "cpu", chunk_size=args.batch_size).mapped(
-        family.features)
+        family.features
+    )
     evaluate = Evaluator(model, chunks)
     l_star = evaluate(est._fitted_parameters(shift, "cpu"))
     res["batch"]["l_star"] = l_star
@@ -382,27 +406,44 @@ def part_a(args) -> dict:
     quiet_fit(start, x)
     params0 = start._fitted_parameters(shift, "cpu")
     res["start_ll"] = evaluate(params0)
-    log(f"A: L* = {l_star:.6f} (score {res['batch']['score']:.6f}); start {res['start_ll']:.6f}"
-        f" (engine's iteration 1: {res['batch']['start_ll_engine']:.6f})")
+    log(
+        f"A: L* = {l_star:.6f} (score {res['batch']['score']:.6f}); start {res['start_ll']:.6f}"
+        f" (engine's iteration 1: {res['batch']['start_ll_engine']:.6f})"
+    )
 
     res["settings"] = []
     for setting in args.settings:
         decay, offset = map(float, setting.split(":"))
         evaluate.seconds = 0.0
         t = time.perf_counter()
-        curve = run_stepwise_curve(model, chunks, params0, decay, offset, args.passes,
-                                   args.evals_per_pass, args.seed, evaluate)
+        curve = run_stepwise_curve(
+            model,
+            chunks,
+            params0,
+            decay,
+            offset,
+            args.passes,
+            args.evals_per_pass,
+            args.seed,
+            evaluate,
+        )
         hit = first_within(curve, l_star, GAP_TARGET)
         row = {
-            "decay": decay, "offset": offset, "curve": curve, "hit": hit,
+            "decay": decay,
+            "offset": offset,
+            "curve": curve,
+            "hit": hit,
             "s_per_pass": curve[-1][1] / curve[-1][0],
             "gaps": {p: gap_at(curve, l_star, p) for p in (1, 2, args.passes)},
             "best_gap": min(l_star - c[2] for c in curve),
-            "eval_seconds": evaluate.seconds, "wall": time.perf_counter() - t,
+            "eval_seconds": evaluate.seconds,
+            "wall": time.perf_counter() - t,
         }
         res["settings"].append(row)
-        log(f"A: stepwise decay={decay} offset={offset}: hit={hit} gaps={row['gaps']}"
-            f" s/pass={row['s_per_pass']:.2f} (evaluations {evaluate.seconds:.0f} s)")
+        log(
+            f"A: stepwise decay={decay} offset={offset}: hit={hit} gaps={row['gaps']}"
+            f" s/pass={row['s_per_pass']:.2f} (evaluations {evaluate.seconds:.0f} s)"
+        )
 
     def rank(r):  # reached: fewest passes; else smallest best gap
         return (0, r["hit"][0], r["hit"][1]) if r["hit"] else (1, r["best_gap"], 0)
@@ -410,13 +451,24 @@ def part_a(args) -> dict:
     best = min(res["settings"], key=rank)
     res["best"] = (best["decay"], best["offset"])
     log(f"A: estimator cross-check with decay={best['decay']} offset={best['offset']}")
-    sw = gm_with_init(k, init, algorithm="stepwise", batch_size=args.batch_size,
-                      learning_decay=best["decay"], learning_offset=best["offset"],
-                      max_iter=2, tol=0, random_state=args.seed)
+    sw = gm_with_init(
+        k,
+        init,
+        algorithm="stepwise",
+        batch_size=args.batch_size,
+        learning_decay=best["decay"],
+        learning_offset=best["offset"],
+        max_iter=2,
+        tol=0,
+        random_state=args.seed,
+    )
     quiet_fit(sw, x)
     s = np.asarray(sw.lower_bound_seconds_)
-    res["estimator"] = {"passes": int(sw.n_iter_), "s_per_pass": float(s[-1] / len(s)),
-                        "score": float(sw.score(x))}
+    res["estimator"] = {
+        "passes": int(sw.n_iter_),
+        "s_per_pass": float(s[-1] / len(s)),
+        "score": float(sw.score(x)),
+    }
     log(f"A: estimator stepwise {res['estimator']}")
     res["load_end"] = loadavg()
     del x, chunks
@@ -454,8 +506,13 @@ def write_npy(path: Path, n: int, d: int, truth, seed: int, block: int = 1 << 21
     sizes = [min(block, n - b * block) for b in range(nblocks)]
     with open(path, "wb", buffering=0) as fh:
         np.lib.format.write_array_header_1_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False,
-                 "shape": (n, d)})
+            fh,
+            {
+                "descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+                "fortran_order": False,
+                "shape": (n, d),
+            },
+        )
         with cf.ThreadPoolExecutor(2) as pool:
             pending = {}
             nxt = 0
@@ -493,8 +550,14 @@ def dd_read(path: Path, offset: int, nbytes: int) -> tuple[float, bool]:
     """Bytes/s of ``dd bs=16M`` over [offset, offset + nbytes) after dropping the cache."""
     dropped = drop_caches()
     bs = 16 << 20
-    cmd = ["dd", f"if={path}", "of=/dev/null", f"bs={bs}", f"skip={offset // bs}",
-           f"count={max(1, nbytes // bs)}"]
+    cmd = [
+        "dd",
+        f"if={path}",
+        "of=/dev/null",
+        f"bs={bs}",
+        f"skip={offset // bs}",
+        f"count={max(1, nbytes // bs)}",
+    ]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     return max(1, nbytes // bs) * bs / (time.perf_counter() - t), dropped
@@ -502,7 +565,8 @@ def dd_read(path: Path, offset: int, nbytes: int) -> tuple[float, bool]:
 
 def shard_rate(path: Path, part: int, parts: int, what: str, chunk_rows: int) -> dict:
     """Rows/s of one cold pass over shard ``part`` of ``parts`` of the file: 'source' reads
-    NpySource chunks (float64); 'chunks' reads DataChunks (shifted, float32, as fed to the E-step)."""
+    NpySource chunks (float64); 'chunks' reads DataChunks (shifted,
+    float32, as fed to the E-step)."""
     from lvmkit.data.chunks import DataChunks
     from lvmkit.data.sources import NpySource
 
@@ -527,7 +591,7 @@ def inmemory_rate(n: int, d: int, truth, init, seed: int, iters: int = 3) -> dic
     block = 1 << 21
     x = np.empty((n, d), dtype=np.float32)
     for b, s in enumerate(range(0, n, block)):
-        x[s:s + block] = diag_block(10_000 + b, min(block, n - s), truth, seed)
+        x[s : s + block] = diag_block(10_000 + b, min(block, n - s), truth, seed)
     est = gm_with_init(len(truth[0]), init, cov_type="diag", max_iter=iters, tol=0)
     quiet_fit(est, x)
     secs = np.asarray(est.lower_bound_seconds_)
@@ -553,7 +617,9 @@ def child(args) -> int:
         marks = []
 
         def on_iter(event):
-            marks.append((time.perf_counter() - t0, proc_read_bytes() - io0, proc_status()["VmRSS"]))
+            marks.append(
+                (time.perf_counter() - t0, proc_read_bytes() - io0, proc_status()["VmRSS"])
+            )
 
         est = gm_with_init(len(init[0]), init, cov_type="diag", max_iter=args.iters, tol=0)
         with callbacks.observe(on_iter):
@@ -568,7 +634,7 @@ def child(args) -> int:
         lo, hi = args.lo, args.hi
         rows = 0
         for s in range(lo, hi, 65536):
-            X = np.ascontiguousarray(arr[s:min(s + 65536, hi)], dtype=np.float64)
+            X = np.ascontiguousarray(arr[s : min(s + 65536, hi)], dtype=np.float64)
             rows += X.shape[0]
         out["rows"] = rows
         out["total"] = time.perf_counter() - t0
@@ -594,8 +660,12 @@ def run_child(extra: list[str], threads: int | None = None) -> dict:
 def sanity_check(workdir: Path, n: int, truth, seed: int) -> dict:
     """Streamed (path) vs in-memory fit of the same rows, same start, 5 iterations, tol=0."""
     d, k = truth[1].shape[1], len(truth[0])
-    x = np.concatenate([diag_block(20_000 + b, min(1 << 18, n - s), truth, seed)
-                        for b, s in enumerate(range(0, n, 1 << 18))])
+    x = np.concatenate(
+        [
+            diag_block(20_000 + b, min(1 << 18, n - s), truth, seed)
+            for b, s in enumerate(range(0, n, 1 << 18))
+        ]
+    )
     p = workdir / "sanity.npy"
     np.save(p, x)
     out = {}
@@ -609,7 +679,8 @@ def sanity_check(workdir: Path, n: int, truth, seed: int) -> dict:
                 return float(np.max(np.abs(np.asarray(u) - np.asarray(v))) / np.max(np.abs(v)))
 
             out[ct] = {
-                "weights": rel(a.weights_, b.weights_), "means": rel(a.means_, b.means_),
+                "weights": rel(a.weights_, b.weights_),
+                "means": rel(a.means_, b.means_),
                 "covariances": rel(a.covariances_, b.covariances_),
                 "bounds": rel(a.lower_bounds_, b.lower_bounds_),
             }
@@ -654,7 +725,9 @@ def part_b(args) -> dict:
             rows = max(fit_rows, int(24e9 / 64) + 1)
         rows = min(rows, int((free - 4e9) / 64))
         res["rows"], res["file_bytes"] = rows, rows * d * 4 + 128
-        log(f"B: writing {rows:,} rows ({gb(res['file_bytes'])}); est {rows * per_row / 60:.1f} min")
+        log(
+            f"B: writing {rows:,} rows ({gb(res['file_bytes'])}); est {rows * per_row / 60:.1f} min"
+        )
         res["write_seconds"] = write_npy(path, rows, d, truth, args.seed)
         res["write_rate"] = res["file_bytes"] / res["write_seconds"]
         log(f"B: written in {res['write_seconds']:.0f} s ({res['write_rate'] / 1e6:.0f} MB/s)")
@@ -674,20 +747,34 @@ def part_b(args) -> dict:
         res["chunk_rows"] = chunk_rows
         res["source_rate"] = shard_rate(path, 6, 8, "source", chunk_rows)
         res["chunks_rate"] = shard_rate(path, 7, 8, "chunks", chunk_rows)
-        log(f"B: source {res['source_rate']['rows_per_s'] / 1e6:.2f} M rows/s; DataChunks"
-            f" {res['chunks_rate']['rows_per_s'] / 1e6:.2f} M rows/s")
+        log(
+            f"B: source {res['source_rate']['rows_per_s'] / 1e6:.2f} M rows/s; DataChunks"
+            f" {res['chunks_rate']['rows_per_s'] / 1e6:.2f} M rows/s"
+        )
 
         np.savez(workdir / "init.npz", weights=init[0], means=init[1], precisions=init[2])
         drop_caches()
         log(f"B: streamed fit ({args.iters} iterations) in a child process")
-        res["fit"] = run_child(["--child", "fit", "--path", str(path), "--init",
-                                str(workdir / "init.npz"), "--iters", str(args.iters)], args.threads)
+        res["fit"] = run_child(
+            [
+                "--child",
+                "fit",
+                "--path",
+                str(path),
+                "--init",
+                str(workdir / "init.npz"),
+                "--iters",
+                str(args.iters),
+            ],
+            args.threads,
+        )
         log(f"B: fit {json.dumps({k: v for k, v in res['fit'].items() if k != 'end'})}")
 
         drop_caches()
         lo, hi = 4 * eighth, 5 * eighth
-        res["mmap"] = run_child(["--child", "mmap", "--path", str(path), "--lo", str(lo),
-                                 "--hi", str(hi)])
+        res["mmap"] = run_child(
+            ["--child", "mmap", "--path", str(path), "--lo", str(lo), "--hi", str(hi)]
+        )
         res["mmap"]["bytes"] = (hi - lo) * d * 4
         log(f"B: former memory-map read of one eighth: {json.dumps(res['mmap'])}")
         res["nbytes"] = nbytes
@@ -711,14 +798,24 @@ def diag_bytes_per_row(k: int, d: int) -> int:
 # --------------------------------------------------------------------------
 def render(args, info, a, b) -> str:
     cmd = ".venv/bin/python bench/streaming.py" + "".join(" " + shlex.quote(x) for x in args.argv)
-    out = [TITLE, "", f"Command: `{cmd}`", "", *_common.machine_lines(info),
-           f"- RAM: {gib(mem_total())}; disk: {disk_of(Path(args.workdir))}"]
+    out = [
+        TITLE,
+        "",
+        f"Command: `{cmd}`",
+        "",
+        *_common.machine_lines(info),
+        f"- RAM: {gib(mem_total())}; disk: {disk_of(Path(args.workdir))}",
+    ]
     if a is not None:
         out += render_a(args, a)
     if b is not None:
         out += render_b(args, b)
-    out += ["", "### Targets (this run)", "",
-            _common.markdown_table(["target", "measured", "met"], targets(a, b), ["l", "l", "l"])]
+    out += [
+        "",
+        "### Targets (this run)",
+        "",
+        _common.markdown_table(["target", "measured", "met"], targets(a, b), ["l", "l", "l"]),
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -728,21 +825,46 @@ def targets(a, b) -> list[list[str]]:
         bt = a["batch"]
         for r in a["settings"]:
             hit = r["hit"]
-            what = (f"{hit[0]:.3f} passes, {hit[1]:.1f} s vs batch EM's {bt['seconds']:.1f} s"
-                    f" ({bt['iters']} iterations): {bt['seconds'] / hit[1]:.1f}×" if hit else
-                    f"not reached in {len(r['gaps']) and max(r['gaps'])} passes; best gap {r['best_gap']:.1e}")
+            what = (
+                f"{hit[0]:.3f} passes, {hit[1]:.1f} s vs batch EM's {bt['seconds']:.1f} s"
+                f" ({bt['iters']} iterations): {bt['seconds'] / hit[1]:.1f}×"
+                if hit
+                else f"not reached in {len(r['gaps']) and max(r['gaps'])} passes; best gap "
+                f"{r['best_gap']:.1e}"
+            )
             met = bool(hit) and hit[0] <= 2 and bt["seconds"] / hit[1] >= 3
-            rows.append([f"stepwise (κ={r['decay']:g}, t0={r['offset']:g}) within 1e-3 of L* in ≤ 2 passes"
-                         " and ≥ 3× less time than batch EM", what, "yes" if met else "no"])
+            rows.append(
+                [
+                    f"stepwise (κ={r['decay']:g}, t0={r['offset']:g}) within 1e-3 of L* in ≤ 2 "
+                    f"passes and ≥ 3× less time than batch EM",
+                    what,
+                    "yes" if met else "no",
+                ]
+            )
     if b is not None:
         f = b["fit"]
         peak = max(f["hwm"], f["peak"]["VmRSS"])
-        rows.append(["data ≥ 32 GB streamed from disk", f"{gb(b['file_bytes'])}",
-                     "yes" if b["file_bytes"] >= 32e9 else "no"])
-        rows.append(["peak RSS ≤ 2 GB while fitting it", f"{gib(peak)} ({peak / 1e9:.2f} GB)",
-                     "yes" if peak <= 2e9 else "no"])
-        rows.append(["streamed fit = in-memory fit to 1e-6 relative (float32)",
-                     f"{b['sanity']['max']:.1e}", "yes" if b["sanity"]["max"] <= 1e-6 else "no"])
+        rows.append(
+            [
+                "data ≥ 32 GB streamed from disk",
+                f"{gb(b['file_bytes'])}",
+                "yes" if b["file_bytes"] >= 32e9 else "no",
+            ]
+        )
+        rows.append(
+            [
+                "peak RSS ≤ 2 GB while fitting it",
+                f"{gib(peak)} ({peak / 1e9:.2f} GB)",
+                "yes" if peak <= 2e9 else "no",
+            ]
+        )
+        rows.append(
+            [
+                "streamed fit = in-memory fit to 1e-6 relative (float32)",
+                f"{b['sanity']['max']:.1e}",
+                "yes" if b["sanity"]["max"] <= 1e-6 else "no",
+            ]
+        )
     return rows
 
 
@@ -756,15 +878,34 @@ def render_a(args, a) -> list[str]:
         reach_s = f"{hit[1]:.1f}" if hit else "—"
         speed = f"{bt['seconds'] / hit[1]:.1f}×" if hit else "—"
         met = "yes" if hit and hit[0] <= 2 and bt["seconds"] / hit[1] >= 3 else "no"
-        rows.append([
-            f"{r['decay']:g}", f"{r['offset']:g}", reach_p, reach_s, speed,
-            _common.fmt_sci(r["gaps"][1], 1), _common.fmt_sci(r["gaps"][2], 1),
-            _common.fmt_sci(r["gaps"][args.passes], 1), _common.fmt_sci(r["best_gap"], 1),
-            f"{r['s_per_pass']:.2f}", met,
-        ])
-    headers = ["learning_decay", "learning_offset", "passes to gap ≤ 1e-3", "seconds to gap ≤ 1e-3",
-               "speed-up vs batch EM", "gap @1 pass", "gap @2 passes", f"gap @{args.passes} passes",
-               "best gap", "s/pass", "target met"]
+        rows.append(
+            [
+                f"{r['decay']:g}",
+                f"{r['offset']:g}",
+                reach_p,
+                reach_s,
+                speed,
+                _common.fmt_sci(r["gaps"][1], 1),
+                _common.fmt_sci(r["gaps"][2], 1),
+                _common.fmt_sci(r["gaps"][args.passes], 1),
+                _common.fmt_sci(r["best_gap"], 1),
+                f"{r['s_per_pass']:.2f}",
+                met,
+            ]
+        )
+    headers = [
+        "learning_decay",
+        "learning_offset",
+        "passes to gap ≤ 1e-3",
+        "seconds to gap ≤ 1e-3",
+        "speed-up vs batch EM",
+        "gap @1 pass",
+        "gap @2 passes",
+        f"gap @{args.passes} passes",
+        "best gap",
+        "s/pass",
+        "target met",
+    ]
     if args.passes == 2:  # no separate last column
         headers.pop(7)
         for r in rows:
@@ -779,23 +920,25 @@ def render_a(args, a) -> list[str]:
         f" D={a['d']}, float32, seed {args.seed}, means ~ N(0, {args.sep:g}² I): mean largest"
         f" posterior under the true parameters {ov[0]:.3f}, {100 * ov[1]:.1f}% of rows below 0.9"
         " (overlapping clusters).",
-        f"- Start: lvmkit's k-means init (`init_params=\"kmeans\"`, `max_iter=0`) on a"
+        f'- Start: lvmkit\'s k-means init (`init_params="kmeans"`, `max_iter=0`) on a'
         f" {args.init_subsample:,}-row subsample, given to both as weights/means/precisions_init;"
         f" log-likelihood of the start {a['start_ll']:.6f} (batch EM's own iteration 1:"
         f" {bt['start_ll_engine']:.6f}).",
-        f"- Batch EM (`tol=1e-3`, `max_iter=300`, float32): {'converged' if bt['converged'] else 'NOT converged'}"
+        f"- Batch EM (`tol=1e-3`, `max_iter=300`, float32): "
+        f"{'converged' if bt['converged'] else 'NOT converged'}"
         f" in {bt['iters']} iterations (= passes), {bt['seconds']:.1f} s"
         f" ({bt['s_per_iter']:.2f} s/iteration); L* = score(X) = {bt['score']:.6f}"
         f" (same evaluator as the stepwise curve: {l_star:.6f}).",
-        f"- Stepwise EM: `stepwise_step` on mini-batches of {args.batch_size:,} rows in a new random"
-        f" order each pass; full-data log-likelihood every 1/{args.evals_per_pass} pass (not timed);"
-        f" {args.passes} passes per setting; gap = L* − L(t) (negative: above L*).",
+        f"- Stepwise EM: `stepwise_step` on mini-batches of {args.batch_size:,} rows in a new "
+        f"random order each pass; full-data log-likelihood every 1/{args.evals_per_pass} pass (not "
+        f"timed); {args.passes} passes per setting; gap = L* − L(t) (negative: above L*).",
         f"- Load average: {a['load_start']} at the start, {a['load_end']} at the end.",
         "",
         _common.markdown_table(headers, rows),
         "",
-        f"Cross-check, the estimator itself: `GaussianMixture(algorithm=\"stepwise\","
-        f" learning_decay={a['best'][0]:g}, learning_offset={a['best'][1]:g}, batch_size={args.batch_size},"
+        f'Cross-check, the estimator itself: `GaussianMixture(algorithm="stepwise",'
+        f" learning_decay={a['best'][0]:g}, learning_offset={a['best'][1]:g}, "
+        f"batch_size={args.batch_size},"
         f" max_iter=2, tol=0)` from the same start: {est['s_per_pass']:.2f} s/pass,"
         f" score(X) after 2 passes {est['score']:.6f} (gap {l_star - est['score']:.1e}).",
     ]
@@ -816,58 +959,107 @@ def render_b(args, b) -> list[str]:
     t_src = rows_n / b["source_rate"]["rows_per_s"]
     t_chk = rows_n / b["chunks_rate"]["rows_per_s"]
     t_mem = rows_n / b["inmem"]["rows_per_s"]
-    comps = {"disk (dd)": t_dd, "read + convert + shift/cast (DataChunks)": t_chk,
-             "in-memory EM iteration": t_mem}
+    comps = {
+        "disk (dd)": t_dd,
+        "read + convert + shift/cast (DataChunks)": t_chk,
+        "in-memory EM iteration": t_mem,
+    }
     bound = max(comps, key=comps.get)
     sc = b["sanity"]
     mm = b["mmap"]
     table1 = [
-        ["file", f"{rows_n:,} × 16 float32 = {gb(nbytes)} ({nbytes / b['ram']:.2f}× RAM);"
-                 f" written in {b['write_seconds']:.0f} s ({b['write_rate'] / 1e6:.0f} MB/s;"
-                 f" 1 GiB fdatasync test {b['write_test'] / 1e6:.0f} MB/s)"],
-        [f"sanity: streamed vs in-memory fit ({sc['rows']:,} rows, 5 iterations, same start)",
-         f"max relative difference {sc['max']:.1e} (diag: means {sc['diag']['means']:.1e},"
-         f" covariances {sc['diag']['covariances']:.1e}; full: means {sc['full']['means']:.1e},"
-         f" covariances {sc['full']['covariances']:.1e}); ≤ 1e-6: {'yes' if sc['max'] <= 1e-6 else 'NO'}"],
-        ["fit wall time (whole `fit`)", f"{f['total']:.0f} s = {pre:.0f} s before EM (float64 shift"
-                                        f" pass, setup) + {f['seconds_at'][-1]:.0f} s EM"],
-        ["seconds per EM iteration", f"{s_iter:.1f} (iterations: {', '.join(f'{s:.1f}' for s in secs)})"],
-        ["read throughput (file bytes / s per iteration)", f"{nbytes / s_iter / 1e6:.0f} MB/s"
-                                                           f" = {rows_n / s_iter / 1e6:.2f} M rows/s"],
-        ["bytes read from the device per iteration (/proc/self/io)",
-         ", ".join(gb(x) for x in disk_per_iter[1:]) + f" (shift pass + iteration 1: {gb(disk_per_iter[0])})"
-         if len(disk_per_iter) > 1 else "—"],
-        ["peak RSS of the fitting process", f"{gib(peak_rss)} (VmHWM {gib(f['hwm'])}; largest sampled"
-                                            f" VmRSS {gib(f['peak']['VmRSS'])}, RssFile {gib(f['peak']['RssFile'])},"
-                                            f" RssAnon {gib(f['peak']['RssAnon'])}; after imports"
-                                            f" {gib(f['base_rss'])}; {f['samples']} samples)"],
+        [
+            "file",
+            f"{rows_n:,} × 16 float32 = {gb(nbytes)} ({nbytes / b['ram']:.2f}× RAM);"
+            f" written in {b['write_seconds']:.0f} s ({b['write_rate'] / 1e6:.0f} MB/s;"
+            f" 1 GiB fdatasync test {b['write_test'] / 1e6:.0f} MB/s)",
+        ],
+        [
+            f"sanity: streamed vs in-memory fit ({sc['rows']:,} rows, 5 iterations, same start)",
+            f"max relative difference {sc['max']:.1e} (diag: means {sc['diag']['means']:.1e},"
+            f" covariances {sc['diag']['covariances']:.1e}; full: means {sc['full']['means']:.1e},"
+            f" covariances {sc['full']['covariances']:.1e}); ≤ 1e-6: "
+            f"{'yes' if sc['max'] <= 1e-6 else 'NO'}",
+        ],
+        [
+            "fit wall time (whole `fit`)",
+            f"{f['total']:.0f} s = {pre:.0f} s before EM (float64 shift"
+            f" pass, setup) + {f['seconds_at'][-1]:.0f} s EM",
+        ],
+        [
+            "seconds per EM iteration",
+            f"{s_iter:.1f} (iterations: {', '.join(f'{s:.1f}' for s in secs)})",
+        ],
+        [
+            "read throughput (file bytes / s per iteration)",
+            f"{nbytes / s_iter / 1e6:.0f} MB/s = {rows_n / s_iter / 1e6:.2f} M rows/s",
+        ],
+        [
+            "bytes read from the device per iteration (/proc/self/io)",
+            ", ".join(gb(x) for x in disk_per_iter[1:])
+            + f" (shift pass + iteration 1: {gb(disk_per_iter[0])})"
+            if len(disk_per_iter) > 1
+            else "—",
+        ],
+        [
+            "peak RSS of the fitting process",
+            f"{gib(peak_rss)} (VmHWM {gib(f['hwm'])}; largest sampled"
+            f" VmRSS {gib(f['peak']['VmRSS'])}, RssFile {gib(f['peak']['RssFile'])},"
+            f" RssAnon {gib(f['peak']['RssAnon'])}; after imports"
+            f" {gib(f['base_rss'])}; {f['samples']} samples)",
+        ],
         ["target peak RSS ≤ 2 GB", "met" if peak_rss <= 2e9 else "NOT met"],
-        ["former read path (memory map), one eighth of the file",
-         f"{gb(mm['bytes'])} read in {mm['total']:.0f} s; peak RSS {gib(max(mm['hwm'], mm['peak']['VmRSS']))}"
-         f" (RssFile {gib(mm['peak']['RssFile'])})"],
+        [
+            "former read path (memory map), one eighth of the file",
+            f"{gb(mm['bytes'])} read in {mm['total']:.0f} s; peak RSS "
+            f"{gib(max(mm['hwm'], mm['peak']['VmRSS']))}"
+            f" (RssFile {gib(mm['peak']['RssFile'])})",
+        ],
     ]
     table2 = [
-        ["device sequential read (dd bs=16M, cold, 1/8 of the file)", f"{b['dd'] / 1e6:.0f} MB/s",
-         _common.fmt_sig(t_dd)],
-        ["NpySource.chunks: read + float32→float64 + finite check (cold, 1/8)",
-         f"{b['source_rate']['rows_per_s'] / 1e6:.2f} M rows/s ({b['source_rate']['rows_per_s'] * 64 / 1e6:.0f} MB/s)",
-         _common.fmt_sig(t_src)],
-        ["DataChunks: the above + shift + cast to float32 (cold, 1/8)",
-         f"{b['chunks_rate']['rows_per_s'] / 1e6:.2f} M rows/s ({b['chunks_rate']['rows_per_s'] * 64 / 1e6:.0f} MB/s)",
-         _common.fmt_sig(t_chk)],
-        [f"in-memory EM iteration ({b['inmem']['rows']:,} resident rows)",
-         f"{b['inmem']['rows_per_s'] / 1e6:.2f} M rows/s", _common.fmt_sig(t_mem)],
-        ["sum: DataChunks + in-memory EM iteration (no overlap)", "", _common.fmt_sig(t_chk + t_mem)],
-        ["**measured streamed EM iteration**", f"{rows_n / s_iter / 1e6:.2f} M rows/s", f"**{_common.fmt_sig(s_iter)}**"],
+        [
+            "device sequential read (dd bs=16M, cold, 1/8 of the file)",
+            f"{b['dd'] / 1e6:.0f} MB/s",
+            _common.fmt_sig(t_dd),
+        ],
+        [
+            "NpySource.chunks: read + float32→float64 + finite check (cold, 1/8)",
+            f"{b['source_rate']['rows_per_s'] / 1e6:.2f} M rows/s "
+            f"({b['source_rate']['rows_per_s'] * 64 / 1e6:.0f} MB/s)",
+            _common.fmt_sig(t_src),
+        ],
+        [
+            "DataChunks: the above + shift + cast to float32 (cold, 1/8)",
+            f"{b['chunks_rate']['rows_per_s'] / 1e6:.2f} M rows/s "
+            f"({b['chunks_rate']['rows_per_s'] * 64 / 1e6:.0f} MB/s)",
+            _common.fmt_sig(t_chk),
+        ],
+        [
+            f"in-memory EM iteration ({b['inmem']['rows']:,} resident rows)",
+            f"{b['inmem']['rows_per_s'] / 1e6:.2f} M rows/s",
+            _common.fmt_sig(t_mem),
+        ],
+        [
+            "sum: DataChunks + in-memory EM iteration (no overlap)",
+            "",
+            _common.fmt_sig(t_chk + t_mem),
+        ],
+        [
+            "**measured streamed EM iteration**",
+            f"{rows_n / s_iter / 1e6:.2f} M rows/s",
+            f"**{_common.fmt_sig(s_iter)}**",
+        ],
     ]
     return [
         "",
         "### B. A fit on data larger than memory",
         "",
-        f"- `GaussianMixture(16, covariance_type=\"diag\", max_iter={args.iters}, tol=0, dtype=\"float32\","
+        f'- `GaussianMixture(16, covariance_type="diag", max_iter={args.iters}, tol=0, '
+        f'dtype="float32",'
         " weights/means/precisions_init from k-means on an in-memory sample of"
-        f" {args.init_subsample:,} rows of the same mixture).fit(\"{args.workdir}/stream.npy\")`, in a child process,"
-        f" page cache dropped before; chunks of {b['chunk_rows']:,} rows (the CPU default).",
+        f' {args.init_subsample:,} rows of the same mixture).fit("{args.workdir}/stream.npy")`, in '
+        f"a child process, page cache dropped before; chunks of {b['chunk_rows']:,} rows (the CPU "
+        f"default).",
         f"- Load average: {b['load_start']} at the start, {b['load_end']} at the end.",
         "",
         _common.markdown_table(["quantity", "measured"], table1, ["l", "l"]),
@@ -876,8 +1068,8 @@ def render_b(args, b) -> list[str]:
         "",
         _common.markdown_table(["stage", "rate", "s per pass"], table2),
         "",
-        f"Bound: of the stages, **{bound}** is the largest ({_common.fmt_sig(comps[bound])} s of the"
-        f" {_common.fmt_sig(s_iter)} s iteration).",
+        f"Bound: of the stages, **{bound}** is the largest ({_common.fmt_sig(comps[bound])} s of "
+        f"the {_common.fmt_sig(s_iter)} s iteration).",
     ]
 
 
@@ -888,7 +1080,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke test (seconds); prints only")
     p.add_argument("--no-write", action="store_true", help="print the tables only")
-    p.add_argument("--output", type=Path, default=None, help="markdown file (default BENCHMARKS.md)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="markdown file (default BENCHMARKS.md)"
+    )
     p.add_argument("--parts", default="AB", help="which parts to run: A, B or AB")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
@@ -898,8 +1092,12 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=10_000)
     p.add_argument("--passes", type=int, default=None, help="stepwise passes per setting (4)")
     p.add_argument("--evals-per-pass", type=int, default=8)
-    p.add_argument("--settings", nargs="+", default=["0.51:2", "0.6:2", "0.6:10", "0.7:2"],
-                   help="stepwise settings learning_decay:learning_offset")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        default=["0.51:2", "0.6:2", "0.6:10", "0.7:2"],
+        help="stepwise settings learning_decay:learning_offset",
+    )
     p.add_argument("--init-subsample", type=int, default=200_000)
     # part B
     p.add_argument("--rows", type=int, default=None, help="rows of the big file (540,000,000)")
@@ -939,8 +1137,10 @@ def main(argv=None) -> int:
     if args.child:
         return child(args)
     info = _common.machine_info(("torch", "numpy", "lvmkit"))
-    log(f"machine: {info['cpu']}, {info['cores']} cores, RAM {gib(mem_total())};"
-        f" load {loadavg()}; threads torch {info['torch_threads']}")
+    log(
+        f"machine: {info['cpu']}, {info['cores']} cores, RAM {gib(mem_total())};"
+        f" load {loadavg()}; threads torch {info['torch_threads']}"
+    )
     t0 = time.perf_counter()
     a = part_a(args) if "A" in args.parts.upper() else None
     b = part_b(args) if "B" in args.parts.upper() else None

@@ -41,7 +41,9 @@ H, L, B, LR = 200, 50, 100, 1e-3
 
 
 def mlp(i, o):
-    return nn.Sequential(nn.Linear(i, H), nn.Softplus(), nn.Linear(H, H), nn.Softplus(), nn.Linear(H, o))
+    return nn.Sequential(
+        nn.Linear(i, H), nn.Softplus(), nn.Linear(H, H), nn.Softplus(), nn.Linear(H, o)
+    )
 
 
 class HandWritten:
@@ -54,7 +56,9 @@ class HandWritten:
         torch.manual_seed(0)
         self.X = torch.as_tensor(X)
         self.enc, self.dec = mlp(784, 2 * L), mlp(L, 784)
-        self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=LR, fused=self.fused)
+        self.opt = torch.optim.Adam(
+            [*self.enc.parameters(), *self.dec.parameters()], lr=LR, fused=self.fused
+        )
 
     def epoch(self) -> float:
         t0 = time.perf_counter()
@@ -84,8 +88,16 @@ class Lvmkit:
 
     def __init__(self, X):
         self.X = X
-        self.model = VAE(latent_dim=L, hidden_sizes=(H, H), binarize="dynamic", batch_size=B, lr=LR,
-                         epochs=0, validation_fraction=0.0, random_state=0)
+        self.model = VAE(
+            latent_dim=L,
+            hidden_sizes=(H, H),
+            binarize="dynamic",
+            batch_size=B,
+            lr=LR,
+            epochs=0,
+            validation_fraction=0.0,
+            random_state=0,
+        )
         t0 = time.perf_counter()
         self.model.fit(X)  # epochs=0: checks and network construction only
         self.setup_seconds = time.perf_counter() - t0
@@ -120,7 +132,10 @@ class Pyro:
         def model(x):
             pyro.module("decoder", dec)
             with pyro.plate("data", x.shape[0]):
-                z = pyro.sample("z", dist.Normal(x.new_zeros(x.shape[0], L), x.new_ones(x.shape[0], L)).to_event(1))
+                z = pyro.sample(
+                    "z",
+                    dist.Normal(x.new_zeros(x.shape[0], L), x.new_ones(x.shape[0], L)).to_event(1),
+                )
                 pyro.sample("x", dist.Bernoulli(logits=dec(z)).to_event(1), obs=x)
 
         def guide(x):
@@ -141,7 +156,9 @@ class Pyro:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10,000 images, 2 rounds, no file written")
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 images, 2 rounds, no file written"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
@@ -166,10 +183,10 @@ def main(argv=None):
     lines = [
         "## VAE training speed: lvmkit vs a hand-written PyTorch loop vs Pyro (issue 4)",
         "",
-        f"Command: `.venv/bin/python bench/vae.py`; {info['date']}; {info['cpu']}, {info['cores']} cores, "
-        f"torch {info['versions']['torch']} ({torch.get_num_threads()} threads); {len(X):,} MNIST images "
-        f"per epoch, batch {B}, 784-{H}-{H}-{L} MLPs, dynamic binarization; median of {rounds} interleaved epochs "
-        "after one warm-up round.",
+        f"Command: `.venv/bin/python bench/vae.py`; {info['date']}; {info['cpu']}, {info['cores']} "
+        f"cores, torch {info['versions']['torch']} ({torch.get_num_threads()} threads); {len(X):,} "
+        f"MNIST images per epoch, batch {B}, 784-{H}-{H}-{L} MLPs, dynamic binarization; median of "
+        f"{rounds} interleaved epochs after one warm-up round.",
         "",
         "| implementation | seconds / epoch | relative to lvmkit |",
         "|---|---:|---:|",
@@ -180,13 +197,16 @@ def main(argv=None):
         "",
         f"- lvmkit / hand-written: **{ours / hand:.3f}x** (target: within 1.1x).",
         f"- Pyro / lvmkit: **{pyro / ours:.2f}x** (target: lvmkit at least 1.4x faster).",
-        f"- lvmkit's one-off `fit` set-up (input checks, networks): {runners[1].setup_seconds:.2f} s.",
-        "- Where lvmkit differs from the minimal loop: it steps Adam with torch's fused kernel (`fused=True`) "
-        "and binarizes by comparing with uniform draws (`torch.bernoulli` draws element by element, 1.2 ms "
-        "per batch of 100 images here, against 0.6 ms); it adds a finite-loss check and running sums per batch. "
-        f"With the fused kernel the hand-written loop takes {med[runners[3].name]:.2f} s "
-        f"(lvmkit / that: {ours / med[runners[3].name]:.3f}x).",
-        "- Every epoch of each: " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items()),
+        f"- lvmkit's one-off `fit` set-up (input checks, networks): {runners[1].setup_seconds:.2f} "
+        f"s.",
+        f"- Where lvmkit differs from the minimal loop: it steps Adam with torch's fused kernel "
+        f"(`fused=True`) and binarizes by comparing with uniform draws (`torch.bernoulli` draws "
+        f"element by element, 1.2 ms per batch of 100 images here, against 0.6 ms); it adds a "
+        f"finite-loss check and running sums per batch. With the fused kernel the hand-written "
+        f"loop takes {med[runners[3].name]:.2f} s (lvmkit / that: "
+        f"{ours / med[runners[3].name]:.3f}x).",
+        "- Every epoch of each: "
+        + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in times.items()),
     ]
     body = "\n".join(lines)
     print(body)

@@ -30,8 +30,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="folder for the figure (default: out)")
     parser.add_argument("--anomaly-digit", type=int, default=8, choices=range(10))
-    parser.add_argument("--n-anomalies", type=int, default=60,
-                        help="images of the unseen digit in the test set (default 60)")
+    parser.add_argument(
+        "--n-anomalies",
+        type=int,
+        default=60,
+        help="images of the unseen digit in the test set (default 60)",
+    )
     parser.add_argument("--contamination", type=float, default=0.05)
     parser.add_argument("--pca", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -64,18 +68,22 @@ def main(argv=None) -> int:
 
     pca = PCA(args.pca, random_state=args.seed).fit(digits.data[train])
     X_train, X_val, X_test = (pca.transform(digits.data[r]) for r in (train, validation, test))
-    print(f"digits: train on {len(train)} images of the digits other than {args.anomaly_digit} "
-          f"({len(validation)} more for validation); test on {len(test_known)} held-out known "
-          f"images + {len(unseen)} images of {args.anomaly_digit} ({is_anomaly.mean():.0%} "
-          f"anomalies); PCA to {args.pca} dimensions")
+    print(
+        f"digits: train on {len(train)} images of the digits other than {args.anomaly_digit} "
+        f"({len(validation)} more for validation); test on {len(test_known)} held-out known "
+        f"images + {len(unseen)} images of {args.anomaly_digit} ({is_anomaly.mean():.0%} "
+        f"anomalies); PCA to {args.pca} dimensions"
+    )
 
     # Pixels range over 0..16: a variance floor of 1 (reg_covar) keeps a component from
     # collapsing onto a handful of near-identical images, which would overrate their density.
-    template = GaussianMixture(covariance_type="full", reg_covar=1.0, n_init=2,
-                               random_state=args.seed)
+    template = GaussianMixture(
+        covariance_type="full", reg_covar=1.0, n_init=2, random_state=args.seed
+    )
     ks = (6, 10) if args.quick else range(4, 21, 4)
-    table, _ = select_components(template, X_train, ks, "heldout", random_state=args.seed,
-                                 refit=False)
+    table, _ = select_components(
+        template, X_train, ks, "heldout", random_state=args.seed, refit=False
+    )
     k = table.attrs["best_n_components"]
     print(f"held-out log-likelihood over K = {list(ks)} is highest at K = {k}")
 
@@ -84,16 +92,19 @@ def main(argv=None) -> int:
     scores = detector.score_samples(X_test)
     auc = roc_auc_score(is_anomaly, -scores)
     ap = average_precision_score(is_anomaly, -scores)
-    print(f"threshold-free ranking by score_samples: ROC AUC {auc:.3f}, average precision "
-          f"{ap:.3f}\n")
+    print(
+        f"threshold-free ranking by score_samples: ROC AUC {auc:.3f}, average precision {ap:.3f}\n"
+    )
     validation_cut = float(np.quantile(detector.score_samples(X_val), args.contamination))
     calibrated = MixtureAnomalyDetector(estimator, threshold=validation_cut).fit(X_train)
     rules = {
         f"contamination={args.contamination:g}": detector,
         f"threshold={validation_cut:.1f}": calibrated,
     }
-    header = (f"{'rule':<20} {'threshold_':>10} {'flagged':>8} {'precision':>9} {'recall':>7} "
-              f"{'false alarms':>13}")
+    header = (
+        f"{'rule':<20} {'threshold_':>10} {'flagged':>8} {'precision':>9} {'recall':>7} "
+        f"{'false alarms':>13}"
+    )
     print(header)
     print("-" * len(header))
     points = {}
@@ -102,17 +113,23 @@ def main(argv=None) -> int:
         hits = (flagged & is_anomaly).sum()
         precision, recall = hits / max(flagged.sum(), 1), hits / is_anomaly.sum()
         points[name] = (flagged[~is_anomaly].mean(), recall, precision, rule.threshold_)
-        print(f"{name:<20} {rule.threshold_:>10.2f} {flagged.sum():>8} {precision:>9.3f} "
-              f"{recall:>7.3f} {points[name][0]:>13.3f}")
-    print(f"(false alarms = share of the {len(test_known)} known test images flagged; both rules "
-          f"aim at {args.contamination:.0%})")
+        print(
+            f"{name:<20} {rule.threshold_:>10.2f} {flagged.sum():>8} {precision:>9.3f} "
+            f"{recall:>7.3f} {points[name][0]:>13.3f}"
+        )
+    print(
+        f"(false alarms = share of the {len(test_known)} known test images flagged; both rules "
+        f"aim at {args.contamination:.0%})"
+    )
     flagged = detector.predict(X_test) == -1
     order = np.argsort(scores)
     print("\nthe 10 most anomalous test images:")
     print(f"{'rank':>4} {'image':>6} {'digit':>6} {'log-density':>12} {'flagged':>8}")
     for rank, i in enumerate(order[:10], start=1):
-        print(f"{rank:>4} {test[i]:>6} {digits.target[test[i]]:>6} {scores[i]:>12.2f} "
-              f"{'yes' if flagged[i] else 'no':>8}")
+        print(
+            f"{rank:>4} {test[i]:>6} {digits.target[test[i]]:>6} {scores[i]:>12.2f} "
+            f"{'yes' if flagged[i] else 'no':>8}"
+        )
 
     # --- figure: log-density histogram with the threshold, ROC curve, most anomalous images
     fig = plt.figure(figsize=(13, 8.5))
@@ -122,28 +139,65 @@ def main(argv=None) -> int:
     train_scores = detector.score_samples(X_train)
     low = min(scores.min(), train_scores.min())
     bins = np.linspace(max(low, np.quantile(scores, 0.005) - 20), scores.max(), 50)
-    ax.hist(np.clip(train_scores, bins[0], None), bins=bins, density=True, histtype="step",
-            color="grey", linewidth=1.5, label="training images (known digits)")
-    ax.hist(np.clip(scores[~is_anomaly], bins[0], None), bins=bins, density=True, alpha=0.55,
-            color="C0", label="test: known digits")
-    ax.hist(np.clip(scores[is_anomaly], bins[0], None), bins=bins, density=True, alpha=0.55,
-            color="C3", label=f"test: unseen digit {args.anomaly_digit}")
-    for (name, (*_, cut)), style, source in zip(points.items(), ("--", ":"),
-                                                ("training", "validation")):
-        ax.axvline(cut, color="black", linestyle=style,
-                   label=f"{name} ({args.contamination:.0%} quantile of {source})")
-    ax.set(xlabel="log-density score_samples (nats; lower values clipped at the left edge)",
-           ylabel="density", title="log-density under the mixture: anomalies sit to the left")
+    ax.hist(
+        np.clip(train_scores, bins[0], None),
+        bins=bins,
+        density=True,
+        histtype="step",
+        color="grey",
+        linewidth=1.5,
+        label="training images (known digits)",
+    )
+    ax.hist(
+        np.clip(scores[~is_anomaly], bins[0], None),
+        bins=bins,
+        density=True,
+        alpha=0.55,
+        color="C0",
+        label="test: known digits",
+    )
+    ax.hist(
+        np.clip(scores[is_anomaly], bins[0], None),
+        bins=bins,
+        density=True,
+        alpha=0.55,
+        color="C3",
+        label=f"test: unseen digit {args.anomaly_digit}",
+    )
+    for (name, (*_, cut)), style, source in zip(
+        points.items(), ("--", ":"), ("training", "validation"), strict=False
+    ):
+        ax.axvline(
+            cut,
+            color="black",
+            linestyle=style,
+            label=f"{name} ({args.contamination:.0%} quantile of {source})",
+        )
+    ax.set(
+        xlabel="log-density score_samples (nats; lower values clipped at the left edge)",
+        ylabel="density",
+        title="log-density under the mixture: anomalies sit to the left",
+    )
     ax.legend(fontsize="small")
     ax = fig.add_subplot(top[1])
     fpr, tpr, _ = roc_curve(is_anomaly, -scores)
     ax.plot(fpr, tpr, color="C3", label=f"score_samples (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    for (name, (fa, recall, precision, _)), marker in zip(points.items(), "os"):
-        ax.plot(fa, recall, marker=marker, color="black", linestyle="none",
-                label=f"{name.split('=')[0]}: precision {precision:.2f}")
-    ax.set(xlabel="false-alarm rate (known digits flagged)", ylabel="recall (unseen digit flagged)",
-           title="ROC curve on the test images", aspect="equal")
+    for (name, (fa, recall, precision, _)), marker in zip(points.items(), "os", strict=False):
+        ax.plot(
+            fa,
+            recall,
+            marker=marker,
+            color="black",
+            linestyle="none",
+            label=f"{name.split('=')[0]}: precision {precision:.2f}",
+        )
+    ax.set(
+        xlabel="false-alarm rate (known digits flagged)",
+        ylabel="recall (unseen digit flagged)",
+        title="ROC curve on the test images",
+        aspect="equal",
+    )
     ax.legend(fontsize="small", loc="lower right")
     cells = outer[1].subgridspec(2, 10, hspace=0.45, wspace=0.1)
     for n, i in enumerate(order[:20]):
@@ -156,9 +210,15 @@ def main(argv=None) -> int:
         for spine in cell.spines.values():
             spine.set_edgecolor(colour)
             spine.set_linewidth(2)
-    fig.text(0.5, 0.455, f"the 20 most anomalous test images, lowest log-density first: true "
-             f"digit (log-density); red = the unseen digit {args.anomaly_digit}, "
-             "blue = a known digit", ha="center", fontsize=10)
+    fig.text(
+        0.5,
+        0.455,
+        f"the 20 most anomalous test images, lowest log-density first: true "
+        f"digit (log-density); red = the unseen digit {args.anomaly_digit}, "
+        "blue = a known digit",
+        ha="center",
+        fontsize=10,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "anomaly_detection.png"

@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 # sRGB (D65) -> CIE XYZ, and the D65 reference white.
-SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
-                        [0.2126729, 0.7151522, 0.0721750],
-                        [0.0193339, 0.1191920, 0.9503041]])
+SRGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
 WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 
 
@@ -31,8 +35,10 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     xyz = linear @ SRGB_TO_XYZ.T / WHITE_D65
     delta = 6 / 29
     f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4 / 29)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
-                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+    return np.stack(
+        [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])],
+        axis=-1,
+    )
 
 
 def main(argv=None) -> int:
@@ -40,8 +46,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="out", help="folder for the figure (default: out)")
     parser.add_argument("--n-components", type=int, default=8)
     parser.add_argument("--space", choices=("lab", "rgb"), default="lab")
-    parser.add_argument("--covariance-type", default="full",
-                        choices=("full", "tied", "diag", "spherical"))
+    parser.add_argument(
+        "--covariance-type", default="full", choices=("full", "tied", "diag", "spherical")
+    )
     parser.add_argument("--n-fit", type=int, default=20_000, help="pixels to fit on (20,000)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -64,8 +71,7 @@ def main(argv=None) -> int:
     fit_rows = rng.choice(len(X), size=min(args.n_fit, len(X)), replace=False)
 
     k = args.n_components
-    gm = GaussianMixture(k, covariance_type=args.covariance_type, n_init=2,
-                         random_state=args.seed)
+    gm = GaussianMixture(k, covariance_type=args.covariance_type, n_init=2, random_state=args.seed)
     t0 = time.perf_counter()
     gm.fit(X[fit_rows])
     fit_seconds = time.perf_counter() - t0
@@ -82,29 +88,36 @@ def main(argv=None) -> int:
     palette = sums / np.maximum(counts, 1)[:, None]
     segmented = palette[labels].reshape(height, width, 3)
 
-    print(f"china.jpg: {height} x {width} = {len(X):,} pixels in {space}; "
-          f"fitted K = {k} ({args.covariance_type}) on {len(fit_rows):,} of them in "
-          f"{fit_seconds:.2f} s ({gm.n_iter_} EM iterations, restarts "
-          f"{', '.join(f'{b:.3f}' for b in gm.restarts_)}), predicted all in "
-          f"{predict_seconds:.2f} s")
-    print(f"mean log-likelihood per pixel: {gm.score(X):.3f} (fitted subsample "
-          f"{gm.score(X[fit_rows]):.3f})\n")
+    print(
+        f"china.jpg: {height} x {width} = {len(X):,} pixels in {space}; "
+        f"fitted K = {k} ({args.covariance_type}) on {len(fit_rows):,} of them in "
+        f"{fit_seconds:.2f} s ({gm.n_iter_} EM iterations, restarts "
+        f"{', '.join(f'{b:.3f}' for b in gm.restarts_)}), predicted all in "
+        f"{predict_seconds:.2f} s"
+    )
+    print(
+        f"mean log-likelihood per pixel: {gm.score(X):.3f} (fitted subsample "
+        f"{gm.score(X[fit_rows]):.3f})\n"
+    )
     order = np.argsort(counts)[::-1]
     uncertain = np.bincount(labels, weights=uncertainty > 0.2, minlength=k) / np.maximum(counts, 1)
     print(f"{'segment':>7} {'weight_':>8} {'pixels':>7} {'mean RGB':>9} {'uncertain':>10}")
     for c in order:
         colour = "#" + "".join(f"{int(round(255 * v)):02x}" for v in palette[c])
-        print(f"{c:>7} {gm.weights_[c]:>8.3f} {counts[c] / len(X):>7.1%} {colour:>9} "
-              f"{uncertain[c]:>10.1%}")
-    print(f"(uncertain: share of a segment's pixels whose top posterior is below 0.8; "
-          f"{np.mean(uncertainty > 0.2):.1%} overall)")
+        print(
+            f"{c:>7} {gm.weights_[c]:>8.3f} {counts[c] / len(X):>7.1%} {colour:>9} "
+            f"{uncertain[c]:>10.1%}"
+        )
+    print(
+        f"(uncertain: share of a segment's pixels whose top posterior is below 0.8; "
+        f"{np.mean(uncertainty > 0.2):.1%} overall)"
+    )
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.4), layout="constrained")
     axes[0, 0].imshow(image)
     axes[0, 0].set_title("original")
     axes[0, 1].imshow(segmented)
-    axes[0, 1].set_title(f"segmented: K = {k} Gaussians in {space} "
-                         "(segment mean colours)")
+    axes[0, 1].set_title(f"segmented: K = {k} Gaussians in {space} (segment mean colours)")
     shown = axes[1, 0].imshow(uncertainty.reshape(height, width), cmap="magma", vmin=0, vmax=0.5)
     axes[1, 0].set_title("uncertainty: 1 - max posterior")
     fig.colorbar(shown, ax=axes[1, 0], shrink=0.8)

@@ -38,10 +38,19 @@ def main(argv=None) -> int:
 
     digits = load_digits().data
     problems = [
-        ("GaussianMixture, full, K=3, wine", GaussianMixture, StandardScaler().fit_transform(load_wine().data),
-         dict(n_components=3, covariance_type="full")),
+        (
+            "GaussianMixture, full, K=3, wine",
+            GaussianMixture,
+            StandardScaler().fit_transform(load_wine().data),
+            dict(n_components=3, covariance_type="full"),
+        ),
         ("PoissonMixture, K=10, digits counts", PoissonMixture, digits, dict(n_components=10)),
-        ("BernoulliMixture, K=10, digits > 7", BernoulliMixture, (digits > 7).astype(float), dict(n_components=10)),
+        (
+            "BernoulliMixture, K=10, digits > 7",
+            BernoulliMixture,
+            (digits > 7).astype(float),
+            dict(n_components=10),
+        ),
     ]
     fig, axes = plt.subplots(len(problems), 2, figsize=(12, 3.6 * len(problems)))
     print(f"{'model':<38} {'algorithm':<9} {'iterations':>10} {'seconds':>8} {'final bound':>13}")
@@ -49,7 +58,9 @@ def main(argv=None) -> int:
         # One shared start: the parameters after k-means initialisation, zero iterations.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            start = cls(**kw, max_iter=0, init_params="random_from_data", random_state=0, dtype="float64").fit(X)
+            start = cls(
+                **kw, max_iter=0, init_params="random_from_data", random_state=0, dtype="float64"
+            ).fit(X)
         init = {"weights_init": start.weights_}
         if cls is GaussianMixture:
             init.update(means_init=start.means_, precisions_init=start.precisions_)
@@ -60,11 +71,20 @@ def main(argv=None) -> int:
         for algorithm in ("em", "gem", "gradient"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fit = cls(**kw, **init, algorithm=algorithm, tol=args.tol, max_iter=args.max_iter,
-                          dtype="float64").fit(X)
+                fit = cls(
+                    **kw,
+                    **init,
+                    algorithm=algorithm,
+                    tol=args.tol,
+                    max_iter=args.max_iter,
+                    dtype="float64",
+                ).fit(X)
             fits[algorithm] = fit
-            print(f"{title:<38} {algorithm:<9} {fit.n_iter_:>10} {fit.lower_bound_seconds_[-1]:>8.2f} "
-                  f"{fit.lower_bound_:>13.6f}")
+            print(
+                f"{title:<38} {algorithm:<9} {fit.n_iter_:>10} "
+                f"{fit.lower_bound_seconds_[-1]:>8.2f} "
+                f"{fit.lower_bound_:>13.6f}"
+            )
         plot_algorithm_curves(fits, axes=axes[row])
         axes[row, 0].set_title(title)
     fig.tight_layout()

@@ -80,7 +80,11 @@ def register(cls: type | None = None, *, name: str | None = None):
     def add(klass: type) -> type:
         key = name or klass.__name__
         previous = REGISTRY.get(key)
-        if previous is not None and previous is not klass and _qualname(previous) != _qualname(klass):
+        if (
+            previous is not None
+            and previous is not klass
+            and _qualname(previous) != _qualname(klass)
+        ):
             raise ValueError(
                 f"register: the name {key!r} is already taken by {_qualname(previous)}; "
                 f"cannot register {_qualname(klass)} under it. Pass another name: "
@@ -126,8 +130,15 @@ class Persistent:
 
 
 # ====================================================================== encoding values
-_MARKERS = ("__tensor__", "__tuple__", "__str_array__", "__torch_dtype__", "__torch_device__",
-            "__estimator__", "__ndarray_scalar__")
+_MARKERS = (
+    "__tensor__",
+    "__tuple__",
+    "__str_array__",
+    "__torch_dtype__",
+    "__torch_device__",
+    "__estimator__",
+    "__ndarray_scalar__",
+)
 
 
 def _hint(value) -> str:
@@ -166,37 +177,44 @@ def encode(value, where: str, tensors: dict, owner: str):
             if all(isinstance(item, str) for item in items):
                 return {"__str_array__": items, "shape": list(value.shape)}
             raise UnsavableError(
-                f"{owner}.save: {_where_label(where)} is an array of Python objects ({value.dtype}), which a "
+                f"{owner}.save: {_where_label(where)} is an array of Python objects "
+                f"({value.dtype}), which a "
                 "model file cannot hold (tensors and JSON only, never pickled objects). "
                 "Convert it to numbers or strings before saving."
             )
         if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
             raise UnsavableError(
-                f"{owner}.save: {_where_label(where)} has dtype {value.dtype}, which a model file cannot hold; "
-                "use a real or integer dtype."
+                f"{owner}.save: {_where_label(where)} has dtype {value.dtype}, which a model file "
+                f"cannot hold; use a real or integer dtype."
             )
         key = where
         tensors[key] = value
         return {"__tensor__": key}
     if isinstance(value, tuple):
-        return {"__tuple__": [encode(v, f"{where}[{i}]", tensors, owner) for i, v in enumerate(value)]}
+        return {
+            "__tuple__": [encode(v, f"{where}[{i}]", tensors, owner) for i, v in enumerate(value)]
+        }
     if isinstance(value, list):
         return [encode(v, f"{where}[{i}]", tensors, owner) for i, v in enumerate(value)]
     if isinstance(value, dict):
         bad = [k for k in value if not isinstance(k, str)]
         if bad or any(k in _MARKERS for k in value):
             raise UnsavableError(
-                f"{owner}.save: {_where_label(where)} is a dict with key {(bad or [next(k for k in value if k in _MARKERS)])[0]!r}; "
+                f"{owner}.save: {_where_label(where)} is a dict with key "
+                f"{(bad or [next(k for k in value if k in _MARKERS)])[0]!r}; "
                 "a model file stores dicts with string keys only (and not lvmkit's reserved "
                 "'__...__' keys). Use string keys."
             )
         return {k: encode(v, f"{where}.{k}", tensors, owner) for k, v in value.items()}
     if isinstance(value, Persistent) and getattr(type(value), "_persist_name", None):
         # An estimator given as a hyperparameter: its class and its own hyperparameters.
-        return {"__estimator__": type(value)._persist_name,
-                "params": _encode_params(value, f"{where}.", tensors, owner)}
+        return {
+            "__estimator__": type(value)._persist_name,
+            "params": _encode_params(value, f"{where}.", tensors, owner),
+        }
     raise UnsavableError(
-        f"{owner}.save: {_where_label(where)} is a {type(value).__module__}.{type(value).__qualname__}, which a "
+        f"{owner}.save: {_where_label(where)} is a "
+        f"{type(value).__module__}.{type(value).__qualname__}, which a "
         "model file cannot hold (it stores tensors and JSON only, never pickled Python objects). "
         + _hint(value)
     )
@@ -235,9 +253,9 @@ def _encode_params(estimator, prefix: str, tensors: dict, owner: str) -> dict:
 def _where_label(where: str) -> str:
     """'params.random_state' -> "parameter 'random_state'"; other places as they are."""
     if where.startswith("params."):
-        return f"parameter {where[len('params.'):]!r}"
+        return f"parameter {where[len('params.') :]!r}"
     if where.startswith("extra."):
-        return f"learned attribute {where[len('extra.'):]!r}"
+        return f"learned attribute {where[len('extra.') :]!r}"
     return repr(where)
 
 
@@ -361,7 +379,9 @@ def write_atomic(path: Path, data: bytes) -> Path:
             f"(mkdir -p {folder})."
         )
     if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder; give a file name such as {path / 'model.lvm'}.")
+        raise IsADirectoryError(
+            f"{path}: is a folder; give a file name such as {path / 'model.lvm'}."
+        )
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp creates the file 0600; give it what a plain open() would (or the old file's).
@@ -423,7 +443,9 @@ def read_header(path) -> tuple[dict, dict, bytes]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file. Check the path to the model file.")
     if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a model file. Give the path to a .lvm file.")
+        raise ModelFileError(
+            f"{path}: is a folder, not a model file. Give the path to a .lvm file."
+        )
     raw = path.read_bytes()
     not_model = (
         f"{path}: not an lvmkit model file ({{why}}). Model files are written by model.save(path) "
@@ -452,9 +474,12 @@ def read_header(path) -> tuple[dict, dict, bytes]:
         raise ModelFileError(not_model.format(why="its header is not a safetensors header"))
     meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT:
-        raise ModelFileError(not_model.format(
-            why="a safetensors file without lvmkit's metadata: tensors saved by another program?"
-        ))
+        raise ModelFileError(
+            not_model.format(
+                why="a safetensors file without lvmkit's metadata: tensors saved by another "
+                "program?"
+            )
+        )
     try:
         version = int(meta.get("format_version", ""))
     except ValueError:

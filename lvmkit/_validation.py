@@ -17,8 +17,17 @@ import torch
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = [
-    "Interval", "Options", "any_of", "validate_params", "check_X", "check_fitted",
-    "resolve_dtype", "resolve_device", "as_tensor", "to_numpy", "warn",
+    "Interval",
+    "Options",
+    "any_of",
+    "validate_params",
+    "check_X",
+    "check_fitted",
+    "resolve_dtype",
+    "resolve_device",
+    "as_tensor",
+    "to_numpy",
+    "warn",
 ]
 
 
@@ -99,13 +108,16 @@ ARRAY_LIKE = _Predicate(
     "an array-like",
 )
 RANDOM_STATE = _Predicate(
-    lambda v: v is None
-    or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**32)
-    or isinstance(v, np.random.RandomState),
+    lambda v: (
+        v is None
+        or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v < 2**32)
+        or isinstance(v, np.random.RandomState)
+    ),
     "None, an int in [0, 2**32) or a numpy RandomState",
 )
 DEVICE = _Predicate(
-    lambda v: v is None or isinstance(v, (str, torch.device)), "None, 'cpu', 'cuda' or a torch.device"
+    lambda v: v is None or isinstance(v, (str, torch.device)),
+    "None, 'cpu', 'cuda' or a torch.device",
 )
 
 
@@ -118,8 +130,7 @@ def validate_params(estimator, constraints: dict, hints: dict | None = None) -> 
             hint = hints.get(name)
             raise ValueError(
                 f"{type(estimator).__name__}: parameter {name!r} must be {constraint.describe()}; "
-                f"got {value!r} ({type(value).__name__})."
-                + (f" {hint}" if hint else "")
+                f"got {value!r} ({type(value).__name__})." + (f" {hint}" if hint else "")
             )
 
 
@@ -189,9 +200,7 @@ def check_X(estimator, X, *, reset: bool, min_samples: int = 1, what: str = "X")
         if X.shape[1] == 0:
             raise ValueError(f"{what} has 0 features (shape={tuple(X.shape)}); give at least 1.")
         if not bool(torch.isfinite(X).all()):
-            raise ValueError(
-                _describe_nonfinite(torch.isnan(X).cpu(), torch.isinf(X).cpu(), what)
-            )
+            raise ValueError(_describe_nonfinite(torch.isnan(X).cpu(), torch.isinf(X).cpu(), what))
         _check_n_features(estimator, X.shape[1], reset)
         return X
     memmap = isinstance(X, np.memmap)
@@ -270,7 +279,9 @@ def warn(message: str, category: type[Warning]) -> None:
     import sys
 
     level, frame = 2, sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith(("lvmkit", "contextlib")):
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+        ("lvmkit", "contextlib")
+    ):
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)

@@ -41,8 +41,20 @@ import numpy as np
 import torch
 
 __all__ = [
-    "DistributedError", "Group", "LOCAL", "Local", "current", "draw", "get_timeout", "launched",
-    "rank_prefix", "set_timeout", "share_of_rows", "shutdown", "single_process", "split",
+    "DistributedError",
+    "Group",
+    "LOCAL",
+    "Local",
+    "current",
+    "draw",
+    "get_timeout",
+    "launched",
+    "rank_prefix",
+    "set_timeout",
+    "share_of_rows",
+    "shutdown",
+    "single_process",
+    "split",
 ]
 
 ENV_TIMEOUT = "LVMKIT_DIST_TIMEOUT"
@@ -51,8 +63,15 @@ DEFAULT_TIMEOUT = 1800.0
 ROLL_CALL_SECONDS = 5.0
 _KEY = "lvmkit"
 # Words of gloo's and NCCL's errors when a peer is gone or late (see Group.explain).
-_COMMUNICATION = ("Connection closed", "Connection reset", "timed out", "Timed out", "NCCL", "gloo",
-                  "Broken pipe")
+_COMMUNICATION = (
+    "Connection closed",
+    "Connection reset",
+    "timed out",
+    "Timed out",
+    "NCCL",
+    "gloo",
+    "Broken pipe",
+)
 
 _timeout: float | None = None
 _owned = False  # whether lvmkit initialized the default process group (then shutdown() ends it)
@@ -263,7 +282,8 @@ class Group(Local):
                     message = store.get(key).decode(errors="replace")
                     return DistributedError(
                         f"rank {r} failed with {message}. Rank {self.rank} stops too (it was in "
-                        f"{what}).", rank=r,
+                        f"{what}).",
+                        rank=r,
                     )
             store.set(f"{self._key}/alive/{self.rank}", "1")
             deadline = time.monotonic() + min(ROLL_CALL_SECONDS, get_timeout())
@@ -276,7 +296,8 @@ class Group(Local):
             return DistributedError(
                 f"rank {self.rank} lost contact with rank {missing[0]} and with the process "
                 f"group's store during {what} ({cause}): that rank died (killed, out of memory or "
-                "crashed); see its log.", rank=missing[0],
+                "crashed); see its log.",
+                rank=missing[0],
             )
         if not missing:
             return DistributedError(
@@ -289,7 +310,8 @@ class Group(Local):
             f"rank{plural} {names} stopped answering during {what} ({cause}): killed, out of "
             f"memory, crashed or stuck for over the {get_timeout():g} s timeout (set it with "
             f"{ENV_TIMEOUT} or lvmkit.distributed.set_timeout); see the log of rank{plural} "
-            f"{names}. Rank {self.rank} stops too.", rank=missing[0],
+            f"{names}. Rank {self.rank} stops too.",
+            rank=missing[0],
         )
 
     # ------------------------------------------------------------------ collectives
@@ -324,7 +346,9 @@ class Group(Local):
         buf = torch.zeros(max(sizes), dtype=torch.uint8)
         if data:
             buf[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return [bytes(p[:n].numpy()) for p, n in zip(self._all_gather(buf, what), sizes)]
+        return [
+            bytes(p[:n].numpy()) for p, n in zip(self._all_gather(buf, what), sizes, strict=True)
+        ]
 
     def gather(self, obj) -> list:
         parts = self._gather_bytes(json.dumps(obj).encode(), "a gather of settings")
@@ -410,7 +434,11 @@ def rank_prefix() -> str:
     if dist.is_available() and dist.is_initialized():
         rank = dist.get_rank() if dist.get_world_size() > 1 else 0
     else:
-        rank = int(os.environ.get("RANK", "0")) if launched() and os.environ.get("RANK", "0").isdigit() else 0
+        rank = (
+            int(os.environ.get("RANK", "0"))
+            if launched() and os.environ.get("RANK", "0").isdigit()
+            else 0
+        )
     return f"rank {rank}: " if rank else ""
 
 

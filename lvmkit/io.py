@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lvmkit._persist import FORMAT_VERSION, REGISTRY, ModelFileError, UnsavableError, describe, from_file
+from lvmkit._persist import (
+    FORMAT_VERSION,
+    REGISTRY,
+    ModelFileError,
+    UnsavableError,
+    describe,
+    from_file,
+)
 
 __all__ = ["FORMAT_VERSION", "ModelFileError", "UnsavableError", "describe", "load", "save"]
 

@@ -74,11 +74,27 @@ def site(tmp_path_factory) -> Path:
     site_dir = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(CONFIG),
-         "--site-dir", str(site_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(CONFIG),
+            "--site-dir",
+            str(site_dir),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
     )
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    )
     return site_dir
 
 
@@ -100,9 +116,21 @@ def test_site_builds_with_home_and_api_pages(site):
     assert 'id="lvmkit.GaussianMixture"' in api, "mkdocstrings did not render GaussianMixture"
     assert "n_components" in api and "covariance_type" in api  # the parsed Parameters section
     assert 'id="lvmkit.GaussianMixture.fit"' in api  # an inherited method
-    for name in ("api/vae", "api/inference", "api/distributed", "api/sources", "api/callbacks",
-                 "guide/mixtures", "guide/vae", "guide/distributed", "cli", "files", "examples",
-                 "benchmarks", "design-notes"):
+    for name in (
+        "api/vae",
+        "api/inference",
+        "api/distributed",
+        "api/sources",
+        "api/callbacks",
+        "guide/mixtures",
+        "guide/vae",
+        "guide/distributed",
+        "cli",
+        "files",
+        "examples",
+        "benchmarks",
+        "design-notes",
+    ):
         _page(site, name)
     for figure in ("vae_digits.png", "gmm_wine.png", "anomaly_detection.png"):
         assert (site / figure).is_file()
@@ -112,17 +140,33 @@ def test_site_builds_with_home_and_api_pages(site):
 def test_home_page_renders_in_headless_chromium(site, tmp_path):
     chromium = find_chromium()
     if chromium is None:
-        pytest.skip("chromium is not installed (apt-get install chromium); the build is still tested")
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium); the build is still tested"
+        )
     env = {**os.environ, "HOME": str(tmp_path)}
     for page in (site / "index.html", _page(site, "api/mixtures")):
         profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
         result = subprocess.run(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr",
-             "--v=0", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120, env=env, check=True,
+            [
+                chromium,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--enable-logging=stderr",
+                "--v=0",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=True,
         )
-        console = [line for line in result.stderr.splitlines()
-                   if ":CONSOLE" in line or "Uncaught" in line]
+        console = [
+            line for line in result.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
+        ]
         assert not console, f"{page.name}: {console}"
         # Material's script ran: it adds a copy button to every code block.
-        assert 'data-md-type="copy"' in result.stdout, f"{page.name}: the theme's JavaScript did not run"
+        assert 'data-md-type="copy"' in result.stdout, (
+            f"{page.name}: the theme's JavaScript did not run"
+        )

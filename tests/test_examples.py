@@ -27,7 +27,10 @@ def test_example_runs_and_writes_its_figure(name, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / f"{name}.py"), "--out", str(tmp_path), *extra],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert expected in result.stdout

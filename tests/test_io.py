@@ -58,8 +58,12 @@ def assert_same_model(a, b, X):
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gaussian_round_trip_is_bitwise(tmp_path, X, covariance_type, dtype):
-    model = quiet(GaussianMixture(3, covariance_type=covariance_type, dtype=dtype, n_init=2,
-                                  random_state=0).fit, X + 1e4)  # shifted data: shift state matters
+    model = quiet(
+        GaussianMixture(
+            3, covariance_type=covariance_type, dtype=dtype, n_init=2, random_state=0
+        ).fit,
+        X + 1e4,
+    )  # shifted data: shift state matters
     path = model.save(tmp_path / "m.lvm")
     loaded = load(path)
     assert_same_model(model, loaded, X + 1e4)
@@ -79,8 +83,9 @@ def test_poisson_and_bernoulli_round_trip(tmp_path, dtype):
 
 
 def test_anomaly_detector_round_trip(tmp_path, X):
-    detector = quiet(MixtureAnomalyDetector(GaussianMixture(2, random_state=0),
-                                            contamination=0.05).fit, X)
+    detector = quiet(
+        MixtureAnomalyDetector(GaussianMixture(2, random_state=0), contamination=0.05).fit, X
+    )
     loaded = load(detector.save(tmp_path / "d.lvm"))
     assert isinstance(loaded.estimator, GaussianMixture)
     assert loaded.estimator.n_components == 2 and not hasattr(loaded.estimator, "weights_")
@@ -124,11 +129,16 @@ def test_registry_holds_every_estimator():
 # ====================================================================== what cannot be saved
 def test_unsavable_parameters_say_what_and_why(tmp_path, X):
     model = quiet(GaussianMixture(2, random_state=np.random.RandomState(0)).fit, X)
-    with pytest.raises(UnsavableError, match=r"parameter 'random_state' is a .*RandomState.*"
-                                             r"set_params\(random_state=0\)"):
+    with pytest.raises(
+        UnsavableError,
+        match=r"parameter 'random_state' is a .*RandomState.*"
+        r"set_params\(random_state=0\)",
+    ):
         model.save(tmp_path / "m.lvm")
     model.set_params(random_state=0, means_init=torch.nn.Linear(2, 2))
-    with pytest.raises(UnsavableError, match=r"parameter 'means_init' is a torch.nn.*Linear.*never holds code"):
+    with pytest.raises(
+        UnsavableError, match=r"parameter 'means_init' is a torch.nn.*Linear.*never holds code"
+    ):
         model.save(tmp_path / "m.lvm")
     assert not (tmp_path / "m.lvm").exists()
 
@@ -205,8 +215,11 @@ def test_trailing_garbage(saved):
 
 def test_not_a_model(tmp_path):
     (tmp_path / "data.csv").write_text("a,b\n1,2\n" * 10)
-    with pytest.raises(ModelFileError, match="not an lvmkit model file .*not a safetensors file.*"
-                                             "check you passed the model, not the data"):
+    with pytest.raises(
+        ModelFileError,
+        match="not an lvmkit model file .*not a safetensors file.*"
+        "check you passed the model, not the data",
+    ):
         load(tmp_path / "data.csv")
     (tmp_path / "w.safetensors").write_bytes(st_save({"w": torch.zeros(3)}))
     with pytest.raises(ModelFileError, match="without lvmkit's metadata"):
@@ -219,8 +232,11 @@ def test_not_a_model(tmp_path):
 
 def test_newer_format_version(saved):
     _rewrite(saved, change_meta=lambda m: m.update(format_version="2", lvmkit_version="9.0"))
-    with pytest.raises(ModelFileError, match=r"format version 2, written by lvmkit 9\.0.*up to 1.*"
-                                             r"Upgrade lvmkit"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"format version 2, written by lvmkit 9\.0.*up to 1.*"
+        r"Upgrade lvmkit",
+    ):
         load(saved)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -38,43 +37,72 @@ def _keep_index() -> bool:
 
 
 def _data_options(f):
-    f = click.option("--scale", type=click.FloatRange(0, min_open=True), default=None, metavar="S",
-                     expose_value=False, callback=_remember_scale,
-                     help="Divide the values by S (255 maps 8-bit images to [0, 1], as a VAE's "
-                          "binarization expects). Default: the model's, when it was fitted with one.")(f)
-    f = click.option("--binarize", type=float, default=None, metavar="T",
-                     help="Map values > T to 1 and the rest to 0 (e.g. 0.5; 127 for 8-bit "
-                          "images). Default: the model's, when it was fitted with one.")(f)
+    f = click.option(
+        "--scale",
+        type=click.FloatRange(0, min_open=True),
+        default=None,
+        metavar="S",
+        expose_value=False,
+        callback=_remember_scale,
+        help="Divide the values by S (255 maps 8-bit images to [0, 1], as a VAE's "
+        "binarization expects). Default: the model's, when it was fitted with one.",
+    )(f)
+    f = click.option(
+        "--binarize",
+        type=float,
+        default=None,
+        metavar="T",
+        help="Map values > T to 1 and the rest to 0 (e.g. 0.5; 127 for 8-bit "
+        "images). Default: the model's, when it was fitted with one.",
+    )(f)
     f = click.option("--key", default=None, help=".npz files: the array to read.")(f)
-    f = click.option("--columns", default=None, metavar="COLS",
-                     help="Columns to use, comma-separated header names or 0-based positions "
-                          "(default: all; for a fitted model, the columns it was fitted on).")(f)
-    f = click.option("--keep-index-column", is_flag=True, expose_value=False,
-                     callback=_remember_keep_index,
-                     help="CSV: keep a first column of row numbers (written by pandas' to_csv or "
-                          "R's write.csv, header empty, 'index' or 'rownames') as a feature; by "
-                          "default it is left out, with a warning.")(f)
+    f = click.option(
+        "--columns",
+        default=None,
+        metavar="COLS",
+        help="Columns to use, comma-separated header names or 0-based positions "
+        "(default: all; for a fitted model, the columns it was fitted on).",
+    )(f)
+    f = click.option(
+        "--keep-index-column",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_keep_index,
+        help="CSV: keep a first column of row numbers (written by pandas' to_csv or "
+        "R's write.csv, header empty, 'index' or 'rownames') as a feature; by "
+        "default it is left out, with a warning.",
+    )(f)
     return f
 
 
 def _seed_option(f):
-    return click.option("--seed", type=int, default=0, show_default=True,
-                        help="Random seed (initialisation, sampling).")(f)
+    return click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Random seed (initialisation, sampling).",
+    )(f)
 
 
 def _device_option(f):
-    return click.option("--device", default=None,
-                        help="Where to compute: cpu, cuda, cuda:1 (default: cpu).")(f)
+    return click.option(
+        "--device", default=None, help="Where to compute: cpu, cuda, cuda:1 (default: cpu)."
+    )(f)
 
 
 def _json_option(f):
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print machine-readable JSON on stdout.")(f)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout."
+    )(f)
 
 
 def _progress_option(f):
-    return click.option("--progress/--no-progress", default=None,
-                        help="Show a progress bar on stderr (default: when stderr is a terminal).")(f)
+    return click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Show a progress bar on stderr (default: when stderr is a terminal).",
+    )(f)
 
 
 # ====================================================================== helpers
@@ -105,8 +133,10 @@ def _parse_columns(text: str | None):
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
-        raise UserError(f"--columns {text!r} names no column; give names or 0-based positions, "
-                        "e.g. --columns x,y or --columns 0,1.")
+        raise UserError(
+            f"--columns {text!r} names no column; give names or 0-based positions, "
+            "e.g. --columns x,y or --columns 0,1."
+        )
     return [int(t) if t.lstrip("-").isdigit() else t for t in items]
 
 
@@ -127,15 +157,24 @@ def _parse_components(text: str) -> list[int]:
     except ValueError:
         raise click.BadParameter(
             f"{text!r} is not a range of K: use LOW:HIGH (inclusive, e.g. 1:10), LOW:HIGH:STEP, "
-            "or a list such as 2,4,8.", param_hint="'--components'"
+            "or a list such as 2,4,8.",
+            param_hint="'--components'",
         ) from None
     if not ks or min(ks) < 1:
-        raise click.BadParameter(f"{text!r} must give K >= 1 (e.g. 1:10).", param_hint="'--components'")
+        raise click.BadParameter(
+            f"{text!r} must give K >= 1 (e.g. 1:10).", param_hint="'--components'"
+        )
     return ks
 
 
-def _load_data(path: str, columns: str | None, key: str | None, binarize: float | None,
-               meta: dict | None = None, flatten: bool = True):
+def _load_data(
+    path: str,
+    columns: str | None,
+    key: str | None,
+    binarize: float | None,
+    meta: dict | None = None,
+    flatten: bool = True,
+):
     """(X, Dataset, data recipe) for ``path``; a model's recipe fills gaps. X is
     (n, features), or the samples in their own shape when not ``flatten``."""
     import numpy as np
@@ -152,8 +191,9 @@ def _load_data(path: str, columns: str | None, key: str | None, binarize: float 
     scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
     if scale is None:
         scale = recipe.get("scale")
-    dataset = read_dataset(path, cols, key=key if key is not None else recipe.get("key"),
-                           keep_index=_keep_index())
+    dataset = read_dataset(
+        path, cols, key=key if key is not None else recipe.get("key"), keep_index=_keep_index()
+    )
     X = dataset.matrix() if flatten else dataset.X
     if binarize is not None:
         X = (np.asarray(X) > binarize).astype(np.float64)
@@ -163,7 +203,9 @@ def _load_data(path: str, columns: str | None, key: str | None, binarize: float 
         "source": str(path),
         "columns": dataset.feature_names if dataset.feature_names is not None else cols,
         "feature_names": dataset.feature_names,
-        "image_shape": list(dataset.image_shape) if dataset.image_shape else recipe.get("image_shape"),
+        "image_shape": list(dataset.image_shape)
+        if dataset.image_shape
+        else recipe.get("image_shape"),
         "binarize": binarize,
         "scale": scale,
         "key": key,
@@ -184,9 +226,8 @@ def _data_source(data: str):
 
 
 def _load_model(path: str, device: str | None = None):
-    from lvmkit._persist import from_file
-
     import lvmkit  # noqa: F401  (registers the estimators)
+    from lvmkit._persist import from_file
 
     return from_file(Path(path), device=device, with_state=True)
 
@@ -229,7 +270,9 @@ def _check_device(device: str | None) -> None:
     except (RuntimeError, ValueError):
         raise UserError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device!r}: CUDA is not available on this machine; use --device cpu.")
+        raise UserError(
+            f"--device {device!r}: CUDA is not available on this machine; use --device cpu."
+        )
 
 
 def _write_rows(header: list[str], columns: list, out: str | None) -> None:
@@ -238,7 +281,7 @@ def _write_rows(header: list[str], columns: list, out: str | None) -> None:
 
     lines = [",".join(header)]
     arrays = [np.asarray(c) for c in columns]
-    for row in zip(*[a.tolist() for a in arrays]):
+    for row in zip(*[a.tolist() for a in arrays], strict=False):
         lines.append(",".join(repr(v) if isinstance(v, float) else str(v) for v in row))
     text = "\n".join(lines) + "\n"
     if out is None or out == "-":
@@ -302,9 +345,13 @@ def _progress(enabled: bool | None, label: str):
 
 def _fit_summary(model) -> dict:
     out = {"class": type(model).__name__}
-    for attr, key in (("n_components", "n_components"), ("n_features_in_", "n_features"),
-                      ("n_iter_", "n_iter"), ("converged_", "converged"),
-                      ("lower_bound_", "lower_bound")):
+    for attr, key in (
+        ("n_components", "n_components"),
+        ("n_features_in_", "n_features"),
+        ("n_iter_", "n_iter"),
+        ("converged_", "converged"),
+        ("lower_bound_", "lower_bound"),
+    ):
         if hasattr(model, attr):
             out[key] = getattr(model, attr)
     return out

@@ -13,9 +13,24 @@ import click
 
 from lvmkit.cli import ranks
 from lvmkit.cli.common import (
-    CONTEXT, UserError, _check_device, _data_options, _data_source, _describe_fit,
-    _device_option, _echo_json, _fit_summary, _json_option, _load_data, _parse_components,
-    _progress, _progress_option, _save_figure, _seed_everything, _seed_option, _write_rows,
+    CONTEXT,
+    UserError,
+    _check_device,
+    _data_options,
+    _data_source,
+    _describe_fit,
+    _device_option,
+    _echo_json,
+    _fit_summary,
+    _json_option,
+    _load_data,
+    _parse_components,
+    _progress,
+    _progress_option,
+    _save_figure,
+    _seed_everything,
+    _seed_option,
+    _write_rows,
 )
 from lvmkit.cli.kinds import FitSettings, ModelKind, ensure_kinds
 
@@ -43,23 +58,45 @@ class _KindGroup(click.Group):
 def _make_fit_command(kind: ModelKind) -> click.Command:
     params = [click.Argument(["data"])]
     if kind.has_components:
-        params.append(click.Option(["--components", "-k"], type=click.IntRange(1),
-                                   default=kind.default_components, show_default=True,
-                                   help="Number of mixture components K."))
+        params.append(
+            click.Option(
+                ["--components", "-k"],
+                type=click.IntRange(1),
+                default=kind.default_components,
+                show_default=True,
+                help="Number of mixture components K.",
+            )
+        )
     params += list(kind.options)
-    params.append(click.Option(["-o", "--output"], default="model.lvm", show_default=True,
-                               help="Where to save the fitted model."))
+    params.append(
+        click.Option(
+            ["-o", "--output"],
+            default="model.lvm",
+            show_default=True,
+            help="Where to save the fitted model.",
+        )
+    )
     if kind.has_components:
-        params.append(click.Option(
-            ["--stream"], is_flag=True,
-            help="Read DATA from disk on every EM pass instead of loading it (bounded memory; "
-                 "implied when DATA is a glob such as 'shards/*.parquet')."))
+        params.append(
+            click.Option(
+                ["--stream"],
+                is_flag=True,
+                help="Read DATA from disk on every EM pass instead of loading it (bounded memory; "
+                "implied when DATA is a glob such as 'shards/*.parquet').",
+            )
+        )
 
     def callback(**kw):
         return _do_fit(kind, kw)
 
-    cmd = click.Command(kind.name, params=params, callback=callback, help=kind.help,
-                        short_help=kind.help.split(":")[0].split(" (")[0], context_settings=CONTEXT)
+    cmd = click.Command(
+        kind.name,
+        params=params,
+        callback=callback,
+        help=kind.help,
+        short_help=kind.help.split(":")[0].split(" (")[0],
+        context_settings=CONTEXT,
+    )
     for deco in (_data_options, _seed_option, _device_option, _json_option, _progress_option):
         deco(cmd)
     return cmd
@@ -80,15 +117,23 @@ def _streamed(kind: ModelKind, kw: dict) -> bool:
     if not wanted:
         return False
     if not kind.has_components:
-        raise UserError(f"lvmkit fit {kind.name} reads its data into memory; give one file, not "
-                        f"a glob or --stream (streamed fitting is for gmm, poisson, bernoulli).")
+        raise UserError(
+            f"lvmkit fit {kind.name} reads its data into memory; give one file, not "
+            f"a glob or --stream (streamed fitting is for gmm, poisson, bernoulli)."
+        )
     ctx = click.get_current_context(silent=True)
     scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
-    for flag, value in (("--columns", kw["columns"]), ("--key", kw["key"]),
-                        ("--binarize", kw["binarize"]), ("--scale", scale)):
+    for flag, value in (
+        ("--columns", kw["columns"]),
+        ("--key", kw["key"]),
+        ("--binarize", kw["binarize"]),
+        ("--scale", scale),
+    ):
         if value is not None:
-            raise UserError(f"{flag} is not available when the data is streamed from {data!r}; "
-                            "prepare the files with the columns and values to fit.")
+            raise UserError(
+                f"{flag} is not available when the data is streamed from {data!r}; "
+                "prepare the files with the columns and values to fit."
+            )
     return True
 
 
@@ -102,9 +147,12 @@ def _do_fit(kind: ModelKind, kw: dict):
     with ranks.quiet_unless_main(comm, kw):
         if _streamed(kind, kw):
             return _do_fit_streamed(kind, kw, out, comm)
-        X, dataset, recipe = _load_data(kw["data"], kw["columns"], kw["key"], kw["binarize"],
-                                        flatten=kind.flatten)
-        model = kind.build(_kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"]))
+        X, dataset, recipe = _load_data(
+            kw["data"], kw["columns"], kw["key"], kw["binarize"], flatten=kind.flatten
+        )
+        model = kind.build(
+            _kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"])
+        )
         mine = ranks.my_rows(X, kind, comm)
         start = time.perf_counter()
         if kind.own_progress:
@@ -120,8 +168,16 @@ def _do_fit(kind: ModelKind, kw: dict):
         model.save(out, metadata={"kind": kind.name, "data": recipe})
         n, d = X.shape[0], int(math.prod(X.shape[1:]))
         if kw["as_json"]:
-            _echo_json({"model": str(out), "kind": kind.name, **_fit_summary(model), "n_samples": n,
-                        "seconds": seconds, "world_size": comm.world})
+            _echo_json(
+                {
+                    "model": str(out),
+                    "kind": kind.name,
+                    **_fit_summary(model),
+                    "n_samples": n,
+                    "seconds": seconds,
+                    "world_size": comm.world,
+                }
+            )
         else:
             click.echo(_describe_fit(model, n, d, seconds) + ranks.describe(comm))
             click.echo(f"saved {out}")
@@ -138,41 +194,81 @@ def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path, comm):
     seconds = time.perf_counter() - start
     if not comm.is_main:
         return None
-    recipe = {"source": str(kw["data"]), "columns": source.feature_names,
-              "feature_names": source.feature_names, "image_shape": None, "binarize": None,
-              "scale": None, "key": None, "streamed": True}
+    recipe = {
+        "source": str(kw["data"]),
+        "columns": source.feature_names,
+        "feature_names": source.feature_names,
+        "image_shape": None,
+        "binarize": None,
+        "scale": None,
+        "key": None,
+        "streamed": True,
+    }
     model.save(out, metadata={"kind": kind.name, "data": recipe})
     n, d = source.n_samples, source.n_features
     if kw["as_json"]:
-        _echo_json({"model": str(out), "kind": kind.name, **_fit_summary(model), "n_samples": n,
-                    "seconds": seconds, "source": source.describe(), "world_size": comm.world})
+        _echo_json(
+            {
+                "model": str(out),
+                "kind": kind.name,
+                **_fit_summary(model),
+                "n_samples": n,
+                "seconds": seconds,
+                "source": source.describe(),
+                "world_size": comm.world,
+            }
+        )
     else:
-        click.echo(_describe_fit(model, n, d, seconds)
-                   + f" (streamed from {source.describe()}){ranks.describe(comm)}")
+        click.echo(
+            _describe_fit(model, n, d, seconds)
+            + f" (streamed from {source.describe()}){ranks.describe(comm)}"
+        )
         click.echo(f"saved {out}")
 
 
 def _make_select_command(kind: ModelKind) -> click.Command:
     params = [
         click.Argument(["data"]),
-        click.Option(["--components", "-k"], default="1:10", show_default=True,
-                     help="Candidate K: LOW:HIGH (inclusive), LOW:HIGH:STEP or a list 2,4,8."),
-        click.Option(["--criterion"], type=click.Choice(["bic", "aic", "heldout"]), default="bic",
-                     show_default=True, help="How to choose K."),
-        click.Option(["--validation-fraction"], type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                     default=0.2, show_default=True, help="Share of rows held out."),
+        click.Option(
+            ["--components", "-k"],
+            default="1:10",
+            show_default=True,
+            help="Candidate K: LOW:HIGH (inclusive), LOW:HIGH:STEP or a list 2,4,8.",
+        ),
+        click.Option(
+            ["--criterion"],
+            type=click.Choice(["bic", "aic", "heldout"]),
+            default="bic",
+            show_default=True,
+            help="How to choose K.",
+        ),
+        click.Option(
+            ["--validation-fraction"],
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            default=0.2,
+            show_default=True,
+            help="Share of rows held out.",
+        ),
         *kind.options,
         click.Option(["-o", "--output"], default=None, help="Save the chosen model here."),
-        click.Option(["--table"], default=None, help="Write the table (one row per K) to this CSV."),
-        click.Option(["--plot"], default=None, help="Draw the criterion against K to this picture."),
+        click.Option(
+            ["--table"], default=None, help="Write the table (one row per K) to this CSV."
+        ),
+        click.Option(
+            ["--plot"], default=None, help="Draw the criterion against K to this picture."
+        ),
     ]
 
     def callback(**kw):
         return _do_select(kind, kw)
 
-    cmd = click.Command(kind.name, params=params, callback=callback, context_settings=CONTEXT,
-                        help=f"Choose the number of components of a {kind.name} model: "
-                             + kind.help)
+    cmd = click.Command(
+        kind.name,
+        params=params,
+        callback=callback,
+        context_settings=CONTEXT,
+        help=f"Choose the number of components of a {kind.name} model: " + kind.help,
+    )
     for deco in (_data_options, _seed_option, _device_option, _json_option, _progress_option):
         deco(cmd)
     return cmd
@@ -184,17 +280,23 @@ def _do_select(kind: ModelKind, kw: dict):
     _check_device(kw["device"])
     _seed_everything(kw["seed"])
     ks = _parse_components(kw["components"])
-    X, dataset, recipe = _load_data(kw["data"], kw["columns"], kw["key"], kw["binarize"],
-                                    flatten=kind.flatten)
+    X, dataset, recipe = _load_data(
+        kw["data"], kw["columns"], kw["key"], kw["binarize"], flatten=kind.flatten
+    )
     options = {**_kind_options(kind, kw), "components": ks[0]}
     template = kind.build(options, FitSettings(seed=kw["seed"], device=kw["device"]))
     with warnings.catch_warnings():
         # One line per K would drown the table; the table's 'converged' column says it.
         warnings.filterwarnings("ignore", message=".*did not converge.*")
         with _progress(kw["progress"], f"select {kind.name}"):
-            table, best = select_components(template, X, ks, kw["criterion"],
-                                            validation_fraction=kw["validation_fraction"],
-                                            random_state=kw["seed"])
+            table, best = select_components(
+                template,
+                X,
+                ks,
+                kw["criterion"],
+                validation_fraction=kw["validation_fraction"],
+                random_state=kw["seed"],
+            )
     best_k = table.attrs["best_n_components"]
     if kw["output"]:
         best.save(kw["output"], metadata={"kind": kind.name, "data": recipe})
@@ -209,21 +311,38 @@ def _do_select(kind: ModelKind, kw: dict):
         plot_selection(table, ax=fig.add_subplot())
         _save_figure(fig, kw["plot"])
     if kw["as_json"]:
-        _echo_json({"criterion": kw["criterion"], "best_n_components": best_k,
-                    "model": kw["output"], "table": table.to_dict(orient="records")})
+        _echo_json(
+            {
+                "criterion": kw["criterion"],
+                "best_n_components": best_k,
+                "model": kw["output"],
+                "table": table.to_dict(orient="records"),
+            }
+        )
         return
-    shown = table[["n_components", "lower_bound", "heldout_loglik", "bic", "aic", "n_iter",
-                   "converged"]]
+    shown = table[
+        ["n_components", "lower_bound", "heldout_loglik", "bic", "aic", "n_iter", "converged"]
+    ]
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    click.echo(f"{kw['criterion']} chooses K = {best_k}"
-               + (f"; saved {kw['output']}" if kw["output"] else ""))
+    click.echo(
+        f"{kw['criterion']} chooses K = {best_k}"
+        + (f"; saved {kw['output']}" if kw["output"] else "")
+    )
 
 
-fit_group = _KindGroup("fit", make=_make_fit_command, context_settings=CONTEXT,
-                           help="Fit a model to a data file and save it (-o model.lvm).\n\n"
-                                "Example: lvmkit fit gmm data.csv --components 5 -o model.lvm")
-select_group = _KindGroup("select", make=_make_select_command, only_components=True,
-                           context_settings=CONTEXT,
-                           help="Choose the number of components by BIC, AIC or held-out "
-                                "likelihood.\n\nExample: lvmkit select gmm data.csv "
-                                "--components 1:10 --criterion bic -o best.lvm")
+fit_group = _KindGroup(
+    "fit",
+    make=_make_fit_command,
+    context_settings=CONTEXT,
+    help="Fit a model to a data file and save it (-o model.lvm).\n\n"
+    "Example: lvmkit fit gmm data.csv --components 5 -o model.lvm",
+)
+select_group = _KindGroup(
+    "select",
+    make=_make_select_command,
+    only_components=True,
+    context_settings=CONTEXT,
+    help="Choose the number of components by BIC, AIC or held-out "
+    "likelihood.\n\nExample: lvmkit select gmm data.csv "
+    "--components 1:10 --criterion bic -o best.lvm",
+)

@@ -23,7 +23,8 @@ Adding a kind is one function returning a :class:`ModelKind`, registered once. F
             name="vae", estimator="VAE",
             help="Variational autoencoder (lvmkit.VAE) trained on the ELBO: vectors or images.",
             options=[
-                click.Option(["--latent-dim"], type=click.IntRange(1), default=2, show_default=True),
+                click.Option(["--latent-dim"], type=click.IntRange(1),
+                             default=2, show_default=True),
                 click.Option(["--network"], type=click.Choice(["mlp", "conv"]), default="mlp"),
                 click.Option(["--likelihood"], type=click.Choice(["bernoulli", "gaussian"]),
                              default="bernoulli"),
@@ -139,12 +140,23 @@ def vae_kind() -> ModelKind:
 
         binarize = None if options["binarization"] == "none" else options["binarization"]
         return VAE(
-            latent_dim=options["latent_dim"], encoder=options["network"], decoder=options["network"],
-            hidden_sizes=options["hidden"], likelihood=options["likelihood"], binarize=binarize,
-            beta=options["beta"], objective=options["objective"], k=options["k"],
-            epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
-            validation_fraction=options["validation_fraction"], patience=options["patience"],
-            checkpoint=options["checkpoint"], random_state=settings.seed, device=settings.device,
+            latent_dim=options["latent_dim"],
+            encoder=options["network"],
+            decoder=options["network"],
+            hidden_sizes=options["hidden"],
+            likelihood=options["likelihood"],
+            binarize=binarize,
+            beta=options["beta"],
+            objective=options["objective"],
+            k=options["k"],
+            epochs=options["epochs"],
+            batch_size=options["batch_size"],
+            lr=options["lr"],
+            validation_fraction=options["validation_fraction"],
+            patience=options["patience"],
+            checkpoint=options["checkpoint"],
+            random_state=settings.seed,
+            device=settings.device,
             dtype=options["dtype"],
         )
 
@@ -152,32 +164,89 @@ def vae_kind() -> ModelKind:
         name="vae",
         estimator="VAE",
         help="Variational autoencoder (lvmkit.VAE) trained on the ELBO: vectors or images. For "
-             "8-bit images use --scale 255 with --binarization dynamic.",
+        "8-bit images use --scale 255 with --binarization dynamic.",
         options=[
-            click.Option(["--latent-dim"], type=click.IntRange(1), default=2, show_default=True,
-                         help="Dimension of z."),
-            click.Option(["--network"], type=click.Choice(["mlp", "conv"]), default="mlp", show_default=True,
-                         help="Encoder and decoder: MLPs, or convolutions (image data)."),
-            click.Option(["--hidden"], default="200,200", show_default=True, callback=_hidden_sizes,
-                         help="Hidden layer widths, comma-separated."),
-            click.Option(["--likelihood"], type=click.Choice(["bernoulli", "gaussian", "gaussian-learned", "poisson"]),
-                         default="bernoulli", show_default=True, help="p(x | z)."),
-            click.Option(["--binarization"], type=click.Choice(["none", "dynamic", "static", "threshold"]),
-                         default="none", show_default=True,
-                         help="For a Bernoulli likelihood of data in [0, 1]: 'dynamic' resamples every epoch."),
-            click.Option(["--beta"], type=click.FloatRange(0), default=1.0, show_default=True, help="KL weight."),
-            click.Option(["--objective"], type=click.Choice(["elbo", "iwae"]), default="elbo", show_default=True),
-            click.Option(["--k"], type=click.IntRange(1), default=1, show_default=True,
-                         help="Samples of z per data point in training."),
+            click.Option(
+                ["--latent-dim"],
+                type=click.IntRange(1),
+                default=2,
+                show_default=True,
+                help="Dimension of z.",
+            ),
+            click.Option(
+                ["--network"],
+                type=click.Choice(["mlp", "conv"]),
+                default="mlp",
+                show_default=True,
+                help="Encoder and decoder: MLPs, or convolutions (image data).",
+            ),
+            click.Option(
+                ["--hidden"],
+                default="200,200",
+                show_default=True,
+                callback=_hidden_sizes,
+                help="Hidden layer widths, comma-separated.",
+            ),
+            click.Option(
+                ["--likelihood"],
+                type=click.Choice(["bernoulli", "gaussian", "gaussian-learned", "poisson"]),
+                default="bernoulli",
+                show_default=True,
+                help="p(x | z).",
+            ),
+            click.Option(
+                ["--binarization"],
+                type=click.Choice(["none", "dynamic", "static", "threshold"]),
+                default="none",
+                show_default=True,
+                help="For a Bernoulli likelihood of data in [0, 1]: 'dynamic' resamples every "
+                "epoch.",
+            ),
+            click.Option(
+                ["--beta"],
+                type=click.FloatRange(0),
+                default=1.0,
+                show_default=True,
+                help="KL weight.",
+            ),
+            click.Option(
+                ["--objective"],
+                type=click.Choice(["elbo", "iwae"]),
+                default="elbo",
+                show_default=True,
+            ),
+            click.Option(
+                ["--k"],
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Samples of z per data point in training.",
+            ),
             click.Option(["--epochs"], type=click.IntRange(0), default=100, show_default=True),
             click.Option(["--batch-size"], type=click.IntRange(1), default=100, show_default=True),
-            click.Option(["--lr"], type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True),
-            click.Option(["--validation-fraction"], type=click.FloatRange(0, 1, max_open=True), default=0.1,
-                         show_default=True, help="Held out for early stopping."),
+            click.Option(
+                ["--lr"], type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True
+            ),
+            click.Option(
+                ["--validation-fraction"],
+                type=click.FloatRange(0, 1, max_open=True),
+                default=0.1,
+                show_default=True,
+                help="Held out for early stopping.",
+            ),
             click.Option(["--patience"], type=click.IntRange(1), default=10, show_default=True),
-            click.Option(["--checkpoint"], type=click.Path(dir_okay=False), default=None,
-                         help="Checkpoint file written every epoch."),
-            click.Option(["--dtype"], type=click.Choice(["float32", "float64"]), default="float32", show_default=True),
+            click.Option(
+                ["--checkpoint"],
+                type=click.Path(dir_okay=False),
+                default=None,
+                help="Checkpoint file written every epoch.",
+            ),
+            click.Option(
+                ["--dtype"],
+                type=click.Choice(["float32", "float64"]),
+                default="float32",
+                show_default=True,
+            ),
         ],
         build=build,
         score_name="elbo",
@@ -189,33 +258,78 @@ def vae_kind() -> ModelKind:
 # ====================================================================== mixtures
 def _mixture_options(init_choices=("kmeans", "kmeans++", "random", "random_from_data", "lecture")):
     return [
-        click.Option(["--n-init"], type=click.IntRange(1), default=1, show_default=True,
-                     help="Restarts (initialisations); the best is kept."),
-        click.Option(["--max-iter"], type=click.IntRange(0), default=100, show_default=True,
-                     help="EM iterations per restart."),
-        click.Option(["--tol"], type=click.FloatRange(0), default=1e-3, show_default=True,
-                     help="Stop when the bound (nats/sample) changes by less."),
-        click.Option(["--init", "init_params"], type=click.Choice(init_choices), default="kmeans",
-                     show_default=True, help="How the components start."),
-        click.Option(["--algorithm"], type=click.Choice(["em", "gem", "gradient", "stepwise"]),
-                     default="em", show_default=True,
-                     help="Closed-form EM, generalised EM, gradient ascent, or stepwise (online) "
-                          "EM over mini-batches."),
-        click.Option(["--batch-size"], type=click.IntRange(1), default=10_000, show_default=True,
-                     help="Rows per mini-batch of --algorithm stepwise."),
-        click.Option(["--dtype"], type=click.Choice(["float32", "float64"]), default="float32",
-                     show_default=True, help="Compute precision of the E-step."),
-        click.Option(["--chunk-size"], type=click.IntRange(1), default=None,
-                     help="Rows per E-step chunk (default: sized from memory)."),
+        click.Option(
+            ["--n-init"],
+            type=click.IntRange(1),
+            default=1,
+            show_default=True,
+            help="Restarts (initialisations); the best is kept.",
+        ),
+        click.Option(
+            ["--max-iter"],
+            type=click.IntRange(0),
+            default=100,
+            show_default=True,
+            help="EM iterations per restart.",
+        ),
+        click.Option(
+            ["--tol"],
+            type=click.FloatRange(0),
+            default=1e-3,
+            show_default=True,
+            help="Stop when the bound (nats/sample) changes by less.",
+        ),
+        click.Option(
+            ["--init", "init_params"],
+            type=click.Choice(init_choices),
+            default="kmeans",
+            show_default=True,
+            help="How the components start.",
+        ),
+        click.Option(
+            ["--algorithm"],
+            type=click.Choice(["em", "gem", "gradient", "stepwise"]),
+            default="em",
+            show_default=True,
+            help="Closed-form EM, generalised EM, gradient ascent, or stepwise (online) "
+            "EM over mini-batches.",
+        ),
+        click.Option(
+            ["--batch-size"],
+            type=click.IntRange(1),
+            default=10_000,
+            show_default=True,
+            help="Rows per mini-batch of --algorithm stepwise.",
+        ),
+        click.Option(
+            ["--dtype"],
+            type=click.Choice(["float32", "float64"]),
+            default="float32",
+            show_default=True,
+            help="Compute precision of the E-step.",
+        ),
+        click.Option(
+            ["--chunk-size"],
+            type=click.IntRange(1),
+            default=None,
+            help="Rows per E-step chunk (default: sized from memory).",
+        ),
     ]
 
 
 def _mixture_common(options: dict, settings: FitSettings) -> dict:
     return dict(
-        n_components=options["components"], n_init=options["n_init"], max_iter=options["max_iter"],
-        tol=options["tol"], init_params=options["init_params"], algorithm=options["algorithm"],
-        dtype=options["dtype"], chunk_size=options["chunk_size"], random_state=settings.seed,
-        device=settings.device, batch_size=options["batch_size"],
+        n_components=options["components"],
+        n_init=options["n_init"],
+        max_iter=options["max_iter"],
+        tol=options["tol"],
+        init_params=options["init_params"],
+        algorithm=options["algorithm"],
+        dtype=options["dtype"],
+        chunk_size=options["chunk_size"],
+        random_state=settings.seed,
+        device=settings.device,
+        batch_size=options["batch_size"],
     )
 
 
@@ -223,18 +337,31 @@ def gmm_kind() -> ModelKind:
     def build(options, settings):
         from lvmkit.estimators.gaussian_mixture import GaussianMixture
 
-        return GaussianMixture(covariance_type=options["covariance"], reg_covar=options["reg_covar"],
-                               **_mixture_common(options, settings))
+        return GaussianMixture(
+            covariance_type=options["covariance"],
+            reg_covar=options["reg_covar"],
+            **_mixture_common(options, settings),
+        )
 
     return ModelKind(
         name="gmm",
         estimator="GaussianMixture",
         help="Gaussian mixture (lvmkit.GaussianMixture) fitted by EM: real-valued features.",
         options=[
-            click.Option(["--covariance"], type=click.Choice(["full", "tied", "diag", "spherical"]),
-                         default="full", show_default=True, help="Covariance structure."),
-            click.Option(["--reg-covar"], type=click.FloatRange(0), default=1e-6, show_default=True,
-                         help="Added to every covariance's diagonal."),
+            click.Option(
+                ["--covariance"],
+                type=click.Choice(["full", "tied", "diag", "spherical"]),
+                default="full",
+                show_default=True,
+                help="Covariance structure.",
+            ),
+            click.Option(
+                ["--reg-covar"],
+                type=click.FloatRange(0),
+                default=1e-6,
+                show_default=True,
+                help="Added to every covariance's diagonal.",
+            ),
             *_mixture_options(),
         ],
         build=build,
@@ -251,10 +378,16 @@ def poisson_kind() -> ModelKind:
     return ModelKind(
         name="poisson",
         estimator="PoissonMixture",
-        help="Mixture of independent Poisson counts (lvmkit.PoissonMixture): non-negative integers.",
+        help="Mixture of independent Poisson counts (lvmkit.PoissonMixture): non-negative "
+        "integers.",
         options=[
-            click.Option(["--min-rate"], type=click.FloatRange(0, min_open=True), default=1e-6,
-                         show_default=True, help="Lower bound on every rate."),
+            click.Option(
+                ["--min-rate"],
+                type=click.FloatRange(0, min_open=True),
+                default=1e-6,
+                show_default=True,
+                help="Lower bound on every rate.",
+            ),
             *_mixture_options(),
         ],
         build=build,
@@ -272,10 +405,15 @@ def bernoulli_kind() -> ModelKind:
         name="bernoulli",
         estimator="BernoulliMixture",
         help="Mixture of independent Bernoulli features (lvmkit.BernoulliMixture): 0/1 data "
-             "(use --binarize for grey levels).",
+        "(use --binarize for grey levels).",
         options=[
-            click.Option(["--min-prob"], type=click.FloatRange(0, 0.5, min_open=True), default=1e-6,
-                         show_default=True, help="Probabilities are kept in [p, 1 - p]."),
+            click.Option(
+                ["--min-prob"],
+                type=click.FloatRange(0, 0.5, min_open=True),
+                default=1e-6,
+                show_default=True,
+                help="Probabilities are kept in [p, 1 - p].",
+            ),
             *_mixture_options(),
         ],
         build=build,

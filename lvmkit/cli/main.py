@@ -31,18 +31,36 @@ import click
 
 from lvmkit.cli import ranks
 from lvmkit.cli.common import (
-    CONTEXT, IMAGE_SUFFIXES, UserError, _check_device, _check_features, _data_options,
-    _device_option, _echo_json, _fit_summary, _image_shape, _json_option, _load_data,
-    _load_model, _save_figure, _seed_everything, _seed_option, _write_rows,
+    CONTEXT,
+    IMAGE_SUFFIXES,
+    UserError,
+    _check_device,
+    _check_features,
+    _data_options,
+    _device_option,
+    _echo_json,
+    _fit_summary,
+    _image_shape,
+    _json_option,
+    _load_data,
+    _load_model,
+    _save_figure,
+    _seed_everything,
+    _seed_option,
+    _write_rows,
 )
 from lvmkit.cli.fitting import fit_group, select_group
 from lvmkit.cli.kinds import kind_of
 
+
 # ====================================================================== the group
 @click.group(context_settings=CONTEXT)
 @click.version_option(package_name="lvmkit", prog_name="lvmkit")
-@click.option("--debug", is_flag=True, help="On an error, show the full traceback (also accepted "
-                                           "anywhere on the line).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="On an error, show the full traceback (also accepted anywhere on the line).",
+)
 def cli(debug):
     """lvmkit: latent variable models (mixtures, VAEs) from the shell.
 
@@ -66,8 +84,9 @@ def _model_and_data(model_path, data, columns, key, binarize, device):
     model, state = _load_model(model_path, device)
     meta = state.get("metadata") or {}
     kind = kind_of(model)
-    X, dataset, recipe = _load_data(data, columns, key, binarize, meta,
-                                    flatten=kind.flatten if kind else True)
+    X, dataset, recipe = _load_data(
+        data, columns, key, binarize, meta, flatten=kind.flatten if kind else True
+    )
     _check_features(model, X, data, meta)
     return model, state, meta, X, recipe
 
@@ -76,9 +95,14 @@ def _model_and_data(model_path, data, columns, key, binarize, device):
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", default=None, help="CSV file for the scores (default: stdout).")
-@click.option("--k", "k", type=click.IntRange(1), default=None,
-              help="Estimate log p(x) by importance sampling with K samples per point from the "
-                   "encoder (lvmkit.log_marginal) instead of the ELBO; for a VAE. Try 5000.")
+@click.option(
+    "--k",
+    "k",
+    type=click.IntRange(1),
+    default=None,
+    help="Estimate log p(x) by importance sampling with K samples per point from the "
+    "encoder (lvmkit.log_marginal) instead of the ELBO; for a VAE. Try 5000.",
+)
 @_seed_option
 @_data_options
 @_device_option
@@ -101,13 +125,24 @@ def score(model, data, output, k, seed, columns, key, binarize, device, as_json)
         note = f"mean {float(scores.mean()):.4f}"
     else:
         scores, name, summary = _importance_scores(est, X, model, k, seed)
-        note = (f"mean log p(x) {summary['mean']:.4f} ± {summary['stderr']:.4f} nats, "
-                f"{summary['bits_per_dim']:.4f} bits/dim, k={k}, {summary['seconds']:.0f} s")
+        note = (
+            f"mean log p(x) {summary['mean']:.4f} ± {summary['stderr']:.4f} nats, "
+            f"{summary['bits_per_dim']:.4f} bits/dim, k={k}, {summary['seconds']:.0f} s"
+        )
     if as_json:
         if output:
             _write_rows([name], [scores], output)
-        _echo_json({"model": model, "data": data, "n_samples": len(scores), "score": name,
-                    "mean": float(np.mean(scores)), **summary, "scores": scores})
+        _echo_json(
+            {
+                "model": model,
+                "data": data,
+                "n_samples": len(scores),
+                "score": name,
+                "mean": float(np.mean(scores)),
+                **summary,
+                "scores": scores,
+            }
+        )
         return
     _write_rows([name], [scores], output)
     if output:
@@ -121,21 +156,32 @@ def _importance_scores(est, X, model_path, k, seed):
     from lvmkit.estimators.marginal import log_marginal
 
     if hasattr(est, "weights_"):
-        raise UserError(f"{model_path}: a {type(est).__name__}'s score is the exact log p(x) already; "
-                        "--k (importance sampling) is for models with an encoder (a VAE). Drop --k.")
+        raise UserError(
+            f"{model_path}: a {type(est).__name__}'s score is the exact log p(x) already; "
+            "--k (importance sampling) is for models with an encoder (a VAE). Drop --k."
+        )
     if not hasattr(est, "encode_distribution"):
-        raise UserError(f"{model_path}: a {type(est).__name__} has no probabilistic encoder, so it has no "
-                        "log p(x) to estimate; --k needs a VAE. Drop --k for its reconstruction score.")
+        raise UserError(
+            f"{model_path}: a {type(est).__name__} has no probabilistic encoder, so it has no "
+            "log p(x) to estimate; --k needs a VAE. Drop --k for its reconstruction score."
+        )
     result = log_marginal(est, X, k=k, random_state=seed)
-    summary = {"method": "importance", "k": k, "stderr": result.stderr,
-               "bits_per_dim": result.bits_per_dim, "seconds": result.seconds}
+    summary = {
+        "method": "importance",
+        "k": k,
+        "stderr": result.stderr,
+        "bits_per_dim": result.bits_per_dim,
+        "seconds": result.seconds,
+    }
     return result.per_sample, "log_px", {"mean": result.mean, **summary}
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("model")
 @click.argument("data")
-@click.option("--proba", is_flag=True, help="Posterior probability of every component instead of labels.")
+@click.option(
+    "--proba", is_flag=True, help="Posterior probability of every component instead of labels."
+)
 @click.option("-o", "--output", default=None, help="CSV file (default: stdout).")
 @_data_options
 @_device_option
@@ -146,8 +192,10 @@ def predict(model, data, proba, output, columns, key, binarize, device, as_json)
     est, state, meta, X, _ = _model_and_data(model, data, columns, key, binarize, device)
     method = "predict_proba" if proba else "predict"
     if not hasattr(est, method):
-        raise UserError(f"{model}: a {type(est).__name__} has no {method}; 'lvmkit score' gives "
-                        "its per-sample scores.")
+        raise UserError(
+            f"{model}: a {type(est).__name__} has no {method}; 'lvmkit score' gives "
+            "its per-sample scores."
+        )
     result = getattr(est, method)(X)
     if proba:
         header = [f"p{k}" for k in range(result.shape[1])]
@@ -157,8 +205,14 @@ def predict(model, data, proba, output, columns, key, binarize, device, as_json)
     if as_json:
         if output:
             _write_rows(header, columns_out, output)
-        _echo_json({"model": model, "data": data, "n_samples": len(result),
-                    ("probabilities" if proba else "labels"): result})
+        _echo_json(
+            {
+                "model": model,
+                "data": data,
+                "n_samples": len(result),
+                ("probabilities" if proba else "labels"): result,
+            }
+        )
         return
     _write_rows(header, columns_out, output)
     if output:
@@ -167,10 +221,20 @@ def predict(model, data, proba, output, columns, key, binarize, device, as_json)
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("model")
-@click.option("-n", "n_samples", type=click.IntRange(1), default=64, show_default=True,
-              help="How many samples to draw.")
-@click.option("-o", "--output", default=None,
-              help="out.csv (the samples) or out.png/.pdf/.svg (a picture); default: CSV on stdout.")
+@click.option(
+    "-n",
+    "n_samples",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="How many samples to draw.",
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    help="out.csv (the samples) or out.png/.pdf/.svg (a picture); default: CSV on stdout.",
+)
 @_seed_option
 @_device_option
 @_json_option
@@ -198,13 +262,24 @@ def sample(model, n_samples, output, seed, device, as_json):
         samples = samples.reshape(len(samples), -1)
     names = recipe.get("feature_names") or [f"x{i}" for i in range(samples.shape[1])]
     if as_json and not output:
-        _echo_json({"model": model, "samples": samples,
-                    **({"labels": labels} if labels is not None else {})})
+        _echo_json(
+            {
+                "model": model,
+                "samples": samples,
+                **({"labels": labels} if labels is not None else {}),
+            }
+        )
         return
     if output and Path(output).suffix.lower() in IMAGE_SUFFIXES:
         from lvmkit.plot.figures import plot_samples
 
-        fig = plot_samples(samples, labels, image_shape=shape, feature_names=names, title=f"{n_samples} samples from {Path(model).name}")
+        fig = plot_samples(
+            samples,
+            labels,
+            image_shape=shape,
+            feature_names=names,
+            title=f"{n_samples} samples from {Path(model).name}",
+        )
         _save_figure(fig, output)
     else:
         _write_rows(names, [samples[:, j] for j in range(samples.shape[1])], output)
@@ -218,9 +293,13 @@ def sample(model, n_samples, output, seed, device, as_json):
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", required=True, help="The picture: .png, .pdf, .svg or .jpg.")
-@click.option("--dims", default=None, metavar="I,J",
-              help="Two features (0-based) to draw; default: the first two principal components "
-                   "(the two features of 2-D data).")
+@click.option(
+    "--dims",
+    default=None,
+    metavar="I,J",
+    help="Two features (0-based) to draw; default: the first two principal components "
+    "(the two features of 2-D data).",
+)
 @_data_options
 @_device_option
 def plot(model, data, output, dims, columns, key, binarize, device):
@@ -235,10 +314,16 @@ def plot(model, data, output, dims, columns, key, binarize, device):
         except ValueError:
             dims = ()
         if len(dims) != 2:
-            raise click.BadParameter("give two 0-based feature positions, e.g. --dims 0,3.",
-                                     param_hint="'--dims'")
-    fig = plot_model(est, X.reshape(len(X), -1), dims=dims,
-                     feature_names=recipe.get("feature_names"), image_shape=_image_shape(est, recipe))
+            raise click.BadParameter(
+                "give two 0-based feature positions, e.g. --dims 0,3.", param_hint="'--dims'"
+            )
+    fig = plot_model(
+        est,
+        X.reshape(len(X), -1),
+        dims=dims,
+        feature_names=recipe.get("feature_names"),
+        image_shape=_image_shape(est, recipe),
+    )
     path = _save_figure(fig, output)
     click.echo(f"wrote {path}")
 
@@ -259,23 +344,31 @@ def info(model, as_json):
         _echo_json({**described, "fitted": fitted, "summary": summary})
         return
     recipe = (described.get("metadata") or {}).get("data") or {}
-    click.echo(f"{model}: {described['class']} (lvmkit model format {described['format_version']}, "
-               f"saved by lvmkit {described['lvmkit_version']}, {described['bytes']} bytes)")
+    click.echo(
+        f"{model}: {described['class']} (lvmkit model format {described['format_version']}, "
+        f"saved by lvmkit {described['lvmkit_version']}, {described['bytes']} bytes)"
+    )
     for label, value in summary.items():
         if label != "model":
             click.echo(f"  {label}: {value}")
     if recipe.get("source"):
-        click.echo(f"  fitted on: {recipe['source']}"
-                   + (f" (columns {recipe['columns']})" if recipe.get("columns") else "")
-                   + (f", binarized at {recipe['binarize']}" if recipe.get("binarize") is not None else ""))
+        click.echo(
+            f"  fitted on: {recipe['source']}"
+            + (f" (columns {recipe['columns']})" if recipe.get("columns") else "")
+            + (f", binarized at {recipe['binarize']}" if recipe.get("binarize") is not None else "")
+        )
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("model")
 @click.argument("data")
 @click.option("-o", "--output", default="report.html", show_default=True, help="The HTML page.")
-@click.option("--bic/--no-bic", default=True, show_default=True,
-              help="Refit K near the model's on (a sample of) DATA for a BIC curve.")
+@click.option(
+    "--bic/--no-bic",
+    default=True,
+    show_default=True,
+    help="Refit K near the model's on (a sample of) DATA for a BIC curve.",
+)
 @click.option("--title", default=None, help="Page title.")
 @_data_options
 @_seed_option
@@ -289,20 +382,36 @@ def report(model, data, output, bic, title, columns, key, binarize, seed, device
         raise UserError(f"-o {output}: the report is an HTML page; give a .html file name.")
     _seed_everything(seed)
     est, state, meta, X, recipe = _model_and_data(model, data, columns, key, binarize, device)
-    context = ReportContext(feature_names=recipe.get("feature_names"),
-                            image_shape=_image_shape(est, recipe), seed=seed, bic=bic)
+    context = ReportContext(
+        feature_names=recipe.get("feature_names"),
+        image_shape=_image_shape(est, recipe),
+        seed=seed,
+        bic=bic,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path = write_report(est, X, output, title=title, context=context,
-                            summary_extra=[("model file", str(model)), ("data file", str(data))])
+        path = write_report(
+            est,
+            X,
+            output,
+            title=title,
+            context=context,
+            summary_extra=[("model file", str(model)), ("data file", str(data))],
+        )
     if as_json:
         _echo_json({"report": str(path), "bytes": path.stat().st_size})
     else:
         click.echo(f"wrote {path}")
 
 
-@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True,
-                               "allow_extra_args": True, "help_option_names": []})
+@cli.command(
+    context_settings={
+        **CONTEXT,
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
 @click.pass_context
 def demo(ctx):
     """Run lvmkit's demo (the same as 'make demo'); its options follow, see 'lvmkit demo --help'."""
@@ -385,12 +494,25 @@ def _run(args: list[str], debug: bool) -> int:
         from lvmkit._persist import UnsavableError
         from lvmkit.distributed import DistributedError
 
-        if isinstance(exc, (UserError, ValueError, OSError, ImportError, UnsavableError,
-                            FloatingPointError, DistributedError)):
+        if isinstance(
+            exc,
+            (
+                UserError,
+                ValueError,
+                OSError,
+                ImportError,
+                UnsavableError,
+                FloatingPointError,
+                DistributedError,
+            ),
+        ):
             click.echo(f"{_rank()}error: {_one_line(_message(exc))}", err=True)
             return 2
-        click.echo(f"{_rank()}error: internal error, {type(exc).__name__}: {_one_line(str(exc))}. Run "
-                   "again with --debug for the traceback, and please report it.", err=True)
+        click.echo(
+            f"{_rank()}error: internal error, {type(exc).__name__}: {_one_line(str(exc))}. Run "
+            "again with --debug for the traceback, and please report it.",
+            err=True,
+        )
         return 1
     return result if isinstance(result, int) else 0
 
@@ -402,7 +524,11 @@ def _rank() -> str:
 
 
 def _message(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError) and exc.filename and not str(exc).startswith(str(exc.filename)):
+    if (
+        isinstance(exc, FileNotFoundError)
+        and exc.filename
+        and not str(exc).startswith(str(exc.filename))
+    ):
         return f"{exc.filename}: no such file or folder."
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return f"{exc.filename}: {exc.strerror}."
@@ -412,20 +538,37 @@ def _message(exc: BaseException) -> str:
 # The estimators' keyword arguments and the options of the command line that set them: the
 # library's advice ("pick binarize='dynamic'") read on the command line names the option.
 CLI_OPTIONS = {
-    "binarize": "--binarization", "likelihood": "--likelihood", "dtype": "--dtype",
-    "reg_covar": "--reg-covar", "n_components": "--components", "max_iter": "--max-iter",
-    "tol": "--tol", "n_init": "--n-init", "init_params": "--init", "covariance_type": "--covariance",
-    "chunk_size": "--chunk-size", "batch_size": "--batch-size", "algorithm": "--algorithm",
-    "min_rate": "--min-rate", "min_prob": "--min-prob", "lr": "--lr", "epochs": "--epochs",
-    "latent_dim": "--latent-dim", "validation_fraction": "--validation-fraction",
-    "patience": "--patience", "checkpoint": "--checkpoint", "beta": "--beta",
-    "objective": "--objective", "hidden_sizes": "--hidden",
+    "binarize": "--binarization",
+    "likelihood": "--likelihood",
+    "dtype": "--dtype",
+    "reg_covar": "--reg-covar",
+    "n_components": "--components",
+    "max_iter": "--max-iter",
+    "tol": "--tol",
+    "n_init": "--n-init",
+    "init_params": "--init",
+    "covariance_type": "--covariance",
+    "chunk_size": "--chunk-size",
+    "batch_size": "--batch-size",
+    "algorithm": "--algorithm",
+    "min_rate": "--min-rate",
+    "min_prob": "--min-prob",
+    "lr": "--lr",
+    "epochs": "--epochs",
+    "latent_dim": "--latent-dim",
+    "validation_fraction": "--validation-fraction",
+    "patience": "--patience",
+    "checkpoint": "--checkpoint",
+    "beta": "--beta",
+    "objective": "--objective",
+    "hidden_sizes": "--hidden",
 }
 _ASSIGNMENT = re.compile(r"\b(" + "|".join(CLI_OPTIONS) + r")=('([^']*)'|\"([^\"]*)\"|[\w.+-]+)")
 # bare names only where they cannot be English words (likelihood, epochs): those with an "_";
 # not n_components, whose messages compare it with n_samples ("n_samples >= n_components")
 _NAME = re.compile(
-    r"(?<![\w.'-])(" + "|".join(n for n in CLI_OPTIONS if "_" in n and n != "n_components")
+    r"(?<![\w.'-])("
+    + "|".join(n for n in CLI_OPTIONS if "_" in n and n != "n_components")
     + r")(?![\w(=])"
 )
 
@@ -434,13 +577,22 @@ def _in_cli_words(text: str) -> str:
     """The message with the estimator's keyword arguments written as the command's options:
     ``binarize='dynamic'`` as ``--binarization dynamic``, ``reg_covar`` as ``--reg-covar``; and
     the scaling advice for 8-bit data as ``--scale 255``."""
+
     def assignment(m):
-        value = m.group(3) if m.group(3) is not None else m.group(4) if m.group(4) is not None else m.group(2)
+        value = (
+            m.group(3)
+            if m.group(3) is not None
+            else m.group(4)
+            if m.group(4) is not None
+            else m.group(2)
+        )
         return f"{CLI_OPTIONS[m.group(1)]} {value}"
 
     text = _ASSIGNMENT.sub(assignment, text)
     text = _NAME.sub(lambda m: CLI_OPTIONS[m.group(1)], text)
-    return text.replace("Scale the data to [0, 1]", "Scale the data to [0, 1] (--scale 255 for 8-bit images)")
+    return text.replace(
+        "Scale the data to [0, 1]", "Scale the data to [0, 1] (--scale 255 for 8-bit images)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Data (see DESIGN.md): readers for files on disk (CSV, NumPy, Parquet, IDX, .amat, image
-folders) and the sources the fitting loops stream from (arrays, memory maps, Parquet, CSV shards)."""
+folders) and the sources the fitting loops stream from (arrays, memory
+maps, Parquet, CSV shards)."""
 
 from lvmkit.data.amat import read_amat
 from lvmkit.data.idx import load_mnist, read_idx

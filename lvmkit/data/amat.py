@@ -43,7 +43,9 @@ def read_amat(path, dtype=np.float32) -> np.ndarray:
                         "number. .amat files hold whitespace-separated numbers only."
                     ) from None
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: could not be read ({exc}); is it a truncated download?") from None
+        raise ValueError(
+            f"{path}: could not be read ({exc}); is it a truncated download?"
+        ) from None
     if not rows:
         raise ValueError(f"{path}: the file is empty; expected one sample per line.")
     return np.stack(rows)

@@ -91,7 +91,7 @@ class DataChunks:
         out = (as_tensor(rows, self.device) - self.shift).to(self.dtype)
         return out if self._transform is None else self._transform(out)
 
-    def mapped(self, transform) -> "DataChunks":
+    def mapped(self, transform) -> DataChunks:
         """The same rows with ``transform`` applied (once, for resident data)."""
         other = object.__new__(DataChunks)
         other.__dict__.update(self.__dict__)
@@ -141,7 +141,7 @@ class DataChunks:
 
     def seeding_view(
         self, generator: torch.Generator, comm: Local = LOCAL, max_rows: int = SEEDING_ROWS
-    ) -> "DataChunks":
+    ) -> DataChunks:
         """The rows seeding may read at random: these chunks when resident or small, else a
         bounded uniform reservoir sample (at most ``max_rows`` rows, one streaming pass; see
         :func:`lvmkit.data.sources.reservoir`). The sample's randomness comes from
@@ -158,17 +158,29 @@ class DataChunks:
                 return self
             rng = np.random.default_rng(generator.initial_seed())
             rows, weights = reservoir(self.source, max_rows, rng)
-            view = DataChunks(rows, self.shift, self.dtype, self.device, self.chunk_size, weights=weights)
+            view = DataChunks(
+                rows, self.shift, self.dtype, self.device, self.chunk_size, weights=weights
+            )
             return view if self._transform is None else view.mapped(self._transform)
         counts = comm.gather(int(self.n_samples))
         total = sum(counts)
-        share = counts[comm.rank] if total <= max_rows else int(max_rows * counts[comm.rank] // total)
+        share = (
+            counts[comm.rank] if total <= max_rows else int(max_rows * counts[comm.rank] // total)
+        )
         rng = np.random.default_rng([generator.initial_seed(), comm.rank])
         if self._resident is not None:
-            pick = np.sort(rng.choice(self.n_samples, share, replace=False)) if share < self.n_samples else None
+            pick = (
+                np.sort(rng.choice(self.n_samples, share, replace=False))
+                if share < self.n_samples
+                else None
+            )
             index = slice(None) if pick is None else torch.as_tensor(pick, device=self.device)
             rows = self._resident[index].to(torch.float64).cpu().numpy()
-            weights = None if self.weights is None else self.weights[index].to(torch.float64).cpu().numpy()
+            weights = (
+                None
+                if self.weights is None
+                else self.weights[index].to(torch.float64).cpu().numpy()
+            )
         else:
             raw, weights = reservoir(self.source, share, rng)
             prepared = (as_tensor(raw, self.device) - self.shift).to(self.dtype)
@@ -181,7 +193,11 @@ class DataChunks:
         # float64 copies of compute-dtype values: the cast back to the compute dtype is exact
         view = DataChunks(rows, zero, self.dtype, self.device, self.chunk_size, weights=weights)
         # resident rows were gathered as served (transformed already); streamed ones raw
-        return view if self._transform is None or self._resident is not None else view.mapped(self._transform)
+        return (
+            view
+            if self._transform is None or self._resident is not None
+            else view.mapped(self._transform)
+        )
 
     def moments(self) -> tuple[Tensor, Tensor, Tensor]:
         """Sample-weighted per-feature mean and variance (float64) of the rows as served

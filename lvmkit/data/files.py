@@ -28,6 +28,7 @@ from lvmkit.data.sources import (
     _shard_range,
 )
 
+
 def _expand(paths) -> list[str]:
     """File paths: globs expanded (sorted), each checked to exist."""
     if isinstance(paths, (str, os.PathLike)):
@@ -66,8 +67,8 @@ def _kind(path: str) -> str:
         return "csv"
     suffix = "".join(os.path.splitext(os.path.basename(path))[1:]) or "none"
     raise ValueError(
-        f"{path}: unsupported file type (suffix {suffix!r}); data sources read {_SUFFIXES}: convert "
-        "the file, or load it and pass the array."
+        f"{path}: unsupported file type (suffix {suffix!r}); data sources read {_SUFFIXES}: "
+        f"convert the file, or load it and pass the array."
     )
 
 
@@ -106,7 +107,9 @@ class _FileSource(Source):
 
     def shard(self, rank, world):
         if self._pieces is None:
-            pieces = [(i, 0, c if c is not None else self._count(i)) for i, c in enumerate(self._counts)]
+            pieces = [
+                (i, 0, c if c is not None else self._count(i)) for i, c in enumerate(self._counts)
+            ]
             self.n_samples = sum(b for _, _, b in pieces)
         else:
             pieces = self._pieces
@@ -154,11 +157,13 @@ class NpySource(_FileSource):
         for i, p in enumerate(self.paths):
             arr = _open_npy(p)
             if arr.dtype.kind not in "biuf":
-                raise ValueError(f"{p} holds values of type {arr.dtype}, not real numbers: save numbers.")
+                raise ValueError(
+                    f"{p} holds values of type {arr.dtype}, not real numbers: save numbers."
+                )
             if arr.ndim != 2:
                 raise ValueError(
-                    f"{p} holds an array of shape {arr.shape}; expected 2-D (rows, features): re-save it, "
-                    "e.g. np.save(path, x.reshape(len(x), -1))."
+                    f"{p} holds an array of shape {arr.shape}; expected 2-D (rows, features): "
+                    f"re-save it, e.g. np.save(path, x.reshape(len(x), -1))."
                 )
             if i == 0:
                 self.n_features = int(arr.shape[1])
@@ -177,7 +182,7 @@ class NpySource(_FileSource):
         if fortran:  # rows are not contiguous on disk: read them through a memory map
             arr = _open_npy(p)
             for s in range(a, b, rows):
-                X = np.ascontiguousarray(arr[s:min(s + rows, b)], dtype=np.float64)
+                X = np.ascontiguousarray(arr[s : min(s + rows, b)], dtype=np.float64)
                 _check_finite(X, p, s, self._labels)
                 yield Chunk(X, None, p, s)
             return
@@ -195,15 +200,15 @@ class NpySource(_FileSource):
             fh.seek(offset + a * row_bytes)
             for s in range(a, b, rows):
                 n = min(s + rows, b) - s
-                view = memoryview(buf)[:n * row_bytes]
+                view = memoryview(buf)[: n * row_bytes]
                 got = 0
                 while got < len(view):
                     k = fh.readinto(view[got:])
                     if not k:
                         raise ValueError(
-                            f"{p} is not a readable .npy file (it ends inside row {s + got // row_bytes:,}, "
-                            f"before the {self._counts[i]:,} rows its header promises); is it truncated? "
-                            "Re-save it with np.save."
+                            f"{p} is not a readable .npy file (it ends inside row "
+                            f"{s + got // row_bytes:,}, before the {self._counts[i]:,} rows its "
+                            f"header promises); is it truncated? Re-save it with np.save."
                         )
                     got += k
                 X = np.frombuffer(buf, dtype=dtype, count=n * D).reshape(n, D).astype(np.float64)
@@ -217,10 +222,12 @@ def _open_npy(p: str) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         if "Python objects" in str(exc) or "allow_pickle" in str(exc):
             raise ValueError(
-                f"{p} holds Python objects (a pickle, which lvmkit never loads): save a numeric array."
+                f"{p} holds Python objects (a pickle, which lvmkit never loads): save a numeric "
+                f"array."
             ) from None
         raise ValueError(
-            f"{p} is not a readable .npy file ({_brief(exc)}); is it truncated? Re-save it with np.save."
+            f"{p} is not a readable .npy file ({_brief(exc)}); is it truncated? Re-save it with "
+            f"np.save."
         ) from None
 
 
@@ -246,29 +253,33 @@ class ParquetSource(_FileSource):
                 index = (schema.pandas_metadata or {}).get("index_columns", [])
                 theirs = [f.name for f in schema if _is_numeric(f.type) and f.name not in index]
                 if not theirs:
-                    raise ValueError(f"{p} has no numeric columns (its columns: {', '.join(schema.names)}).")
+                    raise ValueError(
+                        f"{p} has no numeric columns (its columns: {', '.join(schema.names)})."
+                    )
                 if names is not None and len(theirs) != len(names):
                     raise _mismatch(p, len(theirs), first, len(names))
                 if names is not None and theirs != names:
                     raise ValueError(
-                        f"{p} has feature columns {theirs} but {first} has {names}: every file of a data "
-                        "set must have the same columns."
+                        f"{p} has feature columns {theirs} but {first} has {names}: every file of "
+                        f"a data set must have the same columns."
                     )
                 names = theirs
             elif names is None:
                 n = len(schema.names)
-                names = [schema.names[c] if isinstance(c, (int, np.integer)) and 0 <= c < n else c
-                         for c in columns]
+                names = [
+                    schema.names[c] if isinstance(c, (int, np.integer)) and 0 <= c < n else c
+                    for c in columns
+                ]
             for name in names:
                 if name not in types:
                     raise ValueError(
-                        f"{p} has no column {name!r} (its columns: {', '.join(schema.names)}): every file "
-                        "of a data set must have the same columns."
+                        f"{p} has no column {name!r} (its columns: {', '.join(schema.names)}): "
+                        f"every file of a data set must have the same columns."
                     )
                 if not _is_numeric(types[name]):
                     raise ValueError(
-                        f"{p}: column {name!r} holds {types[name]}, not numbers: leave it out of columns=, "
-                        "or encode it as numbers."
+                        f"{p}: column {name!r} holds {types[name]}, not numbers: leave it out of "
+                        f"columns=, or encode it as numbers."
                     )
             if i == 0:
                 self.feature_names, self.n_features = [str(n) for n in names], len(names)
@@ -288,7 +299,9 @@ class ParquetSource(_FileSource):
             return
         pos = int(starts[groups[0]])
         try:
-            for batch in pf.iter_batches(batch_size=rows, row_groups=groups, columns=self.feature_names):
+            for batch in pf.iter_batches(
+                batch_size=rows, row_groups=groups, columns=self.feature_names
+            ):
                 s, e = max(a, pos), min(b, pos + batch.num_rows)
                 if e > s:
                     X = np.empty((e - s, self.n_features))
@@ -306,14 +319,21 @@ class ParquetSource(_FileSource):
 def _is_numeric(t) -> bool:
     import pyarrow as pa
 
-    return any(f(t) for f in (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean,
-                              pa.types.is_decimal))
+    return any(
+        f(t)
+        for f in (
+            pa.types.is_integer,
+            pa.types.is_floating,
+            pa.types.is_boolean,
+            pa.types.is_decimal,
+        )
+    )
 
 
 def _corrupt(p, exc) -> ValueError:
     return ValueError(
-        f"{p} is not a readable Parquet file (corrupt or truncated: {_brief(exc)}): re-write it from the "
-        "original data."
+        f"{p} is not a readable Parquet file (corrupt or truncated: {_brief(exc)}): re-write it "
+        f"from the original data."
     )
 
 
@@ -341,8 +361,8 @@ class CsvSource(_FileSource):
     A shard starting inside a file parses (and discards) that file's earlier rows on each pass.
 
     Row names: when ``columns`` is None, the first column is left out (with a warning) if its
-    header is empty (read as ``Unnamed: 0``), ``rownames``, ``row.names``, ``index`` or ``...1`` and the
-    first file's first rows number themselves 0, 1, 2, ... or 1, 2, 3, ... (pandas' ``to_csv``,
+    header is empty (read as ``Unnamed: 0``), ``rownames``, ``row.names``, ``index`` or ``...1`` and
+    the first file's first rows number themselves 0, 1, 2, ... or 1, 2, 3, ... (pandas' ``to_csv``,
     R's ``write.csv``). Every chunk read checks that the numbering goes on (each file counting
     on from the one before, or afresh); ``keep_index=True`` keeps the column as a feature.
     """
@@ -350,8 +370,14 @@ class CsvSource(_FileSource):
     _kind = "CSV"
     _PROBE_ROWS = 10_000  # rows of the first file that decide whether its first column is row names
 
-    def __init__(self, paths, header: bool = True, columns=None, sep: str | None = None,
-                 keep_index: bool = False):
+    def __init__(
+        self,
+        paths,
+        header: bool = True,
+        columns=None,
+        sep: str | None = None,
+        keep_index: bool = False,
+    ):
         self._setup(paths)
         self.header, self._sep = bool(header), sep
         self._names, self._width = self._head(0)
@@ -361,17 +387,20 @@ class CsvSource(_FileSource):
         for c in range(skip, self._width) if columns is None else columns:
             if isinstance(c, str) and self._names is None:
                 raise ValueError(
-                    f"{first}: no header row (header=False), so column {c!r} cannot be found by name: "
-                    "choose columns by 0-based position."
+                    f"{first}: no header row (header=False), so column {c!r} cannot be found by "
+                    f"name: choose columns by 0-based position."
                 )
             if isinstance(c, str) and c not in self._names:
                 raise ValueError(
-                    f"{first}: no column named {c!r} (its columns: {', '.join(self._names)}): check the "
-                    "spelling."
+                    f"{first}: no column named {c!r} (its columns: {', '.join(self._names)}): "
+                    f"check the spelling."
                 )
-            if not isinstance(c, str) and not (isinstance(c, (int, np.integer)) and 0 <= c < self._width):
+            if not isinstance(c, str) and not (
+                isinstance(c, (int, np.integer)) and 0 <= c < self._width
+            ):
                 raise ValueError(
-                    f"{first}: column {c!r} is neither a column name nor a position in 0..{self._width - 1}."
+                    f"{first}: column {c!r} is neither a column name nor a position in "
+                    f"0..{self._width - 1}."
                 )
             cols.append(self._names.index(c) if isinstance(c, str) else int(c))
         self._cols = cols
@@ -390,10 +419,14 @@ class CsvSource(_FileSource):
             frame = self._frames(p, usecols=[0], nrows=self._PROBE_ROWS)
         except Exception:  # unreadable rows: reading the chunks reports them
             return None
-        values = pd.to_numeric(frame.iloc[:, 0], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        values = pd.to_numeric(frame.iloc[:, 0], errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
         start = _row_numbers_start(values)
         if start is not None:
-            warnings.warn(_row_names_note(p, self._names[0], start, None), UserWarning, stacklevel=3)
+            warnings.warn(
+                _row_names_note(p, self._names[0], start, None), UserWarning, stacklevel=3
+            )
         return start
 
     def _check_row_names(self, i: int, col, pos: int, first: list) -> None:
@@ -415,13 +448,16 @@ class CsvSource(_FileSource):
         if bad.size:
             k = int(bad[0])
             v, cell = values[k], col.iloc[k]
-            got = (f"{int(v):,}" if v == int(v) else f"{float(v)!r}") if np.isfinite(v) else (
-                repr(cell) if isinstance(cell, str) else "no value")
+            got = (
+                (f"{int(v):,}" if v == int(v) else f"{float(v)!r}")
+                if np.isfinite(v)
+                else (repr(cell) if isinstance(cell, str) else "no value")
+            )
             wanted = wanted if pos + k == 0 and wanted else f"{int(expected[k]):,}"
             raise ValueError(
-                f"{self.paths[i]}: the first column ({self._names[0]!r}) was left out as row names, but "
-                f"at row {pos + k:,} it holds {got} instead of {wanted}; if it is a feature, pass "
-                "keep_index=True (command line: --keep-index-column) to keep it."
+                f"{self.paths[i]}: the first column ({self._names[0]!r}) was left out as row "
+                f"names, but at row {pos + k:,} it holds {got} instead of {wanted}; if it is a "
+                f"feature, pass keep_index=True (command line: --keep-index-column) to keep it."
             )
 
     def _sep_of(self, p: str) -> str:
@@ -430,7 +466,7 @@ class CsvSource(_FileSource):
         name = p.lower().removesuffix(".gz")
         if name.endswith((".tsv", ".csv")):
             return "\t" if name.endswith(".tsv") else ","
-        with _csv_errors(p), (gzip.open(p, "rt") if p.lower().endswith(".gz") else open(p)) as fh:
+        with _csv_errors(p), gzip.open(p, "rt") if p.lower().endswith(".gz") else open(p) as fh:
             line = next((ln for ln in fh if ln.strip()), "")
         return next((d for d in (",", "\t", ";") if d in line), r"\s+")
 
@@ -460,8 +496,8 @@ class CsvSource(_FileSource):
             raise _mismatch(p, width, first, self._width, "columns")
         if names != self._names:
             raise ValueError(
-                f"{p} has columns {names} but {first} has {self._names}: every file of a data set must "
-                "have the same columns."
+                f"{p} has columns {names} but {first} has {self._names}: every file of a data set "
+                f"must have the same columns."
             )
         pos, first_value = 0, []
         with _csv_errors(p):
@@ -472,15 +508,15 @@ class CsvSource(_FileSource):
                 if e > s:
                     X = np.empty((e - s, self.n_features))
                     for j, c in enumerate(self._cols):
-                        col = frame.iloc[s - pos:e - pos, c]
+                        col = frame.iloc[s - pos : e - pos, c]
                         if col.dtype.kind not in "biuf":
                             num = pd.to_numeric(col, errors="coerce")
                             bad = np.flatnonzero(num.isna().to_numpy() & col.notna().to_numpy())
                             if bad.size:
                                 raise ValueError(
-                                    f"{p}: row {s + bad[0]:,}, {self._labels[j]} is {col.iloc[bad[0]]!r}, "
-                                    "not a number: leave non-numeric columns out with columns=, or encode "
-                                    "them as numbers."
+                                    f"{p}: row {s + bad[0]:,}, {self._labels[j]} is "
+                                    f"{col.iloc[bad[0]]!r}, not a number: leave non-numeric "
+                                    f"columns out with columns=, or encode them as numbers."
                                 )
                             col = num
                         X[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -505,6 +541,6 @@ def _csv_errors(p: str):
         ) from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise ValueError(
-            f"{p} could not be read as CSV ({_brief(exc)}): every row needs the same number of fields; "
-            "is the file complete, and text?"
+            f"{p} could not be read as CSV ({_brief(exc)}): every row needs the same number of "
+            f"fields; is the file complete, and text?"
         ) from None

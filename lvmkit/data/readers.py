@@ -2,18 +2,18 @@
 
 ``read_data(source)`` dispatches on what ``source`` is:
 
-==========================================  ==========================================================
+==========================================  ========================================================
 source                                      result
-==========================================  ==========================================================
+==========================================  ========================================================
 ``.csv``, ``.tsv``, ``.txt`` (``.gz`` too)  (n, d) float64; a header row is detected (see below)
 ``.npy``                                    the array, memory-mapped (read a chunk at a time by fit)
 ``.npz``                                    its one array, or the one named by ``key``
-``.parquet``, ``.pq``                       (n, d) float64 (needs pyarrow: ``pip install 'lvmkit[parquet]'``)
+``.parquet``, ``.pq``                       (n, d) float64; needs pyarrow (``lvmkit[parquet]``)
 IDX (``-ubyte``, ``.idx``; ``.gz`` too)     the array as stored, e.g. MNIST's (n, 28, 28) uint8
 ``.amat`` (``.gz`` too)                     (n, d) float32, Larochelle's binarized MNIST format
-a folder of images                          (n, H, W) uint8 if every image is grey, else (n, H, W, 3)
+a folder of images                          (n, H, W) uint8; (n, H, W, 3) if any image has colour
 a pandas DataFrame                          (n, d) float64
-==========================================  ==========================================================
+==========================================  ========================================================
 
 Images keep their raw values (0..255): scale or binarize them as the model needs. Colour images
 are converted to RGB (alpha dropped, palettes expanded); a folder mixing grey and colour images
@@ -51,7 +51,19 @@ from lvmkit.data.idx import read_idx
 
 __all__ = ["Dataset", "read_data", "read_dataset"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+)
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 _MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
 _FORMATS = (
@@ -91,8 +103,14 @@ class Dataset:
         return X
 
 
-def read_data(source, columns=None, *, key: str | None = None, delimiter: str | None = None,
-              keep_index: bool = False) -> np.ndarray:
+def read_data(
+    source,
+    columns=None,
+    *,
+    key: str | None = None,
+    delimiter: str | None = None,
+    keep_index: bool = False,
+) -> np.ndarray:
     """The array in ``source`` (a path, a folder of images or a DataFrame); see the module doc.
 
     Parameters
@@ -111,8 +129,14 @@ def read_data(source, columns=None, *, key: str | None = None, delimiter: str | 
     return read_dataset(source, columns, key=key, delimiter=delimiter, keep_index=keep_index).X
 
 
-def read_dataset(source, columns=None, *, key: str | None = None, delimiter: str | None = None,
-                 keep_index: bool = False) -> Dataset:
+def read_dataset(
+    source,
+    columns=None,
+    *,
+    key: str | None = None,
+    delimiter: str | None = None,
+    keep_index: bool = False,
+) -> Dataset:
     """Like :func:`read_data`, returning a :class:`Dataset` (array, column names, source)."""
     columns = _normalise_columns(columns)
     if hasattr(source, "iloc") and hasattr(source, "columns"):
@@ -126,7 +150,9 @@ def read_dataset(source, columns=None, *, key: str | None = None, delimiter: str
         raise FileNotFoundError(f"{path}: no such file or folder. Check the path to the data.")
     if path.is_dir():
         if columns is not None:
-            raise ValueError(f"{path}: columns apply to tables; a folder of images has none. Drop columns.")
+            raise ValueError(
+                f"{path}: columns apply to tables; a folder of images has none. Drop columns."
+            )
         return Dataset(_read_image_folder(path), None, str(path))
     kind = _kind(path)
     if kind == "csv":
@@ -185,7 +211,9 @@ def _normalise_columns(columns):
             )
         out.append(int(c) if isinstance(c, (int, np.integer)) else c)
     if not out:
-        raise ValueError("columns is empty; give at least one column name or position, or None for all.")
+        raise ValueError(
+            "columns is empty; give at least one column name or position, or None for all."
+        )
     return out
 
 
@@ -206,7 +234,9 @@ def _resolve_columns(columns, names: list[str] | None, width: int, where: str) -
                 out.append(int(c[9:]))  # pandas' name for an empty header (a streamed fit's)
                 continue
             if c not in names:
-                shown = ", ".join(repr(n) for n in names[:20]) + (", ..." if len(names) > 20 else "")
+                shown = ", ".join(repr(n) for n in names[:20]) + (
+                    ", ..." if len(names) > 20 else ""
+                )
                 raise ValueError(
                     f"{where}: no column named {c!r}; its columns are {shown}. Check the spelling "
                     "(names are case-sensitive)."
@@ -240,7 +270,9 @@ def _check_array(X: np.ndarray, where: str) -> np.ndarray:
             "array (e.g. X.astype(float))."
         )
     if X.ndim == 0 or X.shape[0] == 0:
-        raise ValueError(f"{where}: holds no samples (shape {tuple(X.shape)}); give a non-empty data set.")
+        raise ValueError(
+            f"{where}: holds no samples (shape {tuple(X.shape)}); give a non-empty data set."
+        )
     return X
 
 
@@ -286,7 +318,9 @@ def _read_csv(path: Path, columns, delimiter, keep_index: bool = False):
         with _open_text(path) as fh:
             head = fh.read(1 << 16)
     except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: could not be read as text ({exc}). Is it a CSV file, complete?") from None
+        raise ValueError(
+            f"{path}: could not be read as text ({exc}). Is it a CSV file, complete?"
+        ) from None
     if not head.strip():
         raise ValueError(f"{path}: the file is empty; expected rows of comma-separated numbers.")
     first_line = next(line for line in head.splitlines() if line.strip())
@@ -319,7 +353,9 @@ def _read_csv(path: Path, columns, delimiter, keep_index: bool = False):
     if columns is None and not keep_index and chosen is not None and len(chosen) > 1:
         start = _row_numbers_start(X[:, 0]) if _is_row_name_header(chosen[0]) else None
         if start is not None:
-            warnings.warn(_row_names_note(path, chosen[0], start, X.shape[0]), UserWarning, stacklevel=3)
+            warnings.warn(
+                _row_names_note(path, chosen[0], start, X.shape[0]), UserWarning, stacklevel=3
+            )
             X, chosen = np.ascontiguousarray(X[:, 1:]), chosen[1:]
     return X, chosen
 
@@ -340,17 +376,25 @@ def _row_numbers_start(values: np.ndarray) -> int | None:
     if values.ndim != 1 or values.size == 0 or values[0] not in (0.0, 1.0):
         return None
     start = int(values[0])
-    return start if np.array_equal(values, np.arange(start, start + values.size, dtype=np.float64)) else None
+    return (
+        start
+        if np.array_equal(values, np.arange(start, start + values.size, dtype=np.float64))
+        else None
+    )
 
 
 def _row_names_note(path, name, start: int, n: int | None) -> str:
     """The one-line warning for a first column left out as row names (``n`` rows, if known)."""
-    held = f"{start}, {start + 1}, {start + 2}, ..." if n is None else (
-        f"{start}..{start + n - 1}" if n > 1 else f"{start}")
+    held = (
+        f"{start}, {start + 1}, {start + 2}, ..."
+        if n is None
+        else (f"{start}..{start + n - 1}" if n > 1 else f"{start}")
+    )
     what = f"{name!r}, holding {held}" if str(name).strip() else f"unnamed, holding {held}"
     return (
         f"{path}: the first column ({what}) looks like row names written by pandas or R; it is "
-        "left out. Pass keep_index=True (command line: --keep-index-column) to keep it as a feature."
+        "left out. Pass keep_index=True (command line: --keep-index-column) to keep it as a "
+        "feature."
     )
 
 
@@ -370,8 +414,13 @@ def _read_csv_fast(path, delimiter, has_header, width, picked):
 
     try:
         frame = pd.read_csv(
-            path, sep=r"\s+" if delimiter is None else delimiter, header=0 if has_header else None,
-            skipinitialspace=True, skip_blank_lines=True, engine="c", low_memory=False,
+            path,
+            sep=r"\s+" if delimiter is None else delimiter,
+            header=0 if has_header else None,
+            skipinitialspace=True,
+            skip_blank_lines=True,
+            engine="c",
+            low_memory=False,
         )
     except Exception:  # ragged rows, quoting problems: let the checked reader explain
         return None
@@ -438,7 +487,9 @@ def _from_frame(frame, columns, where: str, file_rows: bool):
         elif kind in "iuf":
             values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
-            values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            values = pd.to_numeric(series, errors="coerce").to_numpy(
+                dtype=np.float64, na_value=np.nan
+            )
             bad = np.flatnonzero(np.isnan(values) & ~series.isna().to_numpy())
             if bad.size:
                 r = int(bad[0])
@@ -480,7 +531,8 @@ def _read_parquet(path: Path, columns):
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow's ArrowInvalid and friends
         raise ValueError(
-            f"{path}: could not be read as Parquet ({exc}). Is the file complete and really Parquet?"
+            f"{path}: could not be read as Parquet ({exc}). Is the file complete and really "
+            f"Parquet?"
         ) from None
     return _from_frame(table.to_pandas(), columns, str(path), file_rows=True)
 
@@ -496,9 +548,13 @@ def _read_npy(path: Path) -> np.ndarray:
                 "pickle can run code. Save a numeric array instead (np.save with a float or int "
                 "array)."
             ) from None
-        raise ValueError(f"{path}: could not be read as .npy ({exc}); is the file truncated?") from None
+        raise ValueError(
+            f"{path}: could not be read as .npy ({exc}); is the file truncated?"
+        ) from None
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: could not be read as .npy ({exc}); is the file truncated?") from None
+        raise ValueError(
+            f"{path}: could not be read as .npy ({exc}); is the file truncated?"
+        ) from None
 
 
 def _read_npz(path: Path, key: str | None) -> np.ndarray:
@@ -520,7 +576,9 @@ def _read_npz(path: Path, key: str | None) -> np.ndarray:
                 )
             return archive[key]
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ValueError(f"{path}: could not be read as .npz ({exc}); is the file truncated?") from None
+        raise ValueError(
+            f"{path}: could not be read as .npz ({exc}); is the file truncated?"
+        ) from None
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise ValueError(
@@ -535,7 +593,8 @@ def _read_image_folder(folder: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not files:
@@ -551,11 +610,13 @@ def _read_image_folder(folder: Path) -> np.ndarray:
                 modes.append(img.mode)
                 images.append(img.copy())
         except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"{p}: could not be read as an image ({exc}). Remove or replace it.") from None
+            raise ValueError(
+                f"{p}: could not be read as an image ({exc}). Remove or replace it."
+            ) from None
     grey = all(m in _GREY_MODES for m in modes)
     size = images[0].size
     arrays = []
-    for p, img in zip(files, images):
+    for p, img in zip(files, images, strict=True):
         if img.size != size:
             raise ValueError(
                 f"{p}: is {img.size[0]}x{img.size[1]} pixels but {files[0].name} is "
@@ -564,4 +625,3 @@ def _read_image_folder(folder: Path) -> np.ndarray:
             )
         arrays.append(np.asarray(img.convert("L" if grey else "RGB"), dtype=np.uint8))
     return np.stack(arrays)
-

@@ -37,8 +37,17 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "ArraySource", "Chunk", "CsvSource", "DataFileNotFoundError", "NpySource", "ParquetSource",
-    "Source", "as_source", "merge_moments", "moments", "reservoir",
+    "ArraySource",
+    "Chunk",
+    "CsvSource",
+    "DataFileNotFoundError",
+    "NpySource",
+    "ParquetSource",
+    "Source",
+    "as_source",
+    "merge_moments",
+    "moments",
+    "reservoir",
 ]
 
 _SUFFIXES = ".npy, .parquet/.pq, .csv/.tsv/.txt (CSV optionally gzipped, e.g. .csv.gz)"
@@ -82,8 +91,14 @@ class Source(ABC):
 
     def chunks(self, rows: int) -> Iterator[Chunk]:
         """Chunks of at most ``rows`` rows, in order; each is checked for NaN and inf."""
-        if isinstance(rows, (bool, np.bool_)) or not isinstance(rows, (int, np.integer)) or rows < 1:
-            raise ValueError(f"rows must be a positive integer (the most rows per chunk); got {rows!r}.")
+        if (
+            isinstance(rows, (bool, np.bool_))
+            or not isinstance(rows, (int, np.integer))
+            or rows < 1
+        ):
+            raise ValueError(
+                f"rows must be a positive integer (the most rows per chunk); got {rows!r}."
+            )
         return self._chunks(int(rows))
 
     @abstractmethod
@@ -102,17 +117,24 @@ class Source(ABC):
 
 
 def _shard_range(n: int, rank, world) -> tuple[int, int]:
-    ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in (rank, world))
+    ok = all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        for v in (rank, world)
+    )
     if not ok or world < 1 or not 0 <= rank < world:
         raise ValueError(
-            f"shard(rank={rank!r}, world={world!r}): need integers with world >= 1 and 0 <= rank < world."
+            f"shard(rank={rank!r}, world={world!r}): need integers with world >= 1 and 0 <= rank < "
+            f"world."
         )
     return int(rank) * n // int(world), (int(rank) + 1) * n // int(world)
 
 
 def _labels(positions, names) -> list[str]:
     names = names or [None] * len(positions)
-    return [f"column {p}" + (f" ({n!r})" if n is not None else "") for p, n in zip(positions, names)]
+    return [
+        f"column {p}" + (f" ({n!r})" if n is not None else "")
+        for p, n in zip(positions, names, strict=False)
+    ]
 
 
 def _check_finite(X: np.ndarray, origin: str, start: int, labels: list[str]) -> None:
@@ -121,8 +143,11 @@ def _check_finite(X: np.ndarray, origin: str, start: int, labels: list[str]) -> 
         return
     r, c = divmod(int(np.argmin(finite.ravel())), X.shape[1])  # first bad value, row-major
     v = X[r, c]
-    what, fix = ("NaN", "remove or impute missing values") if np.isnan(v) else (
-        "inf" if v > 0 else "-inf", "remove or replace infinite values")
+    what, fix = (
+        ("NaN", "remove or impute missing values")
+        if np.isnan(v)
+        else ("inf" if v > 0 else "-inf", "remove or replace infinite values")
+    )
     raise ValueError(f"{what} in {origin} at row {start + r:,}, {labels[c]}: {fix} before fitting.")
 
 
@@ -140,11 +165,11 @@ class ArraySource(Source):
         names = None
         if hasattr(X, "iloc") and hasattr(X, "columns"):
             names = [str(c) for c in X.columns]
-            for name, dtype in zip(names, X.dtypes):
+            for name, dtype in zip(names, X.dtypes, strict=True):
                 if getattr(dtype, "kind", "O") not in "biuf":
                     raise ValueError(
-                        f"DataFrame column {name!r} has dtype {dtype}, not numbers: drop it or encode it "
-                        "as numbers."
+                        f"DataFrame column {name!r} has dtype {dtype}, not numbers: drop it or "
+                        f"encode it as numbers."
                     )
             X = X.to_numpy(dtype=np.float64, na_value=np.nan)
         elif _is_tensor(X):
@@ -153,12 +178,15 @@ class ArraySource(Source):
             X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise ValueError(
-                f"X holds values of type {X.dtype}, not real numbers: convert it to a numeric array "
-                "(e.g. X.astype(float))."
+                f"X holds values of type {X.dtype}, not real numbers: convert it to a numeric "
+                f"array (e.g. X.astype(float))."
             )
         if X.ndim != 2:
-            hint = ("use X.reshape(-1, 1) for one feature" if X.ndim == 1
-                    else "flatten each sample with X.reshape(len(X), -1)")
+            hint = (
+                "use X.reshape(-1, 1) for one feature"
+                if X.ndim == 1
+                else "flatten each sample with X.reshape(len(X), -1)"
+            )
             raise ValueError(f"X must be 2-D (rows, features); got shape {tuple(X.shape)}: {hint}.")
         self.array = X
         self.weights = None if sample_weight is None else _check_weights(sample_weight, X.shape[0])
@@ -170,9 +198,9 @@ class ArraySource(Source):
 
     def _chunks(self, rows):
         for s in range(0, self.n_samples, rows):
-            X = np.ascontiguousarray(self.array[s:s + rows], dtype=np.float64)
+            X = np.ascontiguousarray(self.array[s : s + rows], dtype=np.float64)
             _check_finite(X, "X", self._offset + s, self._labels)
-            w = None if self.weights is None else self.weights[s:s + rows]
+            w = None if self.weights is None else self.weights[s : s + rows]
             yield Chunk(X, w, "X", self._offset + s)
 
     def shard(self, rank, world):
@@ -205,12 +233,18 @@ def _check_weights(w, n: int) -> np.ndarray:
     try:
         w = np.asarray(_tensor_numpy(w) if _is_tensor(w) else w, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"sample_weight must be numbers, one per row; got {type(w).__name__}.") from None
+        raise ValueError(
+            f"sample_weight must be numbers, one per row; got {type(w).__name__}."
+        ) from None
     if w.shape != (n,):
-        raise ValueError(f"sample_weight must have shape ({n},), one weight per row; got shape {w.shape}.")
+        raise ValueError(
+            f"sample_weight must have shape ({n},), one weight per row; got shape {w.shape}."
+        )
     bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
     if bad.size:
-        raise ValueError(f"sample_weight[{bad[0]}] is {w[bad[0]]}: weights must be finite and >= 0.")
+        raise ValueError(
+            f"sample_weight[{bad[0]}] is {w[bad[0]]}: weights must be finite and >= 0."
+        )
     return w
 
 
@@ -231,13 +265,15 @@ def as_source(data, sample_weight=None) -> Source:
         return ArraySource(data, sample_weight)
     if sample_weight is not None:
         raise ValueError(
-            "sample_weight is not supported yet for data read from files (nor as a column): load the "
-            "rows into an in-memory array (or np.load(path, mmap_mode='r')) to pass weights."
+            "sample_weight is not supported yet for data read from files (nor as a column): load "
+            "the rows into an in-memory array (or np.load(path, mmap_mode='r')) to pass weights."
         )
     paths = _expand(data)
     kinds = sorted({_kind(p) for p in paths})
     if len(kinds) > 1:
-        raise ValueError(f"the data files are of different kinds ({', '.join(kinds)}): give one format.")
+        raise ValueError(
+            f"the data files are of different kinds ({', '.join(kinds)}): give one format."
+        )
     return {"npy": NpySource, "parquet": ParquetSource, "csv": CsvSource}[kinds[0]](paths)
 
 
@@ -300,10 +336,13 @@ def reservoir(
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(
-            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)); got {type(rng).__name__}."
+            f"rng must be a numpy.random.Generator (np.random.default_rng(seed)); got "
+            f"{type(rng).__name__}."
         )
     if isinstance(size, (bool, np.bool_)) or not isinstance(size, (int, np.integer)) or size < 0:
-        raise ValueError(f"size must be a non-negative integer (the most rows to keep); got {size!r}.")
+        raise ValueError(
+            f"size must be a non-negative integer (the most rows to keep); got {size!r}."
+        )
     source = as_source(source)
     fill, seen, buf, wbuf, weighted = [], 0, None, None, source.weights is not None
     for chunk in source.chunks(rows):

@@ -24,9 +24,9 @@ from lvmkit import _validation as v
 from lvmkit import distributed
 from lvmkit._persist import Persistent
 from lvmkit.data.chunks import DataChunks
+from lvmkit.data.sources import Source, as_source
 from lvmkit.estimators import _ranks as ranks
 from lvmkit.families.gaussian import jitter_report
-from lvmkit.data.sources import Source, as_source
 from lvmkit.fit import callbacks
 from lvmkit.fit.em import EMResult, best_of_restarts, run_em
 from lvmkit.fit.gradient import run_gradient
@@ -129,7 +129,9 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def _bytes_per_row(self, n_features: int, dtype: torch.dtype) -> int:
         item = torch.finfo(dtype).bits // 8
-        return item * (2 * n_features + 6 * self.n_components) + 8 * (self.n_components + n_features)
+        return item * (2 * n_features + 6 * self.n_components) + 8 * (
+            self.n_components + n_features
+        )
 
     # ================================================================== fitting
     def fit(self, X, y=None, sample_weight=None):
@@ -188,9 +190,13 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         first = state is None and not fitted
 
         def prepare():
-            rows = v.check_X(self, X, reset=first, min_samples=0 if comm.active else (k if first else 1))
+            rows = v.check_X(
+                self, X, reset=first, min_samples=0 if comm.active else (k if first else 1)
+            )
             self._check_values(rows)
-            w = _check_sample_weight(sample_weight, rows.shape[0], 0 if comm.active else (k if first else 1))
+            w = _check_sample_weight(
+                sample_weight, rows.shape[0], 0 if comm.active else (k if first else 1)
+            )
             return rows, w
 
         (X, weights), n_total, _ = ranks.prepare_together(comm, self, prepare)
@@ -205,9 +211,16 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             self._choose_reference(X, comm)
         family = self._make_family()
         model = Mixture(family, k, dtype)
-        shift = self._data_shift(X, weights, device, comm) if first else self._prediction_shift(device)
+        shift = (
+            self._data_shift(X, weights, device, comm) if first else self._prediction_shift(device)
+        )
         chunks = DataChunks(
-            X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype),
+            X,
+            shift,
+            dtype,
+            device,
+            self.chunk_size,
+            self._bytes_per_row(X.shape[1], dtype),
             weights=weights,
         )
         if first:
@@ -221,7 +234,9 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         else:
             running = None if state[0] is None else state[0].to(device)
             progress, history = StepwiseState(running, state[1]), list(self.lower_bounds_)
-        batch = Batch(chunks.mapped(family.features).iter_weighted(), chunks.n_features, chunks.device)
+        batch = Batch(
+            chunks.mapped(family.features).iter_weighted(), chunks.n_features, chunks.device
+        )
         params, ll, n = stepwise_step(
             model, batch, params, progress, self.learning_decay, self.learning_offset, comm
         )
@@ -322,8 +337,13 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         user_init = self._user_init(family, device, shift)
         stepwise = self.algorithm == "stepwise"
         chunks = DataChunks(
-            data, shift, dtype, device, self.batch_size if stepwise else self.chunk_size,
-            self._bytes_per_row(n_features, dtype), weights=weights,
+            data,
+            shift,
+            dtype,
+            device,
+            self.batch_size if stepwise else self.chunk_size,
+            self._bytes_per_row(n_features, dtype),
+            weights=weights,
         )
         chunks.offset = offset
         em_chunks = chunks.mapped(family.features)
@@ -369,29 +389,58 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         return em_chunks
 
     def _run(
-        self, model: Mixture, chunks: DataChunks, params: MixtureParams, lower_bound: float,
-        restart: int = 0, n_restarts: int = 1, rng=None, comm=distributed.LOCAL,
+        self,
+        model: Mixture,
+        chunks: DataChunks,
+        params: MixtureParams,
+        lower_bound: float,
+        restart: int = 0,
+        n_restarts: int = 1,
+        rng=None,
+        comm=distributed.LOCAL,
     ) -> EMResult:
         """One restart with the chosen algorithm."""
         callback = self._iteration_callback(restart, n_restarts, comm)
         if self.algorithm == "em":
             return run_em(
-                model, chunks, params, self.max_iter, self.tol,
-                lower_bound=lower_bound, on_iteration=callback, comm=comm,
+                model,
+                chunks,
+                params,
+                self.max_iter,
+                self.tol,
+                lower_bound=lower_bound,
+                on_iteration=callback,
+                comm=comm,
             )
         if self.algorithm == "stepwise":
             rng = rng if rng is not None else ranks.random_state(self.random_state, comm)
             generator = _generator(rng, chunks.device)
             return run_stepwise(
-                model, chunks, params, self.max_iter, self.tol,
-                self.learning_decay, self.learning_offset,
-                lower_bound=lower_bound, on_iteration=callback, generator=generator, comm=comm,
+                model,
+                chunks,
+                params,
+                self.max_iter,
+                self.tol,
+                self.learning_decay,
+                self.learning_offset,
+                lower_bound=lower_bound,
+                on_iteration=callback,
+                generator=generator,
+                comm=comm,
             )
         return run_gradient(
-            model, chunks, params, self.algorithm, self.max_iter, self.tol,
-            steps=self.gem_steps, learning_rate=self.learning_rate,
+            model,
+            chunks,
+            params,
+            self.algorithm,
+            self.max_iter,
+            self.tol,
+            steps=self.gem_steps,
+            learning_rate=self.learning_rate,
             after_step=self._after_gradient_step,
-            lower_bound=lower_bound, on_iteration=callback, comm=comm,
+            lower_bound=lower_bound,
+            on_iteration=callback,
+            comm=comm,
         )
 
     # ================================================================== prediction
@@ -412,7 +461,12 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         device = v.resolve_device(self.device, X)
         model, params, shift = self._prediction_model(device, dtype)
         chunks = DataChunks(
-            X, shift, dtype, device, self.chunk_size, self._bytes_per_row(X.shape[1], dtype),
+            X,
+            shift,
+            dtype,
+            device,
+            self.chunk_size,
+            self._bytes_per_row(X.shape[1], dtype),
             transform=model.family.features,
         )
         return model, params, chunks
@@ -421,9 +475,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         """Labels for data already in fit's E-step chunks (the fitted parameters, fit's shift)."""
         params = self._fitted_parameters(chunks.shift, chunks.device)
         model = Mixture(self._make_family(), self.n_components, chunks.dtype)
-        return np.concatenate(
-            [v.to_numpy(model.log_joint(X, params)[0].argmax(1)) for X in chunks]
-        )
+        return np.concatenate([v.to_numpy(model.log_joint(X, params)[0].argmax(1)) for X in chunks])
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x) of every sample under the fitted mixture (exact), shape (n_samples,)."""
@@ -439,9 +491,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         """The most probable component of every sample (n_samples,)."""
         model, params, chunks = self._prediction_chunks(X)
-        return np.concatenate(
-            [v.to_numpy(model.log_joint(c, params)[0].argmax(1)) for c in chunks]
-        )
+        return np.concatenate([v.to_numpy(model.log_joint(c, params)[0].argmax(1)) for c in chunks])
 
     def predict_proba(self, X) -> np.ndarray:
         """Posterior probability of every component for every sample (n_samples, K)."""
@@ -511,9 +561,11 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         def report(n_iter, lower_bound, change):
             if verbose is not None:
                 verbose(n_iter, lower_bound, change)
-            callbacks.notify(callbacks.FitProgress(
-                self, restart, n_restarts, n_iter, self.max_iter, lower_bound, change
-            ))
+            callbacks.notify(
+                callbacks.FitProgress(
+                    self, restart, n_restarts, n_iter, self.max_iter, lower_bound, change
+                )
+            )
 
         return report
 
@@ -567,6 +619,7 @@ def _generator(rng, device) -> torch.Generator:
 def _atomic(estimator, fn, *args):
     """Run ``fn(*args)``; if it raises, put every fitted attribute (name ending in ``_``) of
     ``estimator`` back as it was, removing those it added."""
+
     def fitted():
         return [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]
 
@@ -583,7 +636,10 @@ def _atomic(estimator, fn, *args):
 
 
 def check_representable(
-    spread: float, n_features: int, dtype, what: str,
+    spread: float,
+    n_features: int,
+    dtype,
+    what: str,
     fix: str = "Rescale X (e.g. divide by 10**k, or sklearn.preprocessing.StandardScaler)",
 ) -> None:
     """Refuse data whose squares would overflow the compute dtype: the E-step, the statistics

@@ -53,18 +53,23 @@ def prepare_together(comm, estimator, prepare):
         raise _agreed(error)
     if failed:
         rank, message = failed[0]
-        raise _agreed(ValueError(
-            f"rank {rank} cannot fit its data ({message}); every rank stops before the first pass."
-        ))
+        raise _agreed(
+            ValueError(
+                f"rank {rank} cannot fit its data ({message}); every rank stops before the first "
+                f"pass."
+            )
+        )
     first = outcomes[0]["signature"]
     for rank, outcome in enumerate(outcomes[1:], start=1):
         for key, value in outcome["signature"].items():
             if value != first[key]:
-                raise _agreed(ValueError(
-                    f"the ranks disagree before the first pass: rank {rank} has {key} = {value}, "
-                    f"rank 0 has {key} = {first[key]}. Give every rank rows with the same columns "
-                    "and dtype, and the same estimator settings."
-                ))
+                raise _agreed(
+                    ValueError(
+                        f"the ranks disagree before the first pass: rank {rank} has {key} = "
+                        f"{value}, rank 0 has {key} = {first[key]}. Give every rank rows with the "
+                        f"same columns and dtype, and the same estimator settings."
+                    )
+                )
     counts = [o["n"] for o in outcomes]
     return (data, weights), float(sum(counts)), int(sum(counts[: comm.rank]))
 
@@ -114,7 +119,9 @@ def moments(data, comm) -> tuple[np.ndarray, np.ndarray]:
         mean, variance, total = DataChunks(data, zero, torch.float64, data.device).moments()
         mean, variance, total = v.to_numpy(mean), v.to_numpy(variance), float(total)
     else:
-        mean, variance, total = source_moments(data if isinstance(data, Source) else ArraySource(data))
+        mean, variance, total = source_moments(
+            data if isinstance(data, Source) else ArraySource(data)
+        )
     if comm.active:
         mine = np.concatenate([mean, variance * total, [total]])[None]
         merged = (np.zeros_like(mean), np.zeros_like(mean), 0.0)

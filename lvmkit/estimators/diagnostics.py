@@ -60,7 +60,9 @@ def _check_vae(vae, caller: str) -> None:
         raise ValueError(
             f"{caller} needs a fitted VAE; got an unfitted {type(vae).__name__}. Call fit(X) first."
         )
-    if not isinstance(getattr(module, "encoder", None), GaussianEncoder) or not hasattr(module, "model"):
+    if not isinstance(getattr(module, "encoder", None), GaussianEncoder) or not hasattr(
+        module, "model"
+    ):
         raise ValueError(
             f"{caller} needs a VAE: a model with a Gaussian encoder q(z | x) and a decoder; got "
             f"{type(vae).__name__}, whose encoder is not probabilistic."
@@ -68,13 +70,16 @@ def _check_vae(vae, caller: str) -> None:
     if getattr(vae, "inference", "amortized") != "amortized":
         raise ValueError(
             f"{caller} studies the encoder of an amortized VAE; this VAE was fitted with "
-            f"inference={vae.inference!r} and has no trained encoder. Fit it with inference='amortized'."
+            f"inference={vae.inference!r} and has no trained encoder. Fit it with "
+            f"inference='amortized'."
         )
 
 
 def _check_positive_int(name: str, value, low: int = 1, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {value!r}.{' ' + hint if hint else ''}")
+        raise ValueError(
+            f"{name} must be an int >= {low}; got {value!r}.{' ' + hint if hint else ''}"
+        )
     return int(value)
 
 
@@ -133,13 +138,15 @@ class GapReport:
         rows = []
         for name, label in GAP_ROWS:
             values = getattr(self, name)
-            rows.append({
-                "quantity": name,
-                "label": label,
-                "mean": float(values.mean()),
-                "stderr": _stderr(values),
-                "mc_stderr": float(np.sqrt(np.sum(self.mc_stderr[name] ** 2)) / len(values)),
-            })
+            rows.append(
+                {
+                    "quantity": name,
+                    "label": label,
+                    "mean": float(values.mean()),
+                    "stderr": _stderr(values),
+                    "mc_stderr": float(np.sqrt(np.sum(self.mc_stderr[name] ** 2)) / len(values)),
+                }
+            )
         return pd.DataFrame(rows).set_index("quantity")
 
     def __str__(self) -> str:
@@ -154,7 +161,9 @@ class GapReport:
         lines = [f"{'':{width}}  {'mean':>12}  {'± s.e. (data)':>14}  {'± s.e. (MC)':>12}"]
         for name, label in GAP_ROWS:
             r = table.loc[name]
-            lines.append(f"{label:{width}}  {r['mean']:12.4f}  {r['stderr']:14.4f}  {r['mc_stderr']:12.4f}")
+            lines.append(
+                f"{label:{width}}  {r['mean']:12.4f}  {r['stderr']:14.4f}  {r['mc_stderr']:12.4f}"
+            )
         gap = table.loc["inference_gap", "mean"]
         if gap > 0:
             share = table.loc["amortization_gap", "mean"] / gap
@@ -184,19 +193,24 @@ def _paired_elbos(model, flat, q_a, q_b, n_samples: int, generator):
     done = 0
     while done < n_samples:
         c = min(chunk, n_samples - done)
-        eps = torch.randn((c, *mu_a.shape), generator=generator, device=mu_a.device, dtype=mu_a.dtype)
+        eps = torch.randn(
+            (c, *mu_a.shape), generator=generator, device=mu_a.device, dtype=mu_a.dtype
+        )
         t_a = model.log_likelihood(flat, mu_a + torch.exp(ls_a) * eps).double() - kl_a
         t_b = model.log_likelihood(flat, mu_b + torch.exp(ls_b) * eps).double() - kl_b
         terms = (t_a, t_b, t_a - t_b)
         if sums is None:  # centre on the first chunk's means: shifted second moments
             shifts = [t.mean(0) for t in terms]
-            sums = [[torch.zeros(B, dtype=torch.float64, device=flat.device) for _ in range(2)] for _ in terms]
-        for t, s, acc in zip(terms, shifts, sums):
+            sums = [
+                [torch.zeros(B, dtype=torch.float64, device=flat.device) for _ in range(2)]
+                for _ in terms
+            ]
+        for t, s, acc in zip(terms, shifts, sums, strict=True):
             d = t - s
             acc[0] += d.sum(0)
             acc[1] += d.square().sum(0)
         done += c
-    return [_mean_and_se(acc[0], acc[1], s, n_samples) for acc, s in zip(sums, shifts)]
+    return [_mean_and_se(acc[0], acc[1], s, n_samples) for acc, s in zip(sums, shifts, strict=True)]
 
 
 @torch.no_grad()
@@ -214,18 +228,26 @@ def _log_px(proposals, model, flat, k: int, generator, max_rows: int = 50_000):
     logs = []
     for size in (len(a) for a in np.array_split(np.arange(k), n_groups)):
         parts = []
-        for (mu, log_sigma), n in zip(proposals, (len(a) for a in np.array_split(np.arange(size), C))):
+        for (mu, log_sigma), n in zip(
+            proposals, (len(a) for a in np.array_split(np.arange(size), C)), strict=False
+        ):
             total = torch.full((B,), -math.inf, dtype=torch.float64, device=flat.device)
             chunk = max(1, min(n, max_rows // max(B, 1)))
             for start in range(0, n, chunk):
                 z = rsample(mu, log_sigma, min(chunk, n - start), generator=generator)
-                log_mix = torch.logsumexp(torch.stack([log_q(z, m, s) for m, s in proposals]), 0) - math.log(C)
+                log_mix = torch.logsumexp(
+                    torch.stack([log_q(z, m, s) for m, s in proposals]), 0
+                ) - math.log(C)
                 log_w = (model.log_joint(flat, z) - log_mix).double()
                 total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
             parts.append(total - math.log(n))  # the mean weight of this component's draws
         logs.append(torch.logsumexp(torch.stack(parts), 0) - math.log(C))  # exact for any split
     logs = torch.stack(logs)  # (G, B)
-    sizes = torch.tensor([len(a) for a in np.array_split(np.arange(k), n_groups)], dtype=torch.float64, device=flat.device)
+    sizes = torch.tensor(
+        [len(a) for a in np.array_split(np.arange(k), n_groups)],
+        dtype=torch.float64,
+        device=flat.device,
+    )
     estimate = torch.logsumexp(logs + torch.log(sizes)[:, None], dim=0) - math.log(k)
     if n_groups < 2:
         return estimate, torch.full_like(estimate, float("nan"))
@@ -256,8 +278,9 @@ def gap_report(
     X : data as the VAE takes it (grey-scale data of a Bernoulli VAE are scored as one seeded
         binarization, the same one ``score_samples`` and ``log_marginal`` use).
     k : importance samples per point for log p(x) (chunked; k = 5000 fits in memory).
-    svi_steps, svi_lr, svi_samples : the per-point fit of q* (:func:`~lvmkit.posteriors.local.fit_local`:
-        Adam steps, step size, draws per step; the last half of the steps are averaged).
+    svi_steps, svi_lr, svi_samples : the per-point fit of q*
+        (:func:`~lvmkit.posteriors.local.fit_local`: Adam steps, step size, draws per step; the
+        last half of the steps are averaged).
     n_samples_elbo : draws per point for each ELBO (the same draws for q* and the encoder's q).
     init : 'encoder' (semi-amortized: start q* at the encoder's q, the usual choice, so q* is at
         least as good up to noise) or 'prior' (start at N(0, I): checks that the optimum found does
@@ -278,12 +301,17 @@ def gap_report(
 
     Returns
     -------
-    GapReport: per-point arrays, Monte Carlo errors, ``summary()`` (a DataFrame) and a printable table.
+    GapReport: per-point arrays, Monte Carlo errors, ``summary()`` (a
+    DataFrame) and a printable table.
     """
     _check_vae(vae, "gap_report")
     k = _check_positive_int("k", k, 1, "Use 1000 or more.")
-    svi_steps = _check_positive_int("svi_steps", svi_steps, 0, "Use a few hundred to a few thousand.")
-    n_samples_elbo = _check_positive_int("n_samples_elbo", n_samples_elbo, 2, "Use 1000 for errors well below 0.1 nats.")
+    svi_steps = _check_positive_int(
+        "svi_steps", svi_steps, 0, "Use a few hundred to a few thousand."
+    )
+    n_samples_elbo = _check_positive_int(
+        "n_samples_elbo", n_samples_elbo, 2, "Use 1000 for errors well below 0.1 nats."
+    )
     batch_size = _check_positive_int("batch_size", batch_size, 1)
     if init not in ("encoder", "prior"):
         raise ValueError(f"init must be 'encoder' (semi-amortized) or 'prior'; got {init!r}.")
@@ -293,7 +321,10 @@ def gap_report(
             f"(q*) or 'encoder' (the encoder's q); got {proposal!r}."
         )
     if k < len(PROPOSALS[proposal]):
-        raise ValueError(f"k must be at least {len(PROPOSALS[proposal])} for proposal={proposal!r} (one draw per component); got {k}.")
+        raise ValueError(
+            f"k must be at least {len(PROPOSALS[proposal])} for proposal={proposal!r} (one draw "
+            f"per component); got {k}."
+        )
     start = time.perf_counter()
     x_all = vae._input(X, for_likelihood=True)
     encoder, model = vae.module_.encoder, vae.module_.model
@@ -310,16 +341,32 @@ def gap_report(
         with torch.no_grad():
             mu_e, ls_e = encoder(x)
         fit = fit_local(
-            model, flat, init=(mu_e, ls_e) if init == "encoder" else None, steps=svi_steps, lr=svi_lr,
-            n_samples=svi_samples, generator=g_fit, eval_samples=1,
+            model,
+            flat,
+            init=(mu_e, ls_e) if init == "encoder" else None,
+            steps=svi_steps,
+            lr=svi_lr,
+            n_samples=svi_samples,
+            generator=g_fit,
+            eval_samples=1,
         )
         history.append(fit.history)
         q_star = (fit.mu, fit.log_sigma)
-        (e_opt, se_opt), (e_enc, se_enc), (diff, se_diff) = _paired_elbos(model, flat, q_star, (mu_e, ls_e), n_samples_elbo, g_elbo)
-        chosen = {"optimal": [q_star], "encoder": [(mu_e, ls_e)], "mixture": [q_star, (mu_e, ls_e)]}[proposal]
+        (e_opt, se_opt), (e_enc, se_enc), (diff, se_diff) = _paired_elbos(
+            model, flat, q_star, (mu_e, ls_e), n_samples_elbo, g_elbo
+        )
+        chosen = {
+            "optimal": [q_star],
+            "encoder": [(mu_e, ls_e)],
+            "mixture": [q_star, (mu_e, ls_e)],
+        }[proposal]
         lp, se_lp = _log_px(chosen, model, flat, k, g_is)
-        parts.append([t.cpu().numpy() for t in (lp, se_lp, e_opt, se_opt, e_enc, se_enc, diff, se_diff)])
-    lp, se_lp, e_opt, se_opt, e_enc, se_enc, diff, se_diff = (np.concatenate(p) for p in zip(*parts))
+        parts.append(
+            [t.cpu().numpy() for t in (lp, se_lp, e_opt, se_opt, e_enc, se_enc, diff, se_diff)]
+        )
+    lp, se_lp, e_opt, se_opt, e_enc, se_enc, diff, se_diff = (
+        np.concatenate(p) for p in zip(*parts, strict=True)
+    )
     mc = {
         "log_px": se_lp,
         "elbo_optimal": se_opt,
@@ -371,11 +418,18 @@ class GradientVariance:
     n_points: int
 
     def __str__(self) -> str:
-        cols = ["n_samples", "total_variance", "mean_variance", "variance_ratio", "snr", "median_snr"]
+        cols = [
+            "n_samples",
+            "total_variance",
+            "mean_variance",
+            "variance_ratio",
+            "snr",
+            "median_snr",
+        ]
         cols = [c for c in cols if c in self.table]
         return (
-            f"Encoder gradient of the mean ELBO over {self.n_points} points, {self.n_repeats} draws per estimator\n"
-            + self.table[cols].to_string(float_format=lambda v: f"{v:.4g}")
+            f"Encoder gradient of the mean ELBO over {self.n_points} points, {self.n_repeats} "
+            f"draws per estimator\n" + self.table[cols].to_string(float_format=lambda v: f"{v:.4g}")
         )
 
     def _repr_html_(self) -> str:
@@ -425,18 +479,23 @@ def gradient_variance(
     unknown = [e for e in estimators if e not in ESTIMATORS]
     if unknown or not estimators:
         raise ValueError(f"estimators must be names from {tuple(ESTIMATORS)}; got {estimators!r}.")
-    n_repeats = _check_positive_int("n_repeats", n_repeats, 2, "Use 100 or more for a stable variance.")
+    n_repeats = _check_positive_int(
+        "n_repeats", n_repeats, 2, "Use 100 or more for a stable variance."
+    )
     n_samples = _check_positive_int("n_samples", n_samples, 1)
     if n_samples < 2 and "score-baseline" in estimators:
         raise ValueError(
-            "estimator 'score-baseline' (leave-one-out baseline) needs n_samples >= 2; got n_samples=1. "
-            "Use n_samples=2, or the estimator 'score-mean-baseline', whose baseline needs one draw."
+            "estimator 'score-baseline' (leave-one-out baseline) needs n_samples >= 2; got "
+            "n_samples=1. Use n_samples=2, or the estimator 'score-mean-baseline', whose baseline "
+            "needs one draw."
         )
     x = vae._input(X, for_likelihood=True)
     encoder, model = vae.module_.encoder, vae.module_.model
     named = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
     if not named:
-        raise ValueError("the VAE's encoder has no trainable parameters; there is no gradient to measure.")
+        raise ValueError(
+            "the VAE's encoder has no trainable parameters; there is no gradient to measure."
+        )
     params = [p for _, p in named]
     index, coordinate = _tracked_coordinate(named)
     seed = _seed(random_state)
@@ -448,8 +507,10 @@ def gradient_variance(
         total = total_sq = shift = None
         start = time.perf_counter()
         with torch.enable_grad():
-            for r in range(n_repeats):
-                value = elbo_surrogate(encoder, model, x, name, generator, n_samples).surrogate.mean()
+            for _ in range(n_repeats):
+                value = elbo_surrogate(
+                    encoder, model, x, name, generator, n_samples
+                ).surrogate.mean()
                 grads = torch.autograd.grad(value, params)
                 g = torch.cat([t.reshape(-1) for t in grads]).double()
                 if shift is None:  # shifted sums: centred second moments
@@ -464,8 +525,8 @@ def gradient_variance(
         mean = shift + m
         if not bool(torch.isfinite(mean).all() and torch.isfinite(var).all()):
             raise FloatingPointError(
-                f"gradient_variance: estimator {name!r} gave NaN or infinite gradients; the model's "
-                "ELBO is not finite on these data (check score_samples(X))."
+                f"gradient_variance: estimator {name!r} gave NaN or infinite gradients; the "
+                f"model's ELBO is not finite on these data (check score_samples(X))."
             )
         mean_np, var_np = mean.cpu().numpy(), var.cpu().numpy()
         sd = np.sqrt(var_np)
@@ -473,19 +534,27 @@ def gradient_variance(
             coord_snr = np.where(sd > 0, np.abs(mean_np) / sd, np.inf)
         total_var = float(var_np.sum())
         norm = float(np.linalg.norm(mean_np))
-        rows.append({
-            "estimator": name,
-            "n_samples": n_samples,
-            "total_variance": total_var,
-            "mean_variance": float(var_np.mean()),
-            "mean_norm": norm,
-            "snr": norm / math.sqrt(total_var) if total_var > 0 else math.inf,
-            "median_snr": float(np.median(coord_snr)),
-            "seconds_per_gradient": seconds,
-        })
+        rows.append(
+            {
+                "estimator": name,
+                "n_samples": n_samples,
+                "total_variance": total_var,
+                "mean_variance": float(var_np.mean()),
+                "mean_norm": norm,
+                "snr": norm / math.sqrt(total_var) if total_var > 0 else math.inf,
+                "median_snr": float(np.median(coord_snr)),
+                "seconds_per_gradient": seconds,
+            }
+        )
         means[name], variances[name] = mean_np, var_np
         samples[name] = torch.stack(draws).cpu().numpy()
     table = pd.DataFrame(rows).set_index("estimator")
     if "reparameterization" in table.index:
-        table.insert(3, "variance_ratio", table["total_variance"] / table.loc["reparameterization", "total_variance"])
-    return GradientVariance(table, means, variances, samples, coordinate, n_repeats, int(x.shape[0]))
+        table.insert(
+            3,
+            "variance_ratio",
+            table["total_variance"] / table.loc["reparameterization", "total_variance"],
+        )
+    return GradientVariance(
+        table, means, variances, samples, coordinate, n_repeats, int(x.shape[0])
+    )

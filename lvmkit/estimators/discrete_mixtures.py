@@ -1,7 +1,9 @@
-"""``lvmkit.PoissonMixture`` and ``lvmkit.BernoulliMixture``: mixtures of independent counts or bits.
+"""``lvmkit.PoissonMixture`` and ``lvmkit.BernoulliMixture``: mixtures
+of independent counts or bits.
 
 Both have GaussianMixture's contract (``weights_``, ``lower_bound_``, ``lower_bounds_``,
-``restarts_``, ``predict_proba``, ``score_samples``, ``sample``, ``bic``, ``aic``, ``sample_weight``,
+``restarts_``, ``predict_proba``, ``score_samples``, ``sample``,
+``bic``, ``aic``, ``sample_weight``,
 ``algorithm``), with one (K, D) parameter array: ``rates_`` or ``probs_``.
 """
 
@@ -34,8 +36,9 @@ _SHARED_DOC = """
     max_iter : int, default=100
     n_init : int, default=1
         Restarts; the best is kept and every restart's final bound is in ``restarts_``.
-    init_params : {{'kmeans', 'kmeans++', 'random', 'random_from_data', 'lecture'}}, default='kmeans'
-        As GaussianMixture's; 'lecture' puts every component halfway between a random data
+    init_params : str, default='kmeans'
+        'kmeans', 'kmeans++', 'random', 'random_from_data' or 'lecture'. The first four as
+        GaussianMixture's; 'lecture' puts every component halfway between a random data
         point and the data's mean, with uniform weights.
     weights_init : array-like (K,), optional
     random_state, warm_start, verbose, verbose_interval
@@ -49,7 +52,8 @@ _SHARED_DOC = """
     ----------
     weights_ : ndarray (K,)
     {name}_ : ndarray (K, D)
-    converged_, n_iter_, lower_bound_, lower_bounds_, lower_bound_seconds_, restarts_, n_features_in_
+    converged_, n_iter_, lower_bound_, lower_bounds_,
+    lower_bound_seconds_, restarts_, n_features_in_
         As GaussianMixture's.
 """
 
@@ -72,12 +76,15 @@ class _IndependentFeaturesMixture(BaseMixture):
         if given is None:
             return {}
         arr = as_float64(given, f"{self._name}_init")
-        expect_shape(arr, (self.n_components, n_features), f"{self._name}_init", "(n_components, n_features)")
+        expect_shape(
+            arr, (self.n_components, n_features), f"{self._name}_init", "(n_components, n_features)"
+        )
         low, high = self._values_bounds()
         if (arr < low).any() or (arr > high).any():
             raise ValueError(
-                f"{self._name}_init must lie in [{low:g}, {high:g}]; got values from {arr.min():.3g} "
-                f"to {arr.max():.3g}. Clip them, e.g. np.clip({self._name}_init, {low:g}, {high:g})."
+                f"{self._name}_init must lie in [{low:g}, {high:g}]; got values from "
+                f"{arr.min():.3g} to {arr.max():.3g}. Clip them, e.g. np.clip({self._name}_init, "
+                f"{low:g}, {high:g})."
             )
         return {"values": torch.as_tensor(arr, dtype=torch.float64, device=device)}
 
@@ -87,7 +94,9 @@ class _IndependentFeaturesMixture(BaseMixture):
 
     def _fitted_parameters(self, shift, device) -> MixtureParams:
         weights = torch.as_tensor(self.weights_, dtype=torch.float64, device=device)
-        values = torch.as_tensor(getattr(self, f"{self._name}_"), dtype=torch.float64, device=device)
+        values = torch.as_tensor(
+            getattr(self, f"{self._name}_"), dtype=torch.float64, device=device
+        )
         return MixtureParams(weights, self._params_class(values))
 
     def _n_family_parameters(self, n_features: int) -> int:
@@ -115,8 +124,7 @@ def _as_numpy(X) -> np.ndarray:
 
 @register
 class PoissonMixture(_IndependentFeaturesMixture):
-    __doc__ = (
-        """Mixture of independent Poisson counts, fitted by EM (or its gradient views).
+    __doc__ = """Mixture of independent Poisson counts, fitted by EM (or its gradient views).
 
     p(x) = Σ_k π_k Π_d Poisson(x_d; λ_kd), for non-negative integer count vectors.
 
@@ -126,8 +134,8 @@ class PoissonMixture(_IndependentFeaturesMixture):
         Lower bound on every rate, so a count never seen in a component keeps a finite
         log-probability.
     rates_init : array-like (K, D), optional
-        Initial rates (each >= min_rate)."""
-        + _SHARED_DOC.format(name="rates", unconstrained="their logarithms")
+        Initial rates (each >= min_rate).""" + _SHARED_DOC.format(
+        name="rates", unconstrained="their logarithms"
     )
 
     _name = "rates"
@@ -198,26 +206,31 @@ class PoissonMixture(_IndependentFeaturesMixture):
             row, col = _first_bad(negative)
             raise ValueError(
                 f"PoissonMixture needs non-negative counts; X has {int(negative.sum())} negative "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Check the data, or "
-                "use GaussianMixture for real-valued features."
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Check "
+                f"the data, or use GaussianMixture for real-valued features."
             )
         fractional = A != np.floor(A)
         if fractional.any():
             row, col = _first_bad(fractional)
             raise ValueError(
                 f"PoissonMixture needs integer counts; X has {int(fractional.sum())} non-integer "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Round them "
-                "(np.rint) if they are counts, or use GaussianMixture for real-valued features."
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Round "
+                f"them (np.rint) if they are counts, or use GaussianMixture for real-valued "
+                f"features."
             )
         if A.size:
-            check_representable(float(A.max()), A.shape[1], self.dtype, "largest count",
-                                "Check that these are counts")
+            check_representable(
+                float(A.max()),
+                A.shape[1],
+                self.dtype,
+                "largest count",
+                "Check that these are counts",
+            )
 
 
 @register
 class BernoulliMixture(_IndependentFeaturesMixture):
-    __doc__ = (
-        """Mixture of independent Bernoulli features, fitted by EM (or its gradient views).
+    __doc__ = """Mixture of independent Bernoulli features, fitted by EM (or its gradient views).
 
     p(x) = Σ_k π_k Π_d p_kd^x_d (1 − p_kd)^(1 − x_d), for binary vectors such as binarized
     images. Values other than 0 and 1 are an error: binarize first.
@@ -228,8 +241,8 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         Probabilities are kept in [min_prob, 1 − min_prob], so a pixel never seen on (or off) in
         a component keeps a finite log-probability.
     probs_init : array-like (K, D), optional
-        Initial probabilities (each in [min_prob, 1 − min_prob])."""
-        + _SHARED_DOC.format(name="probs", unconstrained="their logits")
+        Initial probabilities (each in [min_prob, 1 − min_prob]).""" + _SHARED_DOC.format(
+        name="probs", unconstrained="their logits"
     )
 
     _name = "probs"
@@ -289,7 +302,9 @@ class BernoulliMixture(_IndependentFeaturesMixture):
 
     def _make_family(self) -> Bernoulli:
         flip = getattr(self, "flipped_", None)
-        return Bernoulli(self.min_prob, None if flip is None else torch.as_tensor(flip, dtype=torch.float64))
+        return Bernoulli(
+            self.min_prob, None if flip is None else torch.as_tensor(flip, dtype=torch.float64)
+        )
 
     def _choose_reference(self, data, comm) -> None:
         """Flip the features that are 1 in most rows (see :class:`Bernoulli`): their means over
@@ -308,7 +323,9 @@ class BernoulliMixture(_IndependentFeaturesMixture):
 
     def _fitted_parameters(self, shift, device) -> MixtureParams:
         params = super()._fitted_parameters(shift, device)
-        return MixtureParams(params.weights, BernoulliParams(self._make_family().flipped(params.components.probs)))
+        return MixtureParams(
+            params.weights, BernoulliParams(self._make_family().flipped(params.components.probs))
+        )
 
     def _values_bounds(self):
         return self.min_prob, 1.0 - self.min_prob
@@ -320,8 +337,8 @@ class BernoulliMixture(_IndependentFeaturesMixture):
             row, col = _first_bad(bad)
             raise ValueError(
                 f"BernoulliMixture needs binary data (0 or 1); X has {int(bad.sum())} other "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Binarize first, "
-                "e.g. (X > threshold).astype(float) or sklearn.preprocessing.Binarizer; for grey "
-                "levels in [0, 1] a random draw np.random.rand(*X.shape) < X is the standard "
-                "'dynamic' binarization."
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. "
+                f"Binarize first, e.g. (X > threshold).astype(float) or "
+                f"sklearn.preprocessing.Binarizer; for grey levels in [0, 1] a random draw "
+                f"np.random.rand(*X.shape) < X is the standard 'dynamic' binarization."
             )

@@ -207,8 +207,12 @@ class GaussianMixture(BaseMixture):
         """The data's mean (float64, one streaming pass over data on disk; over every rank's
         rows, merged in rank order, when ``comm`` spans several processes)."""
         mean, variance = ranks.moments(data, comm)
-        check_representable(float(np.sqrt(np.max(variance, initial=0.0))), len(mean), self.dtype,
-                            "largest feature standard deviation")
+        check_representable(
+            float(np.sqrt(np.max(variance, initial=0.0))),
+            len(mean),
+            self.dtype,
+            "largest feature standard deviation",
+        )
         self._warn_if_reg_covar_dominates(torch.as_tensor(variance))
         return torch.as_tensor(mean, dtype=torch.float64, device=device)
 
@@ -302,6 +306,7 @@ class GaussianMixture(BaseMixture):
             v.warn(
                 f"reg_covar={self.reg_covar:g} exceeds the variance of every feature of X "
                 f"(largest {largest:.3g}): the fitted covariances will reflect reg_covar, not the "
-                "data. Standardize X (e.g. sklearn.preprocessing.StandardScaler) or lower reg_covar.",
+                "data. Standardize X (e.g. sklearn.preprocessing.StandardScaler) or lower "
+                "reg_covar.",
                 UserWarning,
             )

@@ -37,12 +37,19 @@ class MarginalLikelihood:
     def __repr__(self) -> str:
         return (
             f"MarginalLikelihood(mean={self.mean:.3f} nats ± {self.stderr:.3f}, "
-            f"{self.bits_per_dim:.4f} bits/dim, method={self.method!r}, k={self.k}, n={len(self.per_sample)})"
+            f"{self.bits_per_dim:.4f} bits/dim, method={self.method!r}, k={self.k}, "
+            f"n={len(self.per_sample)})"
         )
 
 
 def log_marginal(
-    model, X, method: str | None = None, k: int = 5000, batch_size: int | None = None, random_state=0, compile="auto"
+    model,
+    X,
+    method: str | None = None,
+    k: int = 5000,
+    batch_size: int | None = None,
+    random_state=0,
+    compile="auto",
 ) -> MarginalLikelihood:
     """Estimate log p(x) for each row of X under a fitted ``model``.
 
@@ -72,7 +79,9 @@ def log_marginal(
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be an int >= 1; got {k!r}.")
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size must be None or an int >= 1 (data points per chunk); got {batch_size!r}.")
+        raise ValueError(
+            f"batch_size must be None or an int >= 1 (data points per chunk); got {batch_size!r}."
+        )
     if compile not in ("auto", True, False):
         raise ValueError(f"compile must be 'auto', True or False; got {compile!r}.")
     start = time.perf_counter()
@@ -87,20 +96,30 @@ def log_marginal(
             f"log_marginal needs a fitted model with an encoder and a decoder (a fitted VAE) or a "
             f"fitted mixture; got {type(model).__name__} (fit it first?)."
         )
-    if not hasattr(model.module_.encoder, "latent_dim") or not hasattr(model, "encode_distribution"):
-        raise ValueError(f"{type(model).__name__} has no probabilistic encoder q(z | x); log_marginal needs a VAE.")
+    if not hasattr(model.module_.encoder, "latent_dim") or not hasattr(
+        model, "encode_distribution"
+    ):
+        raise ValueError(
+            f"{type(model).__name__} has no probabilistic encoder q(z | x); log_marginal needs a "
+            f"VAE."
+        )
     if method == "exact":
-        raise ValueError("method='exact' applies to mixtures only; use method='importance' for a VAE.")
+        raise ValueError(
+            "method='exact' applies to mixtures only; use method='importance' for a VAE."
+        )
     X = model._input(X, for_likelihood=True)
     seed = int(check_random_state(random_state).randint(2**31 - 1))
     generator = torch.Generator(device=X.device).manual_seed(seed)
     if batch_size is None:
         batch_size = max(1, 50_000 // k)
     module = model.module_
-    # The proposal: the encoder's q(z | x), or for a VAE fitted with inference='svi' a per-point fit.
+    # The proposal: the encoder's q(z | x), or for a VAE fitted with
+    # inference='svi' a per-point fit.
     q = (lambda xb: model._q(module, xb, generator)) if hasattr(model, "_q") else module.encoder
     n = X.shape[0]
-    batch_size = math.ceil(n / math.ceil(n / batch_size))  # balanced: fewer than one padded row per batch
+    batch_size = math.ceil(
+        n / math.ceil(n / batch_size)
+    )  # balanced: fewer than one padded row per batch
     if compile == "auto":
         compile = n * k >= COMPILE_ROWS and X.device.type in ("cpu", "cuda")
     log_weights = log_weight_function(module.model, method, compile=bool(compile))
@@ -111,7 +130,9 @@ def log_marginal(
         if short:  # every batch the same shape (compiled shapes stay fixed, and compiled or not the
             # samples are the same): pad with copies of a row, then drop their estimates
             xb = torch.cat([xb, xb[:1].expand(short, *xb.shape[1:])])
-        est = log_importance_weights_lse(q, module.model, xb, k, generator, method, log_weights=log_weights)
+        est = log_importance_weights_lse(
+            q, module.model, xb, k, generator, method, log_weights=log_weights
+        )
         out.append(est[: batch_size - short])
     per = torch.cat(out).cpu().numpy()
     return _result(per, model.n_features_in_, method, k, start)
@@ -123,17 +144,23 @@ def _mixture_monte_carlo(model, X, method: str, k: int, random_state) -> np.ndar
     log_joint = torch.cat([mix.log_joint(c, params)[0].double() for c in chunks]).cpu()  # (n, K)
     n, K = log_joint.shape
     if method == "prior":
-        log_proposal = torch.log(torch.as_tensor(np.asarray(model.weights_), dtype=torch.float64)).expand(n, K)
+        log_proposal = torch.log(
+            torch.as_tensor(np.asarray(model.weights_), dtype=torch.float64)
+        ).expand(n, K)
     else:
         posterior = torch.softmax(log_joint, dim=1)
         log_proposal = torch.log(0.5 * posterior + 0.5 / K)
-    generator = torch.Generator().manual_seed(int(check_random_state(random_state).randint(2**31 - 1)))
+    generator = torch.Generator().manual_seed(
+        int(check_random_state(random_state).randint(2**31 - 1))
+    )
     z = torch.multinomial(log_proposal.exp(), k, replacement=True, generator=generator)  # (n, k)
     log_w = torch.gather(log_joint, 1, z) - torch.gather(log_proposal, 1, z)
     return (torch.logsumexp(log_w, dim=1) - math.log(k)).numpy()
 
 
-def _result(per: np.ndarray, n_features: int, method: str, k: int, start: float) -> MarginalLikelihood:
+def _result(
+    per: np.ndarray, n_features: int, method: str, k: int, start: float
+) -> MarginalLikelihood:
     mean = float(per.mean())
     stderr = float(per.std(ddof=1) / math.sqrt(len(per))) if len(per) > 1 else float("nan")
     return MarginalLikelihood(

@@ -141,9 +141,16 @@ def select_components(
     weights = _check_weights(sample_weight, n_samples)
     fit_kwargs, criteria = {}, _criteria
     if weights is not None:
-        w_train, w_heldout = weights[np.sort(order[n_heldout:])], weights[np.sort(order[:n_heldout])]
+        w_train, w_heldout = (
+            weights[np.sort(order[n_heldout:])],
+            weights[np.sort(order[:n_heldout])],
+        )
         fit_kwargs = {"sample_weight": w_train}
-        criteria = lambda model, X_tr, X_ho: _weighted_criteria(model, X_tr, X_ho, w_train, w_heldout)  # noqa: E731
+
+        def weighted(model, X_tr, X_ho):
+            return _weighted_criteria(model, X_tr, X_ho, w_train, w_heldout)
+
+        criteria = weighted
 
     column, sign = CRITERIA[criterion]
     rows, restarts = [], {}
@@ -195,8 +202,10 @@ def select_components(
         restarts=restarts,
     )
     if refit:
-        best_fit = clone(estimator).set_params(n_components=best_k).fit(
-            X, **({} if weights is None else {"sample_weight": weights})
+        best_fit = (
+            clone(estimator)
+            .set_params(n_components=best_k)
+            .fit(X, **({} if weights is None else {"sample_weight": weights}))
         )
     return table, best_fit
 
@@ -212,7 +221,9 @@ def _weighted_criteria(model, X_train, X_heldout, w_train, w_heldout) -> tuple[f
     total = float(np.dot(w_train, model.score_samples(X_train)))
     n = float(w_train.sum())
     held = float(w_heldout.sum())
-    heldout = float(np.dot(w_heldout, model.score_samples(X_heldout)) / held) if held > 0 else math.nan
+    heldout = (
+        float(np.dot(w_heldout, model.score_samples(X_heldout)) / held) if held > 0 else math.nan
+    )
     return heldout, -2 * total + n_parameters * math.log(n), -2 * total + 2 * n_parameters
 
 
@@ -224,7 +235,9 @@ def _check_weights(sample_weight, n_samples: int):
     try:
         w = np.asarray(sample_weight, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("select_components: sample_weight must be numbers, one per row of X.") from None
+        raise ValueError(
+            "select_components: sample_weight must be numbers, one per row of X."
+        ) from None
     if w.shape != (n_samples,) or not np.isfinite(w).all() or (w < 0).any():
         raise ValueError(
             f"select_components: sample_weight must be {n_samples} finite, non-negative numbers "

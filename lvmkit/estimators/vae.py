@@ -26,18 +26,24 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from lvmkit import _validation as v
-from lvmkit._persist import Persistent, register
 from lvmkit import distributed
-from lvmkit.fit.sgd import TrainingDivergedError, copy_module, load_checkpoint, share_of_batch, train
+from lvmkit._persist import Persistent, register
 from lvmkit.families.bernoulli import sample_probs as draw_bernoulli
+from lvmkit.fit.sgd import (
+    TrainingDivergedError,
+    copy_module,
+    load_checkpoint,
+    share_of_batch,
+    train,
+)
 from lvmkit.models.vae import DeepLatentModel, make_likelihood
 from lvmkit.nn.networks import ACTIVATIONS, build_decoder, build_encoder
 from lvmkit.objectives.elbo import elbo_terms, elbo_terms_at, gaussian_kl_per_dim
-from lvmkit.objectives.score_function import elbo_surrogate
-from lvmkit.posteriors.local import LocalGaussian, fit_local
 from lvmkit.objectives.iwae import iwae_terms
 from lvmkit.objectives.marginal import log_importance_weights_lse
+from lvmkit.objectives.score_function import elbo_surrogate
 from lvmkit.posteriors.amortized import GaussianEncoder
+from lvmkit.posteriors.local import LocalGaussian, fit_local
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned", "poisson")
 BINARIZE = (None, "dynamic", "static", "threshold")
@@ -47,11 +53,15 @@ NETWORK = v.any_of(
     description="'mlp', 'conv' or a torch.nn.Module",
 )
 HIDDEN = v._Predicate(
-    lambda h: isinstance(h, (tuple, list))
-    and all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 1 for u in h),
+    lambda h: (
+        isinstance(h, (tuple, list))
+        and all(isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 1 for u in h)
+    ),
     "a tuple of positive ints (the hidden layer widths)",
 )
-OPTIONAL_POSITIVE = v.any_of(v.NONE, v.Interval(0, None, open_low=True), description="None or a number > 0")
+OPTIONAL_POSITIVE = v.any_of(
+    v.NONE, v.Interval(0, None, open_low=True), description="None or a number > 0"
+)
 
 # Parameters that do not change what a resumed fit computes.
 _NOT_FINGERPRINTED = ("epochs", "verbose", "checkpoint", "patience")
@@ -72,7 +82,10 @@ def _scale_note(X: torch.Tensor, likelihood: str, std: float, dtype) -> str | No
     limit = v.square_limit(dtype, X[0].numel())
     fix = "Standardize X (e.g. sklearn.preprocessing.StandardScaler)"
     if likelihood == "poisson":
-        fix = "Check that these are counts; large counts train better as log1p(X) with a Gaussian likelihood"
+        fix = (
+            "Check that these are counts; large counts train better as log1p(X) with a Gaussian "
+            "likelihood"
+        )
     if not rms <= limit:
         raise ValueError(
             f"X's values reach a root-mean-square of {rms:.3g}: their squares overflow "
@@ -118,8 +131,14 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         "lr": v.Interval(0, None, open_low=True),
         "max_grad_norm": OPTIONAL_POSITIVE,
         "validation_fraction": v.Interval(0, 1),
-        "patience": v.any_of(v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"),
-        "checkpoint": v.any_of(v.NONE, v._Predicate(lambda p: isinstance(p, (str, Path)), ""), description="None or a file path"),
+        "patience": v.any_of(
+            v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"
+        ),
+        "checkpoint": v.any_of(
+            v.NONE,
+            v._Predicate(lambda p: isinstance(p, (str, Path)), ""),
+            description="None or a file path",
+        ),
         "warm_start": v.BOOL,
         "random_state": v.RANDOM_STATE,
         "device": v.DEVICE,
@@ -127,8 +146,10 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         "verbose": v.Interval(0, None, integer=True),
     }
     _hints = {
-        "likelihood": "Use 'bernoulli' for binary (or binarized) images, 'gaussian' for real values, 'poisson' for counts.",
-        "binarize": "'dynamic' resamples the pixels as Bernoulli(x) every epoch (the standard protocol).",
+        "likelihood": "Use 'bernoulli' for binary (or binarized) images, 'gaussian' for real "
+        "values, 'poisson' for counts.",
+        "binarize": "'dynamic' resamples the pixels as Bernoulli(x) every epoch (the standard "
+        "protocol).",
     }
 
     # ------------------------------------------------------------------ checks
@@ -148,18 +169,28 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
     def _check_data(self, X, *, reset: bool) -> torch.Tensor:
         """(N, *input_shape) tensor on the compute device, in the compute dtype, values checked."""
         name = type(self).__name__
-        if not (isinstance(X, torch.Tensor) or hasattr(X, "iloc") or sparse.issparse(X) or isinstance(X, np.memmap)):
+        if not (
+            isinstance(X, torch.Tensor)
+            or hasattr(X, "iloc")
+            or sparse.issparse(X)
+            or isinstance(X, np.memmap)
+        ):
             X = np.asarray(X)
         ndim = X.ndim
         if ndim in (1, 2):
-            # Tables (and the 1-D mistake): scikit-learn's checks and messages, sparse/complex included.
+            # Tables (and the 1-D mistake): scikit-learn's checks and
+            # messages, sparse/complex included.
             X2 = v.check_X(self, X, reset=reset, min_samples=2 if reset else 1)
             shape = tuple(X2.shape)
             if reset and hasattr(self, "input_shape_"):
                 del self.input_shape_
         elif ndim in (3, 4):
             shape = tuple(X.shape)
-            flat = X.reshape(shape[0], -1) if isinstance(X, torch.Tensor) else np.asarray(X).reshape(shape[0], -1)
+            flat = (
+                X.reshape(shape[0], -1)
+                if isinstance(X, torch.Tensor)
+                else np.asarray(X).reshape(shape[0], -1)
+            )
             if not reset and tuple(shape[1:]) != tuple(self.input_shape_):
                 raise ValueError(
                     f"X has samples of shape {tuple(shape[1:])}, but {name} was fitted on "
@@ -181,7 +212,9 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         self._check_values(X)
         likelihood = getattr(self, "likelihood", "gaussian")
         if reset and likelihood != "bernoulli":  # fitting: will the networks train at X's scale?
-            self._scale_note = _scale_note(X, likelihood, getattr(self, "decoder_std", 1.0), self._dtype)
+            self._scale_note = _scale_note(
+                X, likelihood, getattr(self, "decoder_std", 1.0), self._dtype
+            )
             if self._scale_note is not None:
                 v.warn(self._scale_note, UserWarning)
         return X.reshape(X.shape[0], *_network_shape(self.input_shape_))
@@ -195,10 +228,10 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
                     row, col = (int(i) for i in torch.nonzero(bad)[0])
                     raise ValueError(
                         f"{name}: likelihood='bernoulli' needs 0/1 data, but X[{row}, {col}] = "
-                        f"{float(X[row, col]):g}. A Bernoulli likelihood of grey-scale data is not a "
-                        "valid likelihood. Scale the data to [0, 1] and pick binarize='dynamic' "
-                        "(resampled each epoch, the standard protocol), 'static' or 'threshold'; or "
-                        "use likelihood='gaussian'."
+                        f"{float(X[row, col]):g}. A Bernoulli likelihood of grey-scale data is not "
+                        f"a valid likelihood. Scale the data to [0, 1] and pick binarize='dynamic' "
+                        f"(resampled each epoch, the standard protocol), 'static' or 'threshold'; "
+                        f"or use likelihood='gaussian'."
                     )
             else:
                 lo, hi = float(X.min()), float(X.max())
@@ -224,13 +257,23 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         hidden = tuple(int(h) for h in self.hidden_sizes)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            enc = copy_module(self.encoder) if isinstance(self.encoder, nn.Module) else build_encoder(
-                self.encoder, input_shape, self._encoder_outputs(), hidden, self.activation
+            enc = (
+                copy_module(self.encoder)
+                if isinstance(self.encoder, nn.Module)
+                else build_encoder(
+                    self.encoder, input_shape, self._encoder_outputs(), hidden, self.activation
+                )
             )
-            dec = copy_module(self.decoder) if isinstance(self.decoder, nn.Module) else build_decoder(
-                self.decoder, input_shape, self.latent_dim, hidden, self.activation
+            dec = (
+                copy_module(self.decoder)
+                if isinstance(self.decoder, nn.Module)
+                else build_decoder(
+                    self.decoder, input_shape, self.latent_dim, hidden, self.activation
+                )
             )
-            likelihood = make_likelihood(self.likelihood, d, std=self.decoder_std, learned_std=self.learned_std)
+            likelihood = make_likelihood(
+                self.likelihood, d, std=self.decoder_std, learned_std=self.learned_std
+            )
         module = nn.Module()
         module.encoder = self._wrap_encoder(enc)
         module.model = DeepLatentModel(dec, likelihood, self.latent_dim)
@@ -251,7 +294,9 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         }
         flat = X.reshape(X.shape[0], -1).double()
         digest = hashlib.sha256(
-            json.dumps([params, list(X.shape), float(flat.sum()), float(flat.square().sum())]).encode()
+            json.dumps(
+                [params, list(X.shape), float(flat.sum()), float(flat.square().sum())]
+            ).encode()
         ).hexdigest()
         return f"{type(self).__name__}:{digest[:16]}"
 
@@ -297,7 +342,9 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         fingerprint = self._fingerprint(X)
         if comm.active:
             self._check_ranks_agree(comm, fingerprint)
-        if previous is not None:  # a fine-tune resumes only from a checkpoint of the same starting weights
+        if (
+            previous is not None
+        ):  # a fine-tune resumes only from a checkpoint of the same starting weights
             start = hashlib.sha256()
             for key, t in sorted(previous.items()):
                 start.update(key.encode() + t.detach().cpu().contiguous().numpy().tobytes())
@@ -307,7 +354,9 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         if resume and ckpt is not None and ckpt.exists():
             seed = load_checkpoint(ckpt).get("seed")
         if seed is None and previous is not None:
-            seed = fitted["seed_"]  # the fitted model's validation split, not one that mixes in its training rows
+            seed = fitted[
+                "seed_"
+            ]  # the fitted model's validation split, not one that mixes in its training rows
         if seed is None:
             seed = int(check_random_state(self.random_state).randint(2**31 - 1))
 
@@ -338,6 +387,7 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             self._load_warm_start(module, previous)
         generator = torch.Generator(device=X.device).manual_seed(seed)
         if self.binarize == "dynamic":
+
             def dynamic(xb):
                 return draw_bernoulli(xb, generator)
 
@@ -425,11 +475,16 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         if shape != tuple(self.input_shape_):
             raise ValueError(
                 f"{name}(warm_start=True): the model was fitted on samples of shape {shape} but X "
-                f"has samples of shape {tuple(self.input_shape_)}; pass data of the same shape, or set "
-                "warm_start=False to train new networks."
+                f"has samples of shape {tuple(self.input_shape_)}; pass data of the same shape, or "
+                f"set warm_start=False to train new networks."
             )
-        # Per-point variational parameters (inference='svi') belong to the old data: start them afresh.
-        return {k: t.detach() for k, t in fitted["module_"].state_dict().items() if not k.startswith("local.")}
+        # Per-point variational parameters (inference='svi') belong to
+        # the old data: start them afresh.
+        return {
+            k: t.detach()
+            for k, t in fitted["module_"].state_dict().items()
+            if not k.startswith("local.")
+        }
 
     def _load_warm_start(self, module: nn.Module, state) -> None:
         mine = module.state_dict()
@@ -438,12 +493,14 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
             for k, t in state.items()
             if k not in mine or mine[k].shape != t.shape
         ]
-        differ += [f"{k} absent fitted" for k in mine if k not in state and not k.startswith("local.")]
+        differ += [
+            f"{k} absent fitted" for k in mine if k not in state and not k.startswith("local.")
+        ]
         if differ:
             raise ValueError(
-                f"{type(self).__name__}(warm_start=True): the fitted networks do not match the parameters now "
-                f"set ({'; '.join(differ[:3])}); keep latent_dim, hidden_sizes, the networks and the "
-                "likelihood as fitted, or set warm_start=False."
+                f"{type(self).__name__}(warm_start=True): the fitted networks do not match the "
+                f"parameters now set ({'; '.join(differ[:3])}); keep latent_dim, hidden_sizes, the "
+                f"networks and the likelihood as fitted, or set warm_start=False."
             )
         with torch.no_grad():
             for k, t in state.items():
@@ -468,8 +525,8 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         return X
 
     def _input(self, X, *, for_likelihood: bool = False) -> torch.Tensor:
-        """X checked and on the device. The likelihood scores binary data (a seeded Bernoulli draw of
-        grey-scale input); the encoder reads grey values as they are (their expectation), so a
+        """X checked and on the device. The likelihood scores binary data (a seeded Bernoulli draw
+        of grey-scale input); the encoder reads grey values as they are (their expectation), so a
         representation does not depend on a random draw or on which other rows are in the batch."""
         check_is_fitted(self, "module_")
         X = self._check_data(X, reset=False)
@@ -508,7 +565,8 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
 
     @torch.no_grad()
     def reconstruct(self, X) -> np.ndarray:
-        """decode(encode(X)): the mean of p(x | z) at the posterior mean of z. Denoises a corrupted X."""
+        """decode(encode(X)): the mean of p(x | z) at the posterior mean
+        of z. Denoises a corrupted X."""
         return self.decode(self.encode(X))
 
     @torch.no_grad()
@@ -516,7 +574,11 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         """Decode ``steps`` points on the straight line between the latent codes of x1 and x2."""
         if not isinstance(steps, numbers.Integral) or steps < 2:
             raise ValueError(f"steps must be an int >= 2; got {steps!r}.")
-        X = np.stack([np.asarray(x1, dtype=np.float64), np.asarray(x2, dtype=np.float64)]) if not isinstance(x1, torch.Tensor) else torch.stack([x1, x2])
+        X = (
+            np.stack([np.asarray(x1, dtype=np.float64), np.asarray(x2, dtype=np.float64)])
+            if not isinstance(x1, torch.Tensor)
+            else torch.stack([x1, x2])
+        )
         Z = self.encode(X)
         t = np.linspace(0.0, 1.0, steps)[:, None]
         return self.decode((1 - t) * Z[0] + t * Z[1])
@@ -534,8 +596,17 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         return -self.score_samples(X)
 
     # ------------------------------------------------------------------ persistence
-    _STATE = ("input_shape_", "n_features_in_", "seed_", "history_", "lower_bounds_", "lower_bound_",
-              "n_iter_", "best_epoch_", "stopped_early_")
+    _STATE = (
+        "input_shape_",
+        "n_features_in_",
+        "seed_",
+        "history_",
+        "lower_bounds_",
+        "lower_bound_",
+        "n_iter_",
+        "best_epoch_",
+        "stopped_early_",
+    )
 
     def _get_state(self):
         check_is_fitted(self, "module_")
@@ -554,7 +625,13 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
         module = self._build(_network_shape(self.input_shape_), self.seed_)
         if "module.local.mu" in tensors:
             self._add_local(module, int(torch.as_tensor(tensors["module.local.mu"]).shape[0]))
-        module.load_state_dict({k[len("module."):]: torch.as_tensor(t) for k, t in tensors.items() if k.startswith("module.")})
+        module.load_state_dict(
+            {
+                k[len("module.") :]: torch.as_tensor(t)
+                for k, t in tensors.items()
+                if k.startswith("module.")
+            }
+        )
         module.eval()
         self.module_ = module
         self.device_ = str(self._device)
@@ -573,7 +650,8 @@ class _DeepLatentBase(Persistent, TransformerMixin, BaseEstimator):
 
 @register
 class VAE(_DeepLatentBase):
-    """Variational autoencoder: p(z) = N(0, I), p(x | z) = likelihood(decoder(z)), q(z | x) Gaussian.
+    """Variational autoencoder: p(z) = N(0, I), p(x | z) =
+    likelihood(decoder(z)), q(z | x) Gaussian.
 
     Trained by Adam on the ELBO, E_q[log p(x | z)] − beta·KL(q(z | x) ‖ p(z)), one reparameterized
     sample per data point, the KL in closed form, both summed over dimensions (never averaged).
@@ -616,8 +694,9 @@ class VAE(_DeepLatentBase):
         'elbo' averages the ELBO over ``k`` samples. Early stopping watches the same bound.
     k : int, default=1
         Samples of z per data point in each training step.
-    gradient : {'reparameterization', 'dreg', 'score', 'score-baseline'}, default='reparameterization'
-        The encoder's gradient estimator. 'dreg' (doubly reparameterized, Tucker et al. 2019)
+    gradient : str, default='reparameterization'
+        The encoder's gradient estimator: 'reparameterization', 'dreg', 'score' or
+        'score-baseline'. 'dreg' (doubly reparameterized, Tucker et al. 2019)
         applies to objective='iwae' and has lower variance at large k. 'score' is the
         score-function (REINFORCE) estimator, unbiased but of much higher variance;
         'score-baseline' subtracts a leave-one-out baseline over the k samples (k >= 2). With
@@ -753,13 +832,16 @@ class VAE(_DeepLatentBase):
         if self.gradient == "dreg" and self.objective != "iwae":
             raise ValueError(
                 "VAE: gradient='dreg' (doubly reparameterized) is an estimator of the importance-"
-                f"weighted bound's gradient; it needs objective='iwae' (got objective={self.objective!r})."
+                f"weighted bound's gradient; it needs objective='iwae' (got "
+                f"objective={self.objective!r})."
             )
         self._validate_combination()
-        if self.objective == "iwae" and (self.beta != 1.0 or self.kl_warmup or self.free_bits is not None):
+        if self.objective == "iwae" and (
+            self.beta != 1.0 or self.kl_warmup or self.free_bits is not None
+        ):
             raise ValueError(
-                "VAE: objective='iwae' has no separate KL term, so beta, kl_warmup and free_bits do "
-                "not apply; leave them at 1.0, 0 and None."
+                "VAE: objective='iwae' has no separate KL term, so beta, kl_warmup and free_bits "
+                "do not apply; leave them at 1.0, 0 and None."
             )
 
     def _encoder_outputs(self) -> int:
@@ -778,75 +860,134 @@ class VAE(_DeepLatentBase):
 
     def _add_local(self, module, n_points):
         if self.inference == "svi":
-            module.local = LocalGaussian(n_points, self.latent_dim, dtype=self._dtype, device=self._device)
+            module.local = LocalGaussian(
+                n_points, self.latent_dim, dtype=self._dtype, device=self._device
+            )
 
     def _batch_terms(self, module, xb, progress, generator, idx=None):
         if self.inference == "svi":
             # E-step: warm-started Adam steps on this batch's own q_n, decoder fixed; then the
             # decoder's step on the ELBO at those q_n (the M-step, taken by the training loop).
-            module.local.refine(module.model, xb, idx, steps=self.svi_steps, lr=self.svi_lr, average=0.0,
-                                generator=generator, eval_samples=1)
+            module.local.refine(
+                module.model,
+                xb,
+                idx,
+                steps=self.svi_steps,
+                lr=self.svi_lr,
+                average=0.0,
+                generator=generator,
+                eval_samples=1,
+            )
             mu, log_sigma = (t.detach() for t in module.local(idx))
-            t = elbo_terms_at(module.model, xb, mu, log_sigma, n_samples=self.k, generator=generator)
-            # The KL does not depend on the decoder: the loss is −reconstruction.mean() + a constant.
+            t = elbo_terms_at(
+                module.model, xb, mu, log_sigma, n_samples=self.k, generator=generator
+            )
+            # The KL does not depend on the decoder: the loss is
+            # −reconstruction.mean() + a constant.
             loss = (t.kl - t.reconstruction).mean()
-            return {"loss": loss, "elbo": t.bound, "reconstruction": t.reconstruction.detach(), "kl": t.kl}
+            return {
+                "loss": loss,
+                "elbo": t.bound,
+                "reconstruction": t.reconstruction.detach(),
+                "kl": t.kl,
+            }
         if self.objective == "iwae":
-            t = iwae_terms(module.encoder, module.model, xb, self.k, generator, self.gradient == "dreg")
-            return {"loss": t.loss(), "elbo": t.bound, "reconstruction": t.reconstruction, "kl": t.kl}
+            t = iwae_terms(
+                module.encoder, module.model, xb, self.k, generator, self.gradient == "dreg"
+            )
+            return {
+                "loss": t.loss(),
+                "elbo": t.bound,
+                "reconstruction": t.reconstruction,
+                "kl": t.kl,
+            }
         if self.gradient in ("score", "score-baseline"):
             estimator = "score-baseline" if self.gradient == "score-baseline" else "score"
             t = elbo_surrogate(module.encoder, module.model, xb, estimator, generator, self.k)
-            return {"loss": t.loss(), "elbo": t.bound, "reconstruction": t.reconstruction, "kl": t.kl}
+            return {
+                "loss": t.loss(),
+                "elbo": t.bound,
+                "reconstruction": t.reconstruction,
+                "kl": t.kl,
+            }
         t = elbo_terms(module.encoder, module.model, xb, generator, self.k)
         weight = self._kl_weight(progress)
         if self.free_bits is not None:
-            kl_term = torch.clamp(gaussian_kl_per_dim(t.mu, t.log_sigma).mean(0), min=self.free_bits).sum()
+            kl_term = torch.clamp(
+                gaussian_kl_per_dim(t.mu, t.log_sigma).mean(0), min=self.free_bits
+            ).sum()
         else:
             kl_term = t.kl.mean()
         loss = weight * kl_term - t.reconstruction.mean()
-        return {"loss": loss, "elbo": t.bound, "reconstruction": t.reconstruction.detach(), "kl": t.kl.detach()}
+        return {
+            "loss": loss,
+            "elbo": t.bound,
+            "reconstruction": t.reconstruction.detach(),
+            "kl": t.kl.detach(),
+        }
 
     def _q(self, module, xb, generator):
         """(mu, log_sigma) of q(z | x) for a batch: the encoder's, or for inference='svi' a
         per-point fit (``svi_eval_steps`` Adam steps from the prior, decoder fixed)."""
         if self.inference == "svi":
-            fit = fit_local(module.model, xb, steps=self.svi_eval_steps, lr=self.svi_lr, generator=generator, eval_samples=1)
+            fit = fit_local(
+                module.model,
+                xb,
+                steps=self.svi_eval_steps,
+                lr=self.svi_lr,
+                generator=generator,
+                eval_samples=1,
+            )
             return fit.mu, fit.log_sigma
         return module.encoder(xb)
 
     def _sample_scores(self, module, xb, generator, n_samples: int) -> torch.Tensor:
         mu, log_sigma = self._q(module, xb, generator)
-        return elbo_terms_at(module.model, xb, mu, log_sigma, n_samples=n_samples, generator=generator).bound
+        return elbo_terms_at(
+            module.model, xb, mu, log_sigma, n_samples=n_samples, generator=generator
+        ).bound
 
     def _validation_scores(self, module, xb, generator) -> torch.Tensor:
-        """What early stopping watches: the training objective's bound (the ELBO, or L_k for IWAE)."""
+        """What early stopping watches: the training objective's bound
+        (the ELBO, or L_k for IWAE)."""
         if self.objective == "iwae":
             return log_importance_weights_lse(module.encoder, module.model, xb, self.k, generator)
         return self._sample_scores(module, xb, generator, 1)
 
     def _validate_combination(self) -> None:
-        if self.inference == "svi" and (self.objective != "elbo" or self.gradient != "reparameterization" or self.update != "joint"):
+        if self.inference == "svi" and (
+            self.objective != "elbo"
+            or self.gradient != "reparameterization"
+            or self.update != "joint"
+        ):
             raise ValueError(
-                "VAE: inference='svi' fits per-point q by its own E-steps; it needs objective='elbo', "
-                "gradient='reparameterization' and update='joint' (the E/M alternation is built in)."
+                "VAE: inference='svi' fits per-point q by its own E-steps; it needs "
+                "objective='elbo', gradient='reparameterization' and update='joint' (the E/M "
+                "alternation is built in)."
             )
         if self.gradient == "score-baseline" and self.k < 2:
             raise ValueError(
-                "VAE: gradient='score-baseline' uses a leave-one-out baseline over the k samples of "
-                f"each point; it needs k >= 2 (got k={self.k}). Try k=2, or gradient='score'."
+                f"VAE: gradient='score-baseline' uses a leave-one-out baseline over the k samples "
+                f"of each point; it needs k >= 2 (got k={self.k}). Try k=2, or gradient='score'."
             )
 
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
     def encode(self, X, *, sample: bool = False, random_state=None) -> np.ndarray:
-        """Posterior means of z (or one draw from q(z | x) with ``sample=True``), shape (n, latent_dim)."""
+        """Posterior means of z (or one draw from q(z | x) with
+        ``sample=True``), shape (n, latent_dim)."""
         X = self._input(X, for_likelihood=self.inference == "svi")
         g = self._generator(random_state, 5)
         out = []
         for xb in self._batches(X):
             mu, log_sigma = self._q(self.module_, xb, self._generator(None, 8))
-            out.append(mu + torch.exp(log_sigma) * torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype) if sample else mu)
+            out.append(
+                mu
+                + torch.exp(log_sigma)
+                * torch.randn(mu.shape, generator=g, device=mu.device, dtype=mu.dtype)
+                if sample
+                else mu
+            )
         return self._out(torch.cat(out))
 
     @torch.no_grad()
@@ -854,7 +995,13 @@ class VAE(_DeepLatentBase):
         """(mean, standard deviation) of q(z | x), each (n, latent_dim)."""
         X = self._input(X, for_likelihood=self.inference == "svi")
         g = self._generator(None, 8)
-        mus, sds = zip(*((mu, torch.exp(ls)) for mu, ls in (self._q(self.module_, xb, g) for xb in self._batches(X))))
+        mus, sds = zip(
+            *(
+                (mu, torch.exp(ls))
+                for mu, ls in (self._q(self.module_, xb, g) for xb in self._batches(X))
+            ),
+            strict=True,
+        )
         return self._out(torch.cat(mus)), self._out(torch.cat(sds))
 
     @torch.no_grad()
@@ -865,9 +1012,13 @@ class VAE(_DeepLatentBase):
             raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
         g = self._generator(random_state, 6)
         model = self.module_.model
-        z = torch.randn((n_samples, self.latent_dim), generator=g, device=g.device, dtype=self.module_dtype_)
+        z = torch.randn(
+            (n_samples, self.latent_dim), generator=g, device=g.device, dtype=self.module_dtype_
+        )
         params = model.decode(z)
-        out = model.likelihood.mean(params) if mean else model.likelihood.sample(params, generator=g)
+        out = (
+            model.likelihood.mean(params) if mean else model.likelihood.sample(params, generator=g)
+        )
         return self._out(out, self.input_shape_)
 
     @torch.no_grad()
@@ -879,10 +1030,18 @@ class VAE(_DeepLatentBase):
         """
         X = self._input(X, for_likelihood=True)
         g = self._generator(None, 7)
-        return self._out(torch.cat([self._sample_scores(self.module_, xb, g, n_samples) for xb in self._batches(X)]))
+        return self._out(
+            torch.cat(
+                [self._sample_scores(self.module_, xb, g, n_samples) for xb in self._batches(X)]
+            )
+        )
 
     def _generator(self, random_state, offset: int) -> torch.Generator:
-        seed = self.seed_ + offset if random_state is None else int(check_random_state(random_state).randint(2**31 - 1))
+        seed = (
+            self.seed_ + offset
+            if random_state is None
+            else int(check_random_state(random_state).randint(2**31 - 1))
+        )
         return torch.Generator(device=torch.device(self.device_)).manual_seed(seed)
 
 
@@ -952,7 +1111,12 @@ class Autoencoder(_DeepLatentBase):
         z = module.encoder(xb)
         rec = module.model.log_likelihood(xb.reshape(xb.shape[0], -1), z)
         zero = torch.zeros_like(rec)
-        return {"loss": -rec.mean(), "elbo": rec.detach(), "reconstruction": rec.detach(), "kl": zero}
+        return {
+            "loss": -rec.mean(),
+            "elbo": rec.detach(),
+            "reconstruction": rec.detach(),
+            "kl": zero,
+        }
 
     @staticmethod
     def _sample_scores(module, xb, generator, n_samples: int) -> torch.Tensor:
@@ -966,6 +1130,9 @@ class Autoencoder(_DeepLatentBase):
 
     @torch.no_grad()
     def score_samples(self, X) -> np.ndarray:
-        """log p(x | decoder(encoder(x))) per sample in nats: a reconstruction score, not a bound."""
+        """log p(x | decoder(encoder(x))) per sample in nats: a
+        reconstruction score, not a bound."""
         X = self._input(X, for_likelihood=True)
-        return self._out(torch.cat([self._sample_scores(self.module_, xb, None, 1) for xb in self._batches(X)]))
+        return self._out(
+            torch.cat([self._sample_scores(self.module_, xb, None, 1) for xb in self._batches(X)])
+        )

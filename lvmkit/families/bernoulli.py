@@ -29,7 +29,7 @@ class BernoulliParams:
     prepared: dict | None = None
     logits: Tensor | None = None  # kept by the gradient view, which moves the logits
 
-    def to(self, dtype=None, device=None) -> "BernoulliParams":
+    def to(self, dtype=None, device=None) -> BernoulliParams:
         return BernoulliParams(self.probs.to(dtype=dtype, device=device))
 
 
@@ -93,7 +93,9 @@ class Bernoulli(IndependentFeatures):
         """Σ_n Σ_k r_nk log p(x_n | p_k) = Σ_kd [S_kd η_kd − N_k softplus(η_kd)], η = logit p."""
         p = params.probs
         eta = params.logits if params.logits is not None else torch.log(p) - torch.log1p(-p)
-        return (summary["sx"] * eta).sum() - (summary["nk"][:, None] * torch.nn.functional.softplus(eta)).sum()
+        return (summary["sx"] * eta).sum() - (
+            summary["nk"][:, None] * torch.nn.functional.softplus(eta)
+        ).sum()
 
     def sample(self, labels: Tensor, probs: Tensor, generator) -> Tensor:
         return torch.bernoulli(probs[labels], generator=generator)
@@ -120,7 +122,9 @@ def sample_probs(probs: Tensor, generator: torch.Generator | None = None) -> Ten
     took 1.2 ms for one MNIST batch of 100 images (about 15% of a VAE training step); this takes
     ~0.06 ms. (The mixture's :meth:`Bernoulli.sample` keeps ``torch.bernoulli``.)
     """
-    u = draw(torch.rand, probs.shape, 0, generator=generator, device=probs.device, dtype=probs.dtype)
+    u = draw(
+        torch.rand, probs.shape, 0, generator=generator, device=probs.device, dtype=probs.dtype
+    )
     return (u < probs).to(probs.dtype)
 
 

@@ -36,7 +36,7 @@ class CategoricalParams:
     prepared: dict | None = None
     logits: Tensor | None = None  # kept by the gradient view, which moves the logits
 
-    def to(self, dtype=None, device=None) -> "CategoricalParams":
+    def to(self, dtype=None, device=None) -> CategoricalParams:
         return CategoricalParams(self.probs.to(dtype=dtype, device=device))
 
 
@@ -52,29 +52,39 @@ class Categorical(IndependentFeatures):
     params_class = CategoricalParams
 
     def __init__(self, n_symbols: int, min_prob: float = 1e-6):
-        if isinstance(n_symbols, bool) or not isinstance(n_symbols, numbers.Integral) or n_symbols < 1:
-            raise ValueError(f"n_symbols must be an int >= 1 (the number of symbols M); got {n_symbols!r}.")
+        if (
+            isinstance(n_symbols, bool)
+            or not isinstance(n_symbols, numbers.Integral)
+            or n_symbols < 1
+        ):
+            raise ValueError(
+                f"n_symbols must be an int >= 1 (the number of symbols M); got {n_symbols!r}."
+            )
         if not 0.0 < float(min_prob) < 1.0 / n_symbols:
             raise ValueError(
-                f"min_prob must lie in (0, 1/n_symbols) = (0, {1.0 / n_symbols:.3g}): positive, so every "
-                f"log-probability stays finite, and small enough that {n_symbols} probabilities of at "
-                f"least min_prob can sum to one; got {min_prob!r}."
+                f"min_prob must lie in (0, 1/n_symbols) = (0, {1.0 / n_symbols:.3g}): positive, so "
+                f"every log-probability stays finite, and small enough that {n_symbols} "
+                f"probabilities of at least min_prob can sum to one; got {min_prob!r}."
             )
         self.n_symbols = int(n_symbols)
         self.min_prob = float(min_prob)
 
     def symbols(self, X: Tensor) -> Tensor:
-        """The symbols of ``X`` ((n,) or (n, 1)) as a long tensor (n,), checked to lie in {0, …, M − 1}."""
+        """The symbols of ``X`` ((n,) or (n, 1)) as a long tensor (n,),
+        checked to lie in {0, …, M − 1}."""
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
         if X.ndim != 1:
             raise ValueError(
-                f"Categorical observations must be one column of symbols, shape (n,) or (n, 1); got "
-                f"shape {tuple(X.shape)}. Model several categorical features with one family each."
+                f"Categorical observations must be one column of symbols, shape (n,) or (n, 1); "
+                f"got shape {tuple(X.shape)}. Model several categorical features with one family "
+                f"each."
             )
         if X.dtype.is_floating_point:
             if X.numel() and not bool((X == torch.round(X)).all()):
-                raise ValueError("Categorical observations must be integer symbols; got non-integer values.")
+                raise ValueError(
+                    "Categorical observations must be integer symbols; got non-integer values."
+                )
         idx = X.long()
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_symbols):
             raise ValueError(
@@ -84,7 +94,8 @@ class Categorical(IndependentFeatures):
         return idx
 
     def features(self, X: Tensor) -> Tensor:
-        """The one-hot encoding (n, M) of the symbols, in X's floating dtype (else torch's default)."""
+        """The one-hot encoding (n, M) of the symbols, in X's floating
+        dtype (else torch's default)."""
         dtype = X.dtype if X.dtype.is_floating_point else torch.get_default_dtype()
         return torch.nn.functional.one_hot(self.symbols(X), self.n_symbols).to(dtype)
 
@@ -130,7 +141,8 @@ class Categorical(IndependentFeatures):
         return CategoricalParams(torch.softmax(u["prob_logits"], dim=1), logits=u["prob_logits"])
 
     def expected_log_likelihood(self, summary, params: CategoricalParams) -> Tensor:
-        """Σ_n Σ_k r_nk log p_k[x_n] = Σ_km S_km log p_km (from the logits when the gradient view has them)."""
+        """Σ_n Σ_k r_nk log p_k[x_n] = Σ_km S_km log p_km (from the logits when
+        the gradient view has them)."""
         if params.logits is not None:
             log_p = torch.log_softmax(params.logits, dim=1)
         else:
@@ -141,7 +153,9 @@ class Categorical(IndependentFeatures):
         """Symbols (n, 1), in probs' dtype: x_n ~ Categorical(probs[labels[n]])."""
         if labels.numel() == 0:
             return torch.empty(0, 1, dtype=probs.dtype, device=probs.device)
-        return torch.multinomial(probs[labels], 1, replacement=True, generator=generator).to(probs.dtype)
+        return torch.multinomial(probs[labels], 1, replacement=True, generator=generator).to(
+            probs.dtype
+        )
 
     def n_parameters(self, n_components: int, n_features: int) -> int:
         """K (M − 1) free probabilities (``n_features`` is not used: the one-hot width is M)."""
@@ -166,10 +180,12 @@ def log_prob_logits(logits: Tensor, x: Tensor) -> Tensor:
 
 
 def sample_logits(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Symbols x ~ Categorical(softmax(logits)), one per row of the last axis: shape logits.shape[:-1], long."""
+    """Symbols x ~ Categorical(softmax(logits)), one per row of the last axis: shape
+    logits.shape[:-1], long."""
     probs = torch.softmax(logits, dim=-1)
     flat = probs.reshape(-1, probs.shape[-1])
     if flat.shape[0] == 0:
         return torch.empty(probs.shape[:-1], dtype=torch.long, device=probs.device)
-    return torch.multinomial(flat, 1, replacement=True, generator=generator).reshape(probs.shape[:-1])
-
+    return torch.multinomial(flat, 1, replacement=True, generator=generator).reshape(
+        probs.shape[:-1]
+    )

@@ -50,11 +50,19 @@ def diagonal_kl_to_standard(mean: Tensor, log_std: Tensor) -> Tensor:
     return diagonal_kl_to_standard_per_dim(mean, log_std).sum(-1)
 
 
-def diagonal_rsample(mean: Tensor, log_std: Tensor, n_samples: int | None = None, generator=None) -> Tensor:
+def diagonal_rsample(
+    mean: Tensor, log_std: Tensor, n_samples: int | None = None, generator=None
+) -> Tensor:
     """Reparameterized draws mean + exp(log_std)·eps with eps ~ N(0, I), differentiable in mean
     and log_std; shape (n_samples, *mean.shape), or mean.shape when ``n_samples`` is None."""
     shape = mean.shape if n_samples is None else (n_samples, *mean.shape)
     # rows: axis 0 of mean (a rank's share of a batch draws the whole batch's noise, see draw)
-    eps = draw(torch.randn, shape, 0 if n_samples is None else 1, generator=generator,
-               device=mean.device, dtype=mean.dtype)
+    eps = draw(
+        torch.randn,
+        shape,
+        0 if n_samples is None else 1,
+        generator=generator,
+        device=mean.device,
+        dtype=mean.dtype,
+    )
     return mean + torch.exp(log_std) * eps

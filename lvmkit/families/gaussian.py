@@ -70,7 +70,7 @@ class GaussianParams:
     # The covariances P was factorised from (jitter included), kept by the M-step (float64).
     covariances: Tensor | None = None
 
-    def to(self, dtype: torch.dtype | None = None, device=None) -> "GaussianParams":
+    def to(self, dtype: torch.dtype | None = None, device=None) -> GaussianParams:
         return GaussianParams(
             self.means.to(dtype=dtype, device=device),
             self.precisions_cholesky.to(dtype=dtype, device=device),
@@ -136,8 +136,12 @@ class Gaussian:
             }
         elif ct == "tied":
             b = means @ P
-            prep = {"P": P, "b_T": b.T.contiguous(), "b_sq": b.square().sum(1),
-                    "log_det": torch.log(torch.diagonal(P)).sum().expand(k)}
+            prep = {
+                "P": P,
+                "b_T": b.T.contiguous(),
+                "b_sq": b.square().sum(1),
+                "log_det": torch.log(torch.diagonal(P)).sum().expand(k),
+            }
         else:
             prec = P.square() if ct == "diag" else P.square()[:, None].expand(k, d)
             # Σ_d prec (x − μ)² = [x², x] @ [precᵀ; −2 (μ prec)ᵀ] + Σ_d μ² prec: one GEMM.
@@ -179,7 +183,10 @@ class Gaussian:
             XP = X @ prep["P"]
             k = prep["b_T"].shape[1]
             maha = torch.addmm(
-                XP.square().sum(1, keepdim=True) + prep["b_sq"], XP, prep["b_T"], alpha=-2.0,
+                XP.square().sum(1, keepdim=True) + prep["b_sq"],
+                XP,
+                prep["b_T"],
+                alpha=-2.0,
                 out=_buffer(workspace, "maha", (n, k), XP),
             )
         else:  # diag, spherical: X holds the features [x², x]
@@ -256,7 +263,7 @@ class Gaussian:
         return GaussianParams(means, eye)
 
     # ------------------------------------------------------------------ initialisation
-    def single_family(self) -> "Gaussian":
+    def single_family(self) -> Gaussian:
         """The family of the lecture initialisation's single Gaussian ('tied' uses 'full')."""
         ct = self.covariance_type
         return Gaussian("full" if ct == "tied" else ct, self.reg_covar)
@@ -303,8 +310,12 @@ class Gaussian:
         mu = params.means.to(torch.float64)
         nk, sx = stats["nk"], stats["sx"]
         mu_s = mu[:, :, None] * sx[:, None, :]
-        sxx = (L @ stats["syy"] @ L.mT + mu_s + mu_s.mT
-               - nk[:, None, None] * (mu[:, :, None] * mu[:, None, :]))
+        sxx = (
+            L @ stats["syy"] @ L.mT
+            + mu_s
+            + mu_s.mT
+            - nk[:, None, None] * (mu[:, :, None] * mu[:, None, :])
+        )
         out = {k: v for k, v in stats.items() if k != "syy"}
         out["sxx"] = sxx
         return out
@@ -429,13 +440,17 @@ class Gaussian:
             return const + nk.sum() * log_det - 0.5 * (spread + shift)
         if ct == "diag":
             prec = P.square()
-            return const + (nk[:, None] * torch.log(P)).sum() - 0.5 * (
-                prec * (scatter + nk[:, None] * delta.square())
-            ).sum()
+            return (
+                const
+                + (nk[:, None] * torch.log(P)).sum()
+                - 0.5 * (prec * (scatter + nk[:, None] * delta.square())).sum()
+            )
         prec = P.square()
-        return const + (nk * d * torch.log(P)).sum() - 0.5 * (
-            prec * (scatter + nk * delta.square().sum(1))
-        ).sum()
+        return (
+            const
+            + (nk * d * torch.log(P)).sum()
+            - 0.5 * (prec * (scatter + nk * delta.square().sum(1))).sum()
+        )
 
     # ------------------------------------------------------------------ factors
     def precisions_cholesky(self, covariances: Tensor) -> tuple[Tensor, Tensor]:

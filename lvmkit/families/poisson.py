@@ -25,7 +25,7 @@ class PoissonParams:
     rates: Tensor  # (K, D)
     prepared: dict | None = None
 
-    def to(self, dtype=None, device=None) -> "PoissonParams":
+    def to(self, dtype=None, device=None) -> PoissonParams:
         return PoissonParams(self.rates.to(dtype=dtype, device=device))
 
 

@@ -9,7 +9,8 @@ The loop knows nothing of the model it runs. A model supplies (see :mod:`lvmkit.
 
 Every iteration is one pass over the data: the E-step statistics of the chunks are summed, summed
 again over processes by ``comm`` (:mod:`lvmkit.distributed`: nothing in one process, one float64
-``all_reduce`` across processes), and one M-step follows, the same on every rank. The N x K responsibilities are never held at once, so N is limited by time, not
+``all_reduce`` across processes), and one M-step follows, the same on every rank. The N x K
+responsibilities are never held at once, so N is limited by time, not
 memory; chunked and unchunked fits are the same computation up to the order of floating-point sums.
 A component that lost its points is re-seeded at the worst-explained row, found by a second,
 cheap pass (an argmin is not a sum, so it is not smuggled into the statistics).
@@ -67,7 +68,9 @@ class EMResult:
     def final(self) -> float:
         return self.lower_bounds[-1] if self.lower_bounds else -math.inf
 
-    def record(self, n_iter: int, lower_bound: float, previous: float, tol: float, on_iteration) -> bool:
+    def record(
+        self, n_iter: int, lower_bound: float, previous: float, tol: float, on_iteration
+    ) -> bool:
         """Log one iteration's bound; report it; return True once the change is below ``tol``."""
         self.lower_bounds.append(lower_bound)
         self.seconds_at.append(time.perf_counter() - self.started)
@@ -109,7 +112,8 @@ def run_em(
         stats = e_pass(model, chunks, params, comm)
         lower_bound = stats.scalar("log_likelihood") / stats.scalar("n_samples")
         check_finite(
-            lower_bound, n_iter,
+            lower_bound,
+            n_iter,
             "The data may contain enormous values: standardize X, or increase reg_covar.",
         )
         reseed = None
@@ -124,7 +128,9 @@ def run_em(
     return result
 
 
-def best_of_restarts(n_init: int, run_one: Callable[[int], EMResult]) -> tuple[EMResult, list[float]]:
+def best_of_restarts(
+    n_init: int, run_one: Callable[[int], EMResult]
+) -> tuple[EMResult, list[float]]:
     """Run ``run_one(i)`` for every restart; return the best result (highest final bound) and
     every restart's final bound, in order."""
     best, finals = None, []

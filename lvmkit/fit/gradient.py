@@ -50,7 +50,7 @@ def _gradient(model, summary, nk, n, u) -> tuple[float, dict[str, Tensor]]:
     leaves = {name: t.detach().requires_grad_(True) for name, t in u.items()}
     value = _objective(model, summary, nk, n, leaves)
     grads = torch.autograd.grad(value, list(leaves.values()))
-    return float(value.detach()), {name: g.detach() for name, g in zip(leaves, grads)}
+    return float(value.detach()), {name: g.detach() for name, g in zip(leaves, grads, strict=True)}
 
 
 def _moved(u: dict, grads: dict, step: float) -> dict:
@@ -103,7 +103,8 @@ def run_gradient(
         n = stats.scalar("n_samples")
         lower_bound = stats.scalar("log_likelihood") / n
         check_finite(
-            lower_bound, n_iter,
+            lower_bound,
+            n_iter,
             f"(algorithm={algorithm!r}) Try a smaller learning_rate or algorithm='em'.",
         )
         empty = model.empty_components(stats)

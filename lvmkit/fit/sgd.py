@@ -71,10 +71,13 @@ def load_checkpoint(path: Path) -> dict:
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
         raise ValueError(
             f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); it is not an "
-            "lvmkit checkpoint or it is corrupted. Delete it to start afresh, or fit with resume=False."
+            "lvmkit checkpoint or it is corrupted. Delete it to start afresh, or fit with "
+            "resume=False."
         ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an lvmkit training checkpoint; fit with resume=False to overwrite it.")
+        raise ValueError(
+            f"{path} is not an lvmkit training checkpoint; fit with resume=False to overwrite it."
+        )
     if state.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(
             f"checkpoint {path} has format version {state['version']}, newer than this lvmkit "
@@ -117,7 +120,8 @@ def _data_parallel(module, batch_terms, comm):
 
     device = next(module.parameters()).device
     ddp = DistributedDataParallel(
-        _Objective(module, batch_terms), device_ids=[device] if device.type == "cuda" else None,
+        _Objective(module, batch_terms),
+        device_ids=[device] if device.type == "cuda" else None,
         broadcast_buffers=False,
     )
     return lambda xb, progress, idx: ddp(xb, progress, idx)
@@ -168,7 +172,10 @@ def train(
     n = X.shape[0]
     n_batches = math.ceil(n / batch_size)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    history: dict[str, list] = {k: [] for k in ("epoch", "elbo", "reconstruction", "kl", "val_elbo", "train_seconds", "seconds")}
+    history: dict[str, list] = {
+        k: []
+        for k in ("epoch", "elbo", "reconstruction", "kl", "val_elbo", "train_seconds", "seconds")
+    }
     best = {"score": None, "epoch": None, "bad": 0, "state": None}
     start_epoch, resumed_from, stopped_early = 0, None, False
 
@@ -177,9 +184,9 @@ def train(
         if state["fingerprint"] != fingerprint:
             raise ValueError(
                 f"checkpoint {checkpoint} was written by a fit with other settings, other data or "
-                f"(warm_start) other starting weights ({state['fingerprint']} vs now {fingerprint}); "
-                "resume with the same estimator parameters, the same X and the same starting model, "
-                "or fit with resume=False to start again."
+                f"(warm_start) other starting weights ({state['fingerprint']} vs now "
+                f"{fingerprint}); resume with the same estimator parameters, the same X and the "
+                f"same starting model, or fit with resume=False to start again."
             )
         module.load_state_dict(state["module"])
         optimizer.load_state_dict(state["optimizer"])
@@ -214,7 +221,13 @@ def train(
     if verbose and comm.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs * n_batches, initial=start_epoch * n_batches, desc=description, unit="batch", dynamic_ncols=True)
+        bar = tqdm(
+            total=epochs * n_batches,
+            initial=start_epoch * n_batches,
+            desc=description,
+            unit="batch",
+            dynamic_ncols=True,
+        )
     clock = time.perf_counter()
     elapsed_before = history["seconds"][-1] if history["seconds"] else 0.0
     stopped_by_callback = False
@@ -241,23 +254,35 @@ def train(
                             _diverged(module, terms, epoch, b, "loss", checkpoint, history, lr)
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
-                        if phase is not None:  # alternating updates: only this phase's parameters move
+                        if (
+                            phase is not None
+                        ):  # alternating updates: only this phase's parameters move
                             for p in params:
                                 if id(p) not in phase:
                                     p.grad = None  # Adam skips a parameter without a gradient
                         if max_grad_norm is not None:
                             norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
                             if not bool(torch.isfinite(norm)):
-                                _diverged(module, terms, epoch, b, "gradient", checkpoint, history, lr)
+                                _diverged(
+                                    module, terms, epoch, b, "gradient", checkpoint, history, lr
+                                )
                         optimizer.step()
                 if weight > 0:
-                    sums += torch.stack([terms["elbo"].sum(), terms["reconstruction"].sum(), terms["kl"].sum()]).detach()
+                    sums += torch.stack(
+                        [terms["elbo"].sum(), terms["reconstruction"].sum(), terms["kl"].sum()]
+                    ).detach()
                 if bar is not None:
                     bar.update(1)
                     if b % 50 == 0 or b == n_batches - 1:
                         seen = min((b + 1) * batch_size, n)
                         e, r, k = (sums / seen).tolist()
-                        bar.set_postfix(epoch=epoch + 1, elbo=f"{e:.2f}", rec=f"{r:.2f}", kl=f"{k:.2f}", refresh=False)
+                        bar.set_postfix(
+                            epoch=epoch + 1,
+                            elbo=f"{e:.2f}",
+                            rec=f"{r:.2f}",
+                            kl=f"{k:.2f}",
+                            refresh=False,
+                        )
             train_seconds = time.perf_counter() - t0
             e, r, k = (v / n for v in comm.sum(sums.tolist()))
             val = None
@@ -276,7 +301,16 @@ def train(
             score = val if val is not None else None
             if score is not None:
                 if not math.isfinite(score):
-                    _diverged(module, {"elbo": torch.tensor([score])}, epoch - 1, n_batches, "validation", checkpoint, history, lr)
+                    _diverged(
+                        module,
+                        {"elbo": torch.tensor([score])},
+                        epoch - 1,
+                        n_batches,
+                        "validation",
+                        checkpoint,
+                        history,
+                        lr,
+                    )
                 if best["score"] is None or score > best["score"]:
                     best = {"score": score, "epoch": epoch, "bad": 0, "state": _state_copy(module)}
                 else:
@@ -284,8 +318,13 @@ def train(
                     if patience is not None and best["bad"] >= patience:
                         stopped_early = True
             if bar is not None:
-                bar.set_postfix(epoch=epoch, elbo=f"{e:.2f}", rec=f"{r:.2f}", kl=f"{k:.2f}",
-                                **({"val": f"{val:.2f}"} if val is not None else {}))
+                bar.set_postfix(
+                    epoch=epoch,
+                    elbo=f"{e:.2f}",
+                    rec=f"{r:.2f}",
+                    kl=f"{k:.2f}",
+                    **({"val": f"{val:.2f}"} if val is not None else {}),
+                )
             if checkpoint is not None and comm.is_main:
                 save(epoch)
             for cb in callbacks:

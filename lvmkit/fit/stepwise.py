@@ -10,7 +10,8 @@ statistics start as the first batch's. With κ ∈ (0.5, 1] the step sizes satis
 conditions (Σ γ = ∞, Σ γ² < ∞), and the iterates converge to a stationary point of the
 likelihood; a smaller κ forgets the early batches faster. Each batch's statistics
 (sums over its rows) are first put in the parameter-independent frame (``model.portable``), which
-is what makes the blend mean anything. The same loop serves ``partial_fit`` (one step per call) and a whole-data fit that makes
+is what makes the blend mean anything. The same loop serves ``partial_fit`` (one step per call) and
+a whole-data fit that makes
 stepwise passes over a source, for data too large for many batch-EM passes.
 """
 
@@ -53,7 +54,12 @@ class Batch:
 
 
 def stepwise_step(
-    model, batch, params, state: StepwiseState, decay: float, offset: float,
+    model,
+    batch,
+    params,
+    state: StepwiseState,
+    decay: float,
+    offset: float,
     comm: Local = LOCAL,
 ):
     """One stepwise-EM step on one mini-batch (``batch.iter_weighted()`` gives its chunks; on
@@ -100,7 +106,8 @@ def run_stepwise(
     before its M-step). Resident data is visited in a random order of its mini-batches every pass
     (from ``generator``); streamed data in the source's order, so rows on disk should not be
     sorted by cluster. Across processes, step i adds up mini-batch i of every rank; a rank with
-    fewer mini-batches joins the last steps with none. Returns the record with the final parameters in ``result.params`` and the
+    fewer mini-batches joins the last steps with none. Returns the record with the final parameters
+    in ``result.params`` and the
     running statistics in ``result.state``.
     """
     state = state or StepwiseState()

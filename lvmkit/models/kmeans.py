@@ -230,7 +230,9 @@ def kmeans(
     step = _block(rows, n_clusters)
     total = w.sum()
     mean = sum(w[a : a + step] @ rows[a : a + step].to(torch.float64) for a in range(0, m, step))
-    second = sum(w[a : a + step] @ rows[a : a + step].to(torch.float64).square() for a in range(0, m, step))
+    second = sum(
+        w[a : a + step] @ rows[a : a + step].to(torch.float64).square() for a in range(0, m, step)
+    )
     mean = mean / total
     variance = (second / total - mean.square()).clamp(min=0)
     threshold = tol * float(variance.mean())

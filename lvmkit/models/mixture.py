@@ -113,8 +113,11 @@ class Mixture:
         empty = torch.zeros(0, chunks.n_features, dtype=self.dtype, device=chunks.device)
         return self.e_step(self.family.features(empty), None, params)
 
-    def worst(self, X: Tensor, weights: Tensor | None, params: MixtureParams) -> tuple[float, Tensor]:
-        """The lowest log p(x) of a chunk's rows of positive weight, and that row's data (float64)."""
+    def worst(
+        self, X: Tensor, weights: Tensor | None, params: MixtureParams
+    ) -> tuple[float, Tensor]:
+        """The lowest log p(x) of a chunk's rows of positive weight,
+        and that row's data (float64)."""
         log_evidence = self.log_evidence(X, params)
         if weights is not None:
             log_evidence = torch.where(weights > 0, log_evidence, torch.inf)
@@ -151,7 +154,11 @@ class Mixture:
 
     # ------------------------------------------------------------------ initialisation
     def initialize(
-        self, chunks, method: str, generator: torch.Generator, user: dict | None = None,
+        self,
+        chunks,
+        method: str,
+        generator: torch.Generator,
+        user: dict | None = None,
         comm: Local = LOCAL,
     ):
         """Initial parameters from the raw (shifted, compute-dtype) ``chunks``.
@@ -279,7 +286,9 @@ class _RandomResponsibilities:
 
     def __call__(self, X: Tensor, start: int) -> Tensor:
         dev = X.device
-        cells = torch.floor((X.to(torch.float64) - self.origin.to(dev)) / self.scale.to(dev) * self.CELLS)
+        cells = torch.floor(
+            (X.to(torch.float64) - self.origin.to(dev)) / self.scale.to(dev) * self.CELLS
+        )
         bound = float(2**40)
         cells = (cells.clamp(-bound, bound) + bound).to(torch.int64)  # in [0, 2^41]
         h = _mix32(torch.full((X.shape[0],), self.base, dtype=torch.int64, device=dev))

@@ -34,7 +34,9 @@ class Stats(Mapping):
     def __init__(self, data: Mapping[str, Tensor] | None = None, **tensors: Tensor):
         merged = dict(data or {}, **tensors)
         self._data = {
-            name: value if isinstance(value, Tensor) else torch.tensor(float(value), dtype=torch.float64)
+            name: value
+            if isinstance(value, Tensor)
+            else torch.tensor(float(value), dtype=torch.float64)
             for name, value in merged.items()
         }
 
@@ -53,7 +55,7 @@ class Stats(Mapping):
         return f"Stats({shapes})"
 
     # arithmetic
-    def __add__(self, other) -> "Stats":
+    def __add__(self, other) -> Stats:
         if isinstance(other, (int, float)) and other == 0:  # sum() starts from 0
             return self
         if not isinstance(other, Stats):
@@ -67,12 +69,12 @@ class Stats(Mapping):
 
     __radd__ = __add__
 
-    def __mul__(self, scale: float) -> "Stats":
+    def __mul__(self, scale: float) -> Stats:
         return Stats({k: v * scale for k, v in self._data.items()})
 
     __rmul__ = __mul__
 
-    def blend(self, other: "Stats", step: float) -> "Stats":
+    def blend(self, other: Stats, step: float) -> Stats:
         """``(1 − step) · self + step · other``: stepwise EM's update of running statistics."""
         return Stats({k: v * (1.0 - step) + other._data[k] * step for k, v in self._data.items()})
 
@@ -81,7 +83,7 @@ class Stats(Mapping):
         """Every entry, flattened and concatenated in name order, as one float64 vector."""
         return torch.cat([self._data[k].reshape(-1).to(torch.float64) for k in self._data])
 
-    def like(self, flat: Tensor) -> "Stats":
+    def like(self, flat: Tensor) -> Stats:
         """Statistics of this layout read back from a vector made by :meth:`flat`."""
         out, start = {}, 0
         for name, value in self._data.items():
@@ -90,7 +92,7 @@ class Stats(Mapping):
             start += n
         return Stats(out)
 
-    def to(self, device) -> "Stats":
+    def to(self, device) -> Stats:
         return Stats({k: v.to(device) for k, v in self._data.items()})
 
     def scalar(self, name: str) -> float:

@@ -40,7 +40,9 @@ class Likelihood(nn.Module):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def sample(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, params: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def reconstruction_error(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,9 @@ class BernoulliLikelihood(Likelihood):
 class GaussianLikelihood(Likelihood):
     """N(x; decoder mean, std²) with std fixed, or learned (``learn='global'|'per-feature'``)."""
 
-    def __init__(self, n_features: int, std: float = 1.0, learn: str | None = None, min_std: float = 1e-3):
+    def __init__(
+        self, n_features: int, std: float = 1.0, learn: str | None = None, min_std: float = 1e-3
+    ):
         super().__init__()
         self.name = "gaussian-learned" if learn else "gaussian"
         self.min_std = float(min_std)
@@ -88,7 +92,9 @@ class GaussianLikelihood(Likelihood):
         return params
 
     def sample(self, params, generator=None):
-        noise = torch.randn(params.shape, generator=generator, device=params.device, dtype=params.dtype)
+        noise = torch.randn(
+            params.shape, generator=generator, device=params.device, dtype=params.dtype
+        )
         return params + self.std() * noise
 
 
@@ -105,7 +111,9 @@ class PoissonLikelihood(Likelihood):
         return poisson.sample_log_rates(params, generator)
 
 
-def make_likelihood(name: str, n_features: int, std: float = 1.0, learned_std: str = "per-feature") -> Likelihood:
+def make_likelihood(
+    name: str, n_features: int, std: float = 1.0, learned_std: str = "per-feature"
+) -> Likelihood:
     if name == "bernoulli":
         return BernoulliLikelihood()
     if name == "gaussian":
@@ -114,7 +122,10 @@ def make_likelihood(name: str, n_features: int, std: float = 1.0, learned_std: s
         return GaussianLikelihood(n_features, std=std, learn=learned_std)
     if name == "poisson":
         return PoissonLikelihood()
-    raise ValueError(f"unknown likelihood {name!r}; expected 'bernoulli', 'gaussian', 'gaussian-learned' or 'poisson'.")
+    raise ValueError(
+        f"unknown likelihood {name!r}; expected 'bernoulli', 'gaussian', 'gaussian-learned' or "
+        f"'poisson'."
+    )
 
 
 class DeepLatentModel(nn.Module):

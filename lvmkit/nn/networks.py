@@ -16,7 +16,9 @@ from torch import nn
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
-def mlp(in_features: int, hidden_sizes, out_features: int, activation: str = "softplus") -> nn.Sequential:
+def mlp(
+    in_features: int, hidden_sizes, out_features: int, activation: str = "softplus"
+) -> nn.Sequential:
     """A fully connected net: Linear, activation, ..., Linear (no activation on the output)."""
     layers: list[nn.Module] = []
     width = in_features
@@ -48,12 +50,15 @@ class ConvEncoder(nn.Module):
         c, h, w = image_shape
         if min(h, w) < 4:
             raise ValueError(
-                f"encoder='conv' needs images of at least 4x4 pixels; got {h}x{w}. Use encoder='mlp'."
+                f"encoder='conv' needs images of at least 4x4 pixels; got {h}x{w}. Use "
+                f"encoder='mlp'."
             )
         act = ACTIVATIONS[activation]
         self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 4, stride=2, padding=1), act(),
-            nn.Conv2d(32, 64, 4, stride=2, padding=1), act(),
+            nn.Conv2d(c, 32, 4, stride=2, padding=1),
+            act(),
+            nn.Conv2d(32, 64, 4, stride=2, padding=1),
+            act(),
         )
         with torch.no_grad():
             n_flat = self.conv(torch.zeros(1, c, h, w)).numel()
@@ -72,9 +77,12 @@ class ConvDecoder(nn.Module):
         self.image_shape = (c, h, w)
         self.h4, self.w4 = _halved(h, 2), _halved(w, 2)
         act = ACTIVATIONS[activation]
-        self.head = nn.Sequential(mlp(latent_dim, hidden_sizes, 64 * self.h4 * self.w4, activation), act())
+        self.head = nn.Sequential(
+            mlp(latent_dim, hidden_sizes, 64 * self.h4 * self.w4, activation), act()
+        )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), act(),
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
+            act(),
             nn.ConvTranspose2d(32, c, 4, stride=2, padding=1),
         )
 
@@ -91,7 +99,9 @@ def build_encoder(kind, input_shape, latent_out: int, hidden_sizes, activation: 
     d = math.prod(input_shape)
     if kind == "mlp":
         return nn.Sequential(Flatten(), mlp(d, hidden_sizes, latent_out, activation))
-    return ConvEncoder(image_shape(input_shape, "encoder"), latent_out, hidden_sizes[-1:] or (200,), activation)
+    return ConvEncoder(
+        image_shape(input_shape, "encoder"), latent_out, hidden_sizes[-1:] or (200,), activation
+    )
 
 
 def build_decoder(kind, input_shape, latent_dim: int, hidden_sizes, activation: str) -> nn.Module:
@@ -101,7 +111,9 @@ def build_decoder(kind, input_shape, latent_dim: int, hidden_sizes, activation: 
     d = math.prod(input_shape)
     if kind == "mlp":
         return mlp(latent_dim, tuple(reversed(hidden_sizes)), d, activation)
-    return ConvDecoder(latent_dim, image_shape(input_shape, "decoder"), hidden_sizes[-1:] or (200,), activation)
+    return ConvDecoder(
+        latent_dim, image_shape(input_shape, "decoder"), hidden_sizes[-1:] or (200,), activation
+    )
 
 
 def image_shape(input_shape, role: str) -> tuple[int, int, int]:

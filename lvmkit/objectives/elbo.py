@@ -19,7 +19,8 @@ __all__ = ["BoundTerms", "elbo_terms", "elbo_terms_at", "gaussian_kl", "gaussian
 
 
 def elbo_terms(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1) -> BoundTerms:
-    """The ELBO at the encoder's q(z | x): E_q log p(x | z) by ``n_samples`` draws, and the exact KL.
+    """The ELBO at the encoder's q(z | x): E_q log p(x | z) by
+    ``n_samples`` draws, and the exact KL.
 
     Returns :class:`BoundTerms` with ``reconstruction`` and ``kl`` differentiable (surrogate =
     reconstruction − kl), and the encoder's ``mu``, ``log_sigma``. ``x`` has the encoder's input
@@ -29,9 +30,19 @@ def elbo_terms(encoder, model, x: torch.Tensor, generator=None, n_samples: int =
     return elbo_terms_at(model, x, mu, log_sigma, n_samples=n_samples, generator=generator)
 
 
-def elbo_terms_at(model, x: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, *, n_samples: int = 1, generator=None) -> BoundTerms:
+def elbo_terms_at(
+    model,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    *,
+    n_samples: int = 1,
+    generator=None,
+) -> BoundTerms:
     """The ELBO at a given q(z) = N(mu, diag(exp(log_sigma)²)) per point (free, or an encoder's),
     as :func:`elbo_terms`; differentiable in mu, log_sigma and the model's parameters."""
-    reconstruction, kl = local_elbo_terms(model, x, mu, log_sigma, n_samples=n_samples, generator=generator)
+    reconstruction, kl = local_elbo_terms(
+        model, x, mu, log_sigma, n_samples=n_samples, generator=generator
+    )
     value = reconstruction - kl
     return BoundTerms(value, value.detach(), reconstruction, kl, mu, log_sigma)

@@ -23,7 +23,9 @@ from lvmkit.posteriors.amortized import log_prob as log_q
 from lvmkit.posteriors.amortized import rsample
 
 
-def iwae_terms(encoder, model, x: torch.Tensor, k: int, generator=None, dreg: bool = False) -> BoundTerms:
+def iwae_terms(
+    encoder, model, x: torch.Tensor, k: int, generator=None, dreg: bool = False
+) -> BoundTerms:
     """:class:`BoundTerms` of L_k for a batch.
 
     ``surrogate`` (B,): the gradient of its batch mean is the IWAE (or DReG) gradient of the
@@ -51,5 +53,10 @@ def iwae_terms(encoder, model, x: torch.Tensor, k: int, generator=None, dreg: bo
     else:
         surrogate = bound
     return BoundTerms(
-        surrogate, bound.detach(), log_lik.mean(0).detach(), (log_qz - log_prior).mean(0).detach(), mu, log_sigma
+        surrogate,
+        bound.detach(),
+        log_lik.mean(0).detach(),
+        (log_qz - log_prior).mean(0).detach(),
+        mu,
+        log_sigma,
     )

@@ -39,11 +39,14 @@ def log_weight_function(model, method: str = "importance", compile: bool = False
     calls in the same process.
     """
     if method == "importance":
+
         def log_w(x, z, mu, log_sigma):
             return model.log_joint(x, z) - log_q(z, mu, log_sigma)
     else:
+
         def log_w(x, z, mu, log_sigma):
             return model.log_likelihood(x, z)
+
     return _CompiledOrEager(log_w) if compile and not _COMPILE_FAILED[0] else log_w
 
 
@@ -73,11 +76,13 @@ class _CompiledOrEager:
                 self.failed = _COMPILE_FAILED[0] = True
                 reason = (str(error).strip().splitlines() or [""])[0][:200]
                 warnings.warn(
-                    f"torch.compile could not compile the log-weight computation ({type(error).__name__}: "
-                    f"{reason}); evaluating without it, which is slower (and will for the rest of this process). Pass "
-                    "compile=False to skip the attempt.",
+                    f"torch.compile could not compile the log-weight computation "
+                    f"({type(error).__name__}: {reason}); evaluating without it, which is slower "
+                    f"(and will for the rest of this process). Pass compile=False to skip the "
+                    f"attempt.",
                     RuntimeWarning,
-                    stacklevel=5,  # log_marginal's caller: through log_marginal, no_grad's wrapper, the lse
+                    # log_marginal's caller: through log_marginal, no_grad's wrapper, the lse
+                    stacklevel=5,
                 )
                 return result
         return self.eager(*args)
@@ -101,7 +106,14 @@ def sample_chunks(k: int, batch: int, max_rows: int) -> tuple[int, int]:
 
 @torch.no_grad()
 def log_importance_weights_lse(
-    encoder, model, x, k: int, generator=None, method: str = "importance", max_rows: int = 4096, log_weights=None
+    encoder,
+    model,
+    x,
+    k: int,
+    generator=None,
+    method: str = "importance",
+    max_rows: int = 4096,
+    log_weights=None,
 ) -> torch.Tensor:
     """Per data point: log (1/k) Σ_i w_i with w_i the importance weights of ``method``; shape (B,).
 
@@ -124,7 +136,9 @@ def log_importance_weights_lse(
         if method == "importance":
             z = rsample(mu, log_sigma, size, generator=generator)
         else:
-            z = torch.randn((size, B, latent), generator=generator, device=flat.device, dtype=flat.dtype)
+            z = torch.randn(
+                (size, B, latent), generator=generator, device=flat.device, dtype=flat.dtype
+            )
         log_w = log_weights(flat, z, mu, log_sigma)[: k - i * size]
         total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
     return total - math.log(k)

@@ -61,11 +61,15 @@ ESTIMATORS = {
 
 def _check_samples(n_samples) -> int:
     if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-        raise ValueError(f"n_samples must be an int >= 1 (draws of z per data point); got {n_samples!r}.")
+        raise ValueError(
+            f"n_samples must be an int >= 1 (draws of z per data point); got {n_samples!r}."
+        )
     return int(n_samples)
 
 
-def reparameterized_surrogate(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1) -> BoundTerms:
+def reparameterized_surrogate(
+    encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1
+) -> BoundTerms:
     """Per-point ELBO estimate (B,), nats, differentiable through z = mu + sigma·eps (pathwise),
     as :class:`BoundTerms` (surrogate = reconstruction − kl, both differentiable).
 
@@ -80,7 +84,9 @@ def reparameterized_surrogate(encoder, model, x: torch.Tensor, generator=None, n
     return BoundTerms(value, value.detach(), reconstruction, kl, mu, log_sigma)
 
 
-def score_function_surrogate(encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1, baseline=None) -> BoundTerms:
+def score_function_surrogate(
+    encoder, model, x: torch.Tensor, generator=None, n_samples: int = 1, baseline=None
+) -> BoundTerms:
     """Per-point ELBO estimate (B,), nats, whose gradient in the encoder's parameters is the
     score-function (REINFORCE) estimate of the reconstruction term's gradient plus the exact
     gradient of the closed-form KL; as :class:`BoundTerms` whose ``reconstruction`` (the plain
@@ -98,16 +104,18 @@ def score_function_surrogate(encoder, model, x: torch.Tensor, generator=None, n_
     mu, log_sigma = encoder(x)
     flat = x.reshape(x.shape[0], -1)
     with torch.no_grad():
-        z = rsample(mu, log_sigma, n_samples, generator=generator)  # held fixed: no pathwise gradient
+        z = rsample(
+            mu, log_sigma, n_samples, generator=generator
+        )  # held fixed: no pathwise gradient
     f = model.log_likelihood(flat, z)  # (S, B): gradients to the decoder only
     if baseline is None:
         b = 0.0
     elif isinstance(baseline, str) and baseline == "leave-one-out":
         if n_samples < 2:
             raise ValueError(
-                "baseline='leave-one-out' needs n_samples >= 2 (the baseline of each draw is the mean "
-                "of the other draws of the same point); got n_samples=1. Use n_samples=2 or more, "
-                "or baseline='mean' (f at the posterior mean), which works with one draw."
+                "baseline='leave-one-out' needs n_samples >= 2 (the baseline of each draw is the "
+                "mean of the other draws of the same point); got n_samples=1. Use n_samples=2 or "
+                "more, or baseline='mean' (f at the posterior mean), which works with one draw."
             )
         fd = f.detach()
         b = (fd.sum(0, keepdim=True) - fd) / (n_samples - 1)
@@ -128,7 +136,14 @@ def score_function_surrogate(encoder, model, x: torch.Tensor, generator=None, n_
     return BoundTerms(value, value.detach(), f.detach().mean(0), kl.detach(), mu, log_sigma)
 
 
-def elbo_surrogate(encoder, model, x: torch.Tensor, estimator: str = "reparameterization", generator=None, n_samples: int = 1) -> BoundTerms:
+def elbo_surrogate(
+    encoder,
+    model,
+    x: torch.Tensor,
+    estimator: str = "reparameterization",
+    generator=None,
+    n_samples: int = 1,
+) -> BoundTerms:
     """The :class:`BoundTerms` of a named estimator (a key of :data:`ESTIMATORS`); its
     ``surrogate`` is the per-point ELBO (B,), nats, differentiable as the estimator says."""
     if estimator not in ESTIMATORS:

@@ -37,13 +37,22 @@ def plot_gradient_variance(result, *, bins: int = 30):
     ax_bar.set_yscale("log")
     ax_bar.set_xticks(range(len(names)), names, rotation=15, ha="right")
     ax_bar.set_ylabel("mean variance per coordinate")
-    ax_bar.set_title(f"encoder gradient, {result.n_repeats} draws, {int(table['n_samples'].iloc[0])} z per point", fontsize=9)
+    ax_bar.set_title(
+        f"encoder gradient, {result.n_repeats} draws, {int(table['n_samples'].iloc[0])} z per "
+        f"point",
+        fontsize=9,
+    )
     if "variance_ratio" in table:
-        for bar, ratio in zip(bars, table["variance_ratio"].to_numpy(dtype=float)):
+        for bar, ratio in zip(bars, table["variance_ratio"].to_numpy(dtype=float), strict=False):
             if np.isfinite(bar.get_height()):
-                ax_bar.annotate(f"×{ratio:.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                                ha="center", va="bottom", fontsize=8)
-    for name, color in zip(names, colors):
+                ax_bar.annotate(
+                    f"×{ratio:.3g}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                )
+    for name, color in zip(names, colors, strict=False):
         draws = np.asarray(result.samples[name], dtype=float)
         ax_hist.hist(draws, bins=bins, density=True, histtype="step", color=color, label=name)
         ax_hist.axvline(draws.mean(), color=color, linestyle="--", linewidth=1)
@@ -62,14 +71,25 @@ def plot_gap_report(report):
     report : a :class:`~lvmkit.estimators.diagnostics.GapReport`.
     """
     if not hasattr(report, "approximation_gap") or not hasattr(report, "summary"):
-        raise ValueError(f"plot_gap_report needs the result of lvmkit's gap_report(vae, X); got {type(report).__name__}.")
+        raise ValueError(
+            f"plot_gap_report needs the result of lvmkit's gap_report(vae, X); got "
+            f"{type(report).__name__}."
+        )
     table = report.summary()
     fig = _figure(9.0, 3.8)
     ax_bar, ax_pts = fig.subplots(1, 2)
     approx, amort = table.loc["approximation_gap"], table.loc["amortization_gap"]
-    ax_bar.bar([0], [approx["mean"]], color="C0", label="approximation gap", yerr=[approx["mc_stderr"]])
-    ax_bar.bar([0], [amort["mean"]], bottom=[approx["mean"]], color="C1", label="amortization gap",
-               yerr=[amort["mc_stderr"]])
+    ax_bar.bar(
+        [0], [approx["mean"]], color="C0", label="approximation gap", yerr=[approx["mc_stderr"]]
+    )
+    ax_bar.bar(
+        [0],
+        [amort["mean"]],
+        bottom=[approx["mean"]],
+        color="C1",
+        label="amortization gap",
+        yerr=[amort["mc_stderr"]],
+    )
     ax_bar.set_xticks([0], [f"n = {report.n}"])
     ax_bar.set_xlim(-1, 1)
     ax_bar.set_ylabel("nats per data point")

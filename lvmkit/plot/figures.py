@@ -105,15 +105,23 @@ def image_grid(images: np.ndarray, ax=None, ncols: int | None = None, titles=Non
     canvas = np.ones((nrows * (h + top) + 1, ncols * (w + 1) + 1, *extra))
     for i in range(n):
         r, c = divmod(i, ncols)
-        canvas[top + r * (h + top) : top + r * (h + top) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = scaled[i]
+        canvas[
+            top + r * (h + top) : top + r * (h + top) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w
+        ] = scaled[i]
     ax.imshow(canvas, cmap=cmap if not extra else None, interpolation="nearest", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
     if titles is not None:
         for i, title in enumerate(titles):
             r, c = divmod(i, ncols)
-            ax.text(1 + c * (w + 1) + w / 2, top + r * (h + top) - 0.5, title, ha="center",
-                    va="bottom", fontsize=7)
+            ax.text(
+                1 + c * (w + 1) + w / 2,
+                top + r * (h + top) - 0.5,
+                title,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     return ax
 
 
@@ -201,7 +209,11 @@ def _plot_gaussian_mixture(model, X, *, dims=None, feature_names=None, image_sha
         covariances=np.stack([proj.covariance(c) for c in covs]),
     )
     plot_clusters(
-        view, proj(X), dims=(0, 1), ax=ax, feature_names=proj.labels,
+        view,
+        proj(X),
+        dims=(0, 1),
+        ax=ax,
+        feature_names=proj.labels,
         title=f"{k} components ({model.covariance_type} covariance), {len(X)} samples",
     )
     return fig
@@ -246,8 +258,14 @@ def _plot_discrete_mixture(model, X, *, dims=None, feature_names=None, image_sha
     if values.shape[1] >= 2 or dims is not None:
         centers = proj(values)
         if centers.shape[1] > 1:
-            ax1.scatter(centers[:, 0], centers[:, 1], marker="x", color="black", s=60,
-                        label=f"component {name}")
+            ax1.scatter(
+                centers[:, 0],
+                centers[:, 1],
+                marker="x",
+                color="black",
+                s=60,
+                label=f"component {name}",
+            )
             ax1.legend(fontsize="small")
     ax1.set_xlabel(proj.labels[0])
     if len(proj.labels) > 1:
@@ -257,8 +275,10 @@ def _plot_discrete_mixture(model, X, *, dims=None, feature_names=None, image_sha
     im = ax2.imshow(shown, aspect="auto", cmap="viridis", interpolation="nearest")
     ax2.set_xlabel("feature" + (" (first 50)" if values.shape[1] > 50 else ""))
     ax2.set_ylabel("component")
-    ax2.set_title(f"{name} (weights {', '.join(f'{w:.2f}' for w in model.weights_[:6])}"
-                  f"{', ...' if model.n_components > 6 else ''})")
+    ax2.set_title(
+        f"{name} (weights {', '.join(f'{w:.2f}' for w in model.weights_[:6])}"
+        f"{', ...' if model.n_components > 6 else ''})"
+    )
     fig.colorbar(im, ax=ax2)
     fig.tight_layout()
     return fig
@@ -269,8 +289,12 @@ def _plot_component_images(model, values, image_shape, what):
     fig = _figure(min(12, 1.5 + 1.3 * min(k, 10)), 1.5 + 1.4 * int(np.ceil(k / 10)))
     ax = fig.add_subplot()
     order = np.argsort(-model.weights_)
-    image_grid(np.asarray(values)[order].reshape(k, *image_shape), ax, ncols=min(k, 10),
-               titles=[f"{model.weights_[i]:.2f}" for i in order])
+    image_grid(
+        np.asarray(values)[order].reshape(k, *image_shape),
+        ax,
+        ncols=min(k, 10),
+        titles=[f"{model.weights_[i]:.2f}" for i in order],
+    )
     ax.set_title(f"{what}, by weight ({k} components)")
     return fig
 
@@ -281,7 +305,9 @@ def _plot_detector(model, X, *, dims=None, feature_names=None, image_shape=None)
     ax1, ax2 = fig.subplots(1, 2)
     scores = model.score_samples(X)
     ax1.hist(scores, bins=50, color="0.6")
-    ax1.axvline(model.threshold_, color="C3", linestyle="--", label=f"threshold {model.threshold_:.3g}")
+    ax1.axvline(
+        model.threshold_, color="C3", linestyle="--", label=f"threshold {model.threshold_:.3g}"
+    )
     ax1.set_xlabel("log-density (nats)")
     ax1.set_ylabel("samples")
     ax1.legend()
@@ -290,7 +316,9 @@ def _plot_detector(model, X, *, dims=None, feature_names=None, image_shape=None)
     outlier = model.predict(X) == -1
     if Z.shape[1] == 1:
         Z = np.column_stack([Z[:, 0], scores])
-    ax2.scatter(Z[~outlier, 0], Z[~outlier, 1], s=8, color="C0", alpha=0.5, linewidths=0, label="inlier")
+    ax2.scatter(
+        Z[~outlier, 0], Z[~outlier, 1], s=8, color="C0", alpha=0.5, linewidths=0, label="inlier"
+    )
     ax2.scatter(Z[outlier, 0], Z[outlier, 1], s=18, color="C3", marker="x", label="outlier")
     ax2.set_xlabel(proj.labels[0])
     if len(proj.labels) > 1:
@@ -302,8 +330,15 @@ def _plot_detector(model, X, *, dims=None, feature_names=None, image_shape=None)
 
 
 # ====================================================================== samples
-def plot_samples(samples: np.ndarray, labels=None, *, image_shape=None, feature_names=None,
-                 data=None, title: str | None = None):
+def plot_samples(
+    samples: np.ndarray,
+    labels=None,
+    *,
+    image_shape=None,
+    feature_names=None,
+    data=None,
+    title: str | None = None,
+):
     """Drawn samples: an image grid when ``image_shape`` is known, a scatter for 2-D data (over
     the ``data`` in grey when given), otherwise a pairwise plot of the first four features."""
     samples = np.asarray(samples, dtype=np.float64)
@@ -328,8 +363,14 @@ def plot_samples(samples: np.ndarray, labels=None, *, image_shape=None, feature_
             if data is not None:
                 D = np.asarray(data, dtype=np.float64)
                 ax.scatter(D[:, 0], D[:, 1], s=6, color="0.75", linewidths=0, label="data")
-            ax.scatter(samples[:, 0], samples[:, 1], s=10, c=colors if colors is not None else "C0",
-                       linewidths=0, label="samples")
+            ax.scatter(
+                samples[:, 0],
+                samples[:, 1],
+                s=10,
+                c=colors if colors is not None else "C0",
+                linewidths=0,
+                label="samples",
+            )
             ax.set_xlabel(names[0])
             ax.set_ylabel(names[1])
             if data is not None:
@@ -345,8 +386,13 @@ def plot_samples(samples: np.ndarray, labels=None, *, image_shape=None, feature_
             if i == j:
                 ax.hist(samples[:, i], bins=30, color="C0", alpha=0.8)
             else:
-                ax.scatter(samples[:, j], samples[:, i], s=4, linewidths=0,
-                           c=colors if colors is not None else "C0")
+                ax.scatter(
+                    samples[:, j],
+                    samples[:, i],
+                    s=4,
+                    linewidths=0,
+                    c=colors if colors is not None else "C0",
+                )
             if i == m - 1:
                 ax.set_xlabel(names[j])
             if j == 0:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def dense_covariances(covariances: np.ndarray, covariance_type: str, n_components: int, n_features: int) -> np.ndarray:
+def dense_covariances(
+    covariances: np.ndarray, covariance_type: str, n_components: int, n_features: int
+) -> np.ndarray:
     """Every component's covariance as a (K, D, D) array, whatever the covariance type."""
     cov = np.asarray(covariances, dtype=np.float64)
     if covariance_type == "full":
@@ -59,14 +61,24 @@ def plot_clusters(
             width, height = 2 * s * np.sqrt(np.maximum(values[::-1], 0))
             ax.add_patch(
                 Ellipse(
-                    mixture.means_[c, [i, j]], width, height, angle=angle, fill=False,
-                    edgecolor=cmap[c], linewidth=2 if s == n_std[0] else 1,
+                    mixture.means_[c, [i, j]],
+                    width,
+                    height,
+                    angle=angle,
+                    fill=False,
+                    edgecolor=cmap[c],
+                    linewidth=2 if s == n_std[0] else 1,
                     alpha=0.9 if s == n_std[0] else 0.5,
                 )
             )
         ax.plot(*mixture.means_[c, [i, j]], marker="x", color="black", markersize=8)
-        ax.annotate(f"{c} ({mixture.weights_[c]:.2f})", mixture.means_[c, [i, j]],
-                    textcoords="offset points", xytext=(6, 6), fontsize=8)
+        ax.annotate(
+            f"{c} ({mixture.weights_[c]:.2f})",
+            mixture.means_[c, [i, j]],
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=8,
+        )
     names = feature_names if feature_names is not None else [f"x{m}" for m in range(d)]
     ax.set_xlabel(names[i])
     ax.set_ylabel(names[j])

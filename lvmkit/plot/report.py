@@ -37,8 +37,15 @@ import numpy as np
 
 from lvmkit.plot.figures import _figure  # a Figure without pyplot: no window, no global state
 
-__all__ = ["ReportContext", "SECTIONS", "Section", "model_summary", "register_sections",
-           "render_html", "write_report"]
+__all__ = [
+    "ReportContext",
+    "SECTIONS",
+    "Section",
+    "model_summary",
+    "register_sections",
+    "render_html",
+    "write_report",
+]
 
 
 @dataclass
@@ -120,11 +127,21 @@ def model_summary(model, X=None) -> list[tuple[str, str]]:
         rows.append(("mixing weights", shown + (", ..." if len(weights) > 12 else "")))
     if X is not None:
         shape = " x ".join(str(s) for s in X.shape[1:])
-        rows.append(("data", f"{X.shape[0]} samples x {shape} features"
-                     if X.ndim == 2 else f"{X.shape[0]} samples of shape {shape}"))
+        rows.append(
+            (
+                "data",
+                f"{X.shape[0]} samples x {shape} features"
+                if X.ndim == 2
+                else f"{X.shape[0]} samples of shape {shape}",
+            )
+        )
         if hasattr(model, "score_samples"):
-            rows.append((getattr(model, "_score_label", "mean log-likelihood on the data (nats/sample)"),
-                         _fmt(float(np.mean(model.score_samples(X))))))
+            rows.append(
+                (
+                    getattr(model, "_score_label", "mean log-likelihood on the data (nats/sample)"),
+                    _fmt(float(np.mean(model.score_samples(X)))),
+                )
+            )
         for crit in ("bic", "aic"):
             if hasattr(model, crit):
                 rows.append((f"{crit.upper()} on the data", _fmt(float(getattr(model, crit)(X)))))
@@ -185,20 +202,38 @@ def _samples_section(model, X, context: ReportContext) -> Section | None:
         context.image_shape = context.image_shape or tuple(samples.shape[1:])
         samples = samples.reshape(len(samples), -1)
     data = X if samples.shape[1] == 2 else None
-    fig = plot_samples(samples, labels, image_shape=context.image_shape,
-                       feature_names=context.feature_names, data=data,
-                       title=f"{len(samples)} samples from the model")
-    return Section("Samples", figure=fig, note="Coloured by the component each was drawn from."
-                   if labels is not None and context.image_shape is None else None)
+    fig = plot_samples(
+        samples,
+        labels,
+        image_shape=context.image_shape,
+        feature_names=context.feature_names,
+        data=data,
+        title=f"{len(samples)} samples from the model",
+    )
+    return Section(
+        "Samples",
+        figure=fig,
+        note="Coloured by the component each was drawn from."
+        if labels is not None and context.image_shape is None
+        else None,
+    )
 
 
 def _generic_sections(model, X, context: ReportContext) -> list[Section]:
     from lvmkit.plot.figures import plot_model
 
     out = [_curve_section(model)]
-    out.append(Section("The model over the data", figure=plot_model(
-        model, X.reshape(len(X), -1), feature_names=context.feature_names,
-        image_shape=context.image_shape)))
+    out.append(
+        Section(
+            "The model over the data",
+            figure=plot_model(
+                model,
+                X.reshape(len(X), -1),
+                feature_names=context.feature_names,
+                image_shape=context.image_shape,
+            ),
+        )
+    )
     out.append(_samples_section(model, X, context))
     return [s for s in out if s is not None]
 
@@ -214,11 +249,20 @@ def mixture_sections(model, X, context: ReportContext) -> list[Section]:
     title = "Components" if context.image_shape is not None else "Clusters"
     note = None
     if hasattr(model, "covariances_") and context.image_shape is None and X.shape[1] > 1:
-        note = ("Ellipses: 1 and 2 standard deviations of each component"
-                + (", projected exactly onto the first two principal components."
-                   if X.shape[1] > 2 else "."))
-    out.append(Section(title, figure=plot_model(model, X, feature_names=context.feature_names,
-                                                image_shape=context.image_shape), note=note))
+        note = "Ellipses: 1 and 2 standard deviations of each component" + (
+            ", projected exactly onto the first two principal components."
+            if X.shape[1] > 2
+            else "."
+        )
+    out.append(
+        Section(
+            title,
+            figure=plot_model(
+                model, X, feature_names=context.feature_names, image_shape=context.image_shape
+            ),
+            note=note,
+        )
+    )
     if context.bic:
         out.append(_bic_section(model, X, context))
     out.append(_samples_section(model, X, context))
@@ -239,7 +283,11 @@ def _bic_section(model, X, context: ReportContext) -> Section | None:
 
     k = int(model.n_components)
     rng = np.random.default_rng(context.seed)
-    rows = X if len(X) <= context.bic_rows else X[np.sort(rng.choice(len(X), context.bic_rows, replace=False))]
+    rows = (
+        X
+        if len(X) <= context.bic_rows
+        else X[np.sort(rng.choice(len(X), context.bic_rows, replace=False))]
+    )
     ks = [j for j in range(max(1, k - 3), k + 4) if j <= len(rows) // 2]
     if len(ks) < 2:
         return None
@@ -247,9 +295,16 @@ def _bic_section(model, X, context: ReportContext) -> Section | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for j in ks:
-            fit = clone(model).set_params(n_components=j, n_init=1, warm_start=False, verbose=0,
-                                          random_state=context.seed)
-            for name in ("weights_init", "means_init", "precisions_init", "rates_init", "probs_init"):
+            fit = clone(model).set_params(
+                n_components=j, n_init=1, warm_start=False, verbose=0, random_state=context.seed
+            )
+            for name in (
+                "weights_init",
+                "means_init",
+                "precisions_init",
+                "rates_init",
+                "probs_init",
+            ):
                 if name in fit.get_params():
                     fit.set_params(**{name: None})
             values.append(fit.fit(rows).bic(rows))
@@ -259,9 +314,12 @@ def _bic_section(model, X, context: ReportContext) -> Section | None:
     ax.axvline(k, color="C3", linestyle=":", label=f"this model, K = {k}")
     ax.legend()
     return Section(
-        "BIC against K", figure=fig,
-        note=(f"Each K refitted for this report on {len(rows)} of the {len(X)} rows, one restart "
-              f"each; lowest BIC at K = {best}."),
+        "BIC against K",
+        figure=fig,
+        note=(
+            f"Each K refitted for this report on {len(rows)} of the {len(X)} rows, one restart "
+            f"each; lowest BIC at K = {best}."
+        ),
     )
 
 
@@ -270,7 +328,9 @@ def detector_sections(model, X, context: ReportContext) -> list[Section]:
     from lvmkit.plot.figures import plot_model
 
     inner = _provider(model.estimator_)(model.estimator_, X, context)
-    return [Section("Outliers", figure=plot_model(model, X, feature_names=context.feature_names))] + inner
+    return [
+        Section("Outliers", figure=plot_model(model, X, feature_names=context.feature_names))
+    ] + inner
 
 
 # ====================================================================== HTML
@@ -328,8 +388,15 @@ def render_html(title: str, summary: list[tuple[str, str]], sections: list[Secti
     return "\n".join(parts)
 
 
-def write_report(model, X, path, *, title: str | None = None, context: ReportContext | None = None,
-                 summary_extra: list[tuple[str, str]] | None = None) -> Path:
+def write_report(
+    model,
+    X,
+    path,
+    *,
+    title: str | None = None,
+    context: ReportContext | None = None,
+    summary_extra: list[tuple[str, str]] | None = None,
+) -> Path:
     """Write the report on ``model`` and its data ``X`` (n, features) to ``path`` (HTML)."""
     from lvmkit._persist import write_atomic
 

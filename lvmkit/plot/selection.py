@@ -47,16 +47,30 @@ def plot_selection(table: pd.DataFrame, ax=None):
         other.plot(k, table[name], marker=".", linestyle=":", color=f"C{i}", label=_LABELS[name])
     if best is not None:
         at = table["n_components"] == best
-        ax.plot(k[at], table.loc[at, column], marker="*", markersize=16, color="C3", zorder=5,
-                linestyle="none", label=f"chosen K = {best}")
+        ax.plot(
+            k[at],
+            table.loc[at, column],
+            marker="*",
+            markersize=16,
+            color="C3",
+            zorder=5,
+            linestyle="none",
+            label=f"chosen K = {best}",
+        )
         ax.axvline(best, linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("number of components K")
     ax.set_ylabel(_LABELS[column])
     ax.set_xticks(k if len(k) <= 20 else k[:: int(np.ceil(len(k) / 20))])
     handles = [h for a in dict.fromkeys([ax, other]) for h in a.get_legend_handles_labels()[0]]
     # Below the plot: the twin axis is drawn over ax, and no corner is free of curves.
-    ax.legend(handles=handles, fontsize="small", loc="upper center", ncol=2,
-              bbox_to_anchor=(0.5, -0.16), frameon=False)
+    ax.legend(
+        handles=handles,
+        fontsize="small",
+        loc="upper center",
+        ncol=2,
+        bbox_to_anchor=(0.5, -0.16),
+        frameon=False,
+    )
     ax.set_title(f"choosing K by {criterion}")
     return ax
 
@@ -74,18 +88,33 @@ def plot_restarts(estimator_or_table, ax=None):
     if isinstance(estimator_or_table, pd.DataFrame):
         return _restarts_by_k(estimator_or_table, ax)
     report = restart_report(estimator_or_table)
-    ax.plot(report["restart"], report["lower_bound"], marker="o", linestyle="none", color="C0",
-            label="final bound of a restart")
+    ax.plot(
+        report["restart"],
+        report["lower_bound"],
+        marker="o",
+        linestyle="none",
+        color="C0",
+        label="final bound of a restart",
+    )
     best = report.iloc[0]
-    ax.plot(best["restart"], best["lower_bound"], marker="*", markersize=16, color="C3",
-            linestyle="none", label=f"best (restart {int(best['restart'])})")
+    ax.plot(
+        best["restart"],
+        best["lower_bound"],
+        marker="*",
+        markersize=16,
+        color="C3",
+        linestyle="none",
+        label=f"best (restart {int(best['restart'])})",
+    )
     ax.axhline(best["lower_bound"], linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("restart (in the order run)")
     ax.set_ylabel("final lower bound per sample (nats)")
     ax.set_xticks(report["restart"].sort_values().to_numpy())
     worst = report["gap_to_best"].max()
-    ax.set_title(f"{len(report)} restarts: best {best['lower_bound']:.4f}, "
-                 f"worst {worst:.3g} nats/sample below")
+    ax.set_title(
+        f"{len(report)} restarts: best {best['lower_bound']:.4f}, "
+        f"worst {worst:.3g} nats/sample below"
+    )
     ax.legend(fontsize="small")
     return ax
 
@@ -101,10 +130,18 @@ def _restarts_by_k(table: pd.DataFrame, ax):
     frames = [restart_report(list(bounds)).assign(n_components=k) for k, bounds in restarts.items()]
     long = pd.concat(frames, ignore_index=True)
     rng = np.random.default_rng(0)
-    jitter = rng.uniform(-0.15, 0.15, len(long)) * (long.groupby("n_components")["restart"]
-                                                     .transform("size").to_numpy() > 1)
-    ax.scatter(long["n_components"] + jitter, long["gap_to_best"], s=22, alpha=0.7, color="C0",
-               edgecolors="none", label="one restart")
+    jitter = rng.uniform(-0.15, 0.15, len(long)) * (
+        long.groupby("n_components")["restart"].transform("size").to_numpy() > 1
+    )
+    ax.scatter(
+        long["n_components"] + jitter,
+        long["gap_to_best"],
+        s=22,
+        alpha=0.7,
+        color="C0",
+        edgecolors="none",
+        label="one restart",
+    )
     ax.axhline(0, linestyle="--", color="grey", linewidth=1)
     ax.set_xlabel("number of components K")
     ax.set_ylabel("gap to the best restart (nats / sample)")

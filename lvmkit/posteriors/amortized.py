@@ -41,7 +41,8 @@ class GaussianEncoder(nn.Module):
 
 
 def rsample(mu, log_sigma, n_samples: int | None = None, generator=None) -> torch.Tensor:
-    """z = mu + sigma·eps with eps ~ N(0, I); shape (n_samples, B, L), or (B, L) when n_samples is None."""
+    """z = mu + sigma·eps with eps ~ N(0, I); shape (n_samples, B, L), or
+    (B, L) when n_samples is None."""
     return diagonal_rsample(mu, log_sigma, n_samples, generator)
 
 

@@ -1,4 +1,5 @@
-"""Local (per data point) Gaussian posteriors: stochastic variational inference with a fixed decoder.
+"""Local (per data point) Gaussian posteriors: stochastic variational
+inference with a fixed decoder.
 
 Each data point x_n gets its own free variational parameters, q_n(z) = N(mu_n, diag(sigma_n²)),
 moved by Adam on its Monte Carlo ELBO
@@ -63,7 +64,15 @@ def standard_normal_kl(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tenso
     return gaussian_kl(mu, log_sigma)
 
 
-def local_elbo_terms(model, x: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, *, n_samples: int = 1, generator=None):
+def local_elbo_terms(
+    model,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    *,
+    n_samples: int = 1,
+    generator=None,
+):
     """(reconstruction, kl), each (B,): the Monte Carlo E_q[log p(x | z)] from ``n_samples``
     reparameterized draws and the exact KL(q ‖ p(z)), for free q parameters ``mu, log_sigma``.
 
@@ -74,7 +83,9 @@ def local_elbo_terms(model, x: torch.Tensor, mu: torch.Tensor, log_sigma: torch.
     if n_samples == 1:
         reconstruction = model.log_likelihood(flat, rsample(mu, log_sigma, generator=generator))
     else:
-        reconstruction = model.log_likelihood(flat, rsample(mu, log_sigma, n_samples, generator=generator)).mean(0)
+        reconstruction = model.log_likelihood(
+            flat, rsample(mu, log_sigma, n_samples, generator=generator)
+        ).mean(0)
     return reconstruction, standard_normal_kl(mu, log_sigma)
 
 
@@ -92,18 +103,23 @@ def _check_init(init, batch: int, latent: int, like: torch.Tensor):
     if not (isinstance(init, (tuple, list)) and len(init) == 2):
         raise ValueError(
             f"init must be None or 'prior' (start at q = p(z) = N(0, I)) or a pair (mu, log_sigma) "
-            f"of ({batch}, {latent}) tensors, for example an encoder's output; got {type(init).__name__}."
+            f"of ({batch}, {latent}) tensors, for example an encoder's output; got "
+            f"{type(init).__name__}."
         )
     out = []
-    for name, t in zip(("mu", "log_sigma"), init):
+    for name, t in zip(("mu", "log_sigma"), init, strict=False):
         t = torch.as_tensor(t).detach().to(device=like.device, dtype=like.dtype)
         if tuple(t.shape) != (batch, latent):
             raise ValueError(
-                f"init {name} has shape {tuple(t.shape)}; expected ({batch}, {latent}): one row per "
-                f"data point of x and one column per latent dimension (model.latent_dim={latent})."
+                f"init {name} has shape {tuple(t.shape)}; expected ({batch}, {latent}): one row "
+                f"per data point of x and one column per latent dimension "
+                f"(model.latent_dim={latent})."
             )
         if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"init {name} contains NaN or infinite values; start from finite values (or init=None).")
+            raise ValueError(
+                f"init {name} contains NaN or infinite values; start from finite values (or "
+                f"init=None)."
+            )
         out.append(t.clone())
     return out[0], out[1]
 
@@ -144,19 +160,31 @@ def fit_local(
 
     Returns
     -------
-    LocalFit(mu, log_sigma, elbo, history): see :class:`LocalFit`. The ELBO is in nats per data point.
+    LocalFit(mu, log_sigma, elbo, history): see :class:`LocalFit`. The
+    ELBO is in nats per data point.
     """
     if x.ndim < 2:
-        raise ValueError(f"x must have shape (batch, ...) with one row per data point; got shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"x must have shape (batch, ...) with one row per data point; got shape "
+            f"{tuple(x.shape)}."
+        )
     steps = _check_int("steps", steps, 0, "Use a few hundred to a few thousand.")
-    n_samples = _check_int("n_samples", n_samples, 1, "Use 1 (the usual) or more for less noisy steps.")
-    eval_samples = _check_int("eval_samples", eval_samples, 1, "Use 100 or more for a precise final ELBO.")
+    n_samples = _check_int(
+        "n_samples", n_samples, 1, "Use 1 (the usual) or more for less noisy steps."
+    )
+    eval_samples = _check_int(
+        "eval_samples", eval_samples, 1, "Use 100 or more for a precise final ELBO."
+    )
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not lr > 0:
         raise ValueError(f"lr must be a number > 0; got {lr!r}. Try 0.05.")
     if isinstance(average, bool) or not isinstance(average, numbers.Real) or not 0 <= average <= 1:
-        raise ValueError(f"average must be a number in [0, 1] (a share of the steps); got {average!r}. Try 0.5.")
+        raise ValueError(
+            f"average must be a number in [0, 1] (a share of the steps); got {average!r}. Try 0.5."
+        )
     if tol is not None and (isinstance(tol, bool) or not isinstance(tol, numbers.Real) or tol < 0):
-        raise ValueError(f"tol must be None or a number >= 0 (nats per point per window); got {tol!r}.")
+        raise ValueError(
+            f"tol must be None or a number >= 0 (nats per point per window); got {tol!r}."
+        )
     flat = x.reshape(x.shape[0], -1)
     if not flat.dtype.is_floating_point:
         flat = flat.to(torch.get_default_dtype())
@@ -172,13 +200,15 @@ def fit_local(
     avg_mu, avg_ls, n_avg = mu.detach().clone(), log_sigma.detach().clone(), 0
     with torch.enable_grad():
         while done < steps:
-            rec, kl = local_elbo_terms(model, flat, mu, log_sigma, n_samples=n_samples, generator=generator)
+            rec, kl = local_elbo_terms(
+                model, flat, mu, log_sigma, n_samples=n_samples, generator=generator
+            )
             elbo = rec - kl
             loss = -elbo.sum()  # a sum: every point's gradient is its own
             if done % WINDOW == 0 and not bool(torch.isfinite(loss)):  # one host read per window
                 raise FloatingPointError(
-                    f"fit_local: the ELBO became NaN or infinite at step {done}; lower lr (now {lr}) "
-                    "or start closer (init=the encoder's output)."
+                    f"fit_local: the ELBO became NaN or infinite at step {done}; lower lr (now "
+                    f"{lr}) or start closer (init=the encoder's output)."
                 )
             g_mu, g_ls = torch.autograd.grad(loss, [mu, log_sigma])
             mu.grad, log_sigma.grad = g_mu, g_ls
@@ -229,15 +259,21 @@ class LocalGaussian(nn.Module):
     dtype, device : of the parameters (default: torch's default dtype, the CPU).
     """
 
-    def __init__(self, n_points: int, latent_dim: int, *, mu=None, log_sigma=None, dtype=None, device=None):
+    def __init__(
+        self, n_points: int, latent_dim: int, *, mu=None, log_sigma=None, dtype=None, device=None
+    ):
         super().__init__()
         n_points = _check_int("n_points", n_points, 1, "One row per data point.")
         latent_dim = _check_int("latent_dim", latent_dim, 1, "The dimension of z.")
         dtype = dtype or torch.get_default_dtype()
         like = torch.empty(0, dtype=dtype, device=device)
-        start = None if mu is None and log_sigma is None else (
-            torch.zeros(n_points, latent_dim) if mu is None else mu,
-            torch.zeros(n_points, latent_dim) if log_sigma is None else log_sigma,
+        start = (
+            None
+            if mu is None and log_sigma is None
+            else (
+                torch.zeros(n_points, latent_dim) if mu is None else mu,
+                torch.zeros(n_points, latent_dim) if log_sigma is None else log_sigma,
+            )
         )
         m, s = _check_init(start, n_points, latent_dim, like)
         self.mu = nn.Parameter(m)
@@ -254,23 +290,26 @@ class LocalGaussian(nn.Module):
     @classmethod
     @torch.no_grad()
     def from_encoder(cls, encoder, X: torch.Tensor, batch_size: int = 1000) -> LocalGaussian:
-        """Start every row at an encoder's q(z | x_n) (semi-amortized SVI); ``X`` as the encoder reads it."""
+        """Start every row at an encoder's q(z | x_n) (semi-amortized SVI);
+        ``X`` as the encoder reads it."""
         parts = [encoder(X[s : s + batch_size]) for s in range(0, X.shape[0], batch_size)]
         mu = torch.cat([p[0] for p in parts])
         log_sigma = torch.cat([p[1] for p in parts])
-        return cls(mu.shape[0], mu.shape[1], mu=mu, log_sigma=log_sigma, dtype=mu.dtype, device=mu.device)
+        return cls(
+            mu.shape[0], mu.shape[1], mu=mu, log_sigma=log_sigma, dtype=mu.dtype, device=mu.device
+        )
 
     def _indices(self, indices) -> torch.Tensor:
         idx = torch.as_tensor(indices, device=self.mu.device)
         if idx.dtype == torch.bool or idx.dtype.is_floating_point or idx.ndim != 1:
             raise ValueError(
-                f"indices must be a 1-D integer array of data-point numbers in [0, {self.n_points}); got "
-                f"dtype {idx.dtype} and shape {tuple(idx.shape)}."
+                f"indices must be a 1-D integer array of data-point numbers in [0, "
+                f"{self.n_points}); got dtype {idx.dtype} and shape {tuple(idx.shape)}."
             )
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n_points):
             raise IndexError(
-                f"indices must lie in [0, {self.n_points}) (the LocalGaussian holds {self.n_points} "
-                f"points); got values from {int(idx.min())} to {int(idx.max())}."
+                f"indices must lie in [0, {self.n_points}) (the LocalGaussian holds "
+                f"{self.n_points} points); got values from {int(idx.min())} to {int(idx.max())}."
             )
         return idx
 
@@ -287,13 +326,18 @@ class LocalGaussian(nn.Module):
         self.log_sigma[idx] = log_sigma.to(self.log_sigma)
 
     def refine(self, model, x: torch.Tensor, indices, **fit_options) -> LocalFit:
-        """The E-step: :func:`fit_local` on the points ``indices`` (data ``x``, one row each), started
-        from their stored parameters, the result written back. ``fit_options`` go to fit_local
+        """The E-step: :func:`fit_local` on the points ``indices`` (data ``x``, one row each),
+        started from their stored parameters, the result written back. ``fit_options`` go to
+        fit_local
         (steps, lr, n_samples, generator, tol, average, eval_samples)."""
         idx = self._indices(indices)
         if x.shape[0] != idx.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} rows but {idx.shape[0]} indices were given; pass one index per row of x.")
-        result = fit_local(model, x, init=(self.mu[idx].detach(), self.log_sigma[idx].detach()), **fit_options)
+            raise ValueError(
+                f"x has {x.shape[0]} rows but {idx.shape[0]} indices were given; pass one index "
+                f"per row of x."
+            )
+        result = fit_local(
+            model, x, init=(self.mu[idx].detach(), self.log_sigma[idx].detach()), **fit_options
+        )
         self.assign(idx, result.mu, result.log_sigma)
         return result
-

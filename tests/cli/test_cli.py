@@ -27,8 +27,14 @@ pytestmark = pytest.mark.skipif(
 def lvmkit_cli(*args, cwd, check_exit=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("LVMKIT_DEBUG", None)
-    result = subprocess.run([str(SCRIPT), *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [str(SCRIPT), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check_exit is not None:
         assert result.returncode == check_exit, (result.stdout, result.stderr)
     return result
@@ -51,10 +57,24 @@ def workdir(tmp_path_factory):
     """A folder with a 2-feature CSV (header 'height,width') and a GMM fitted by the CLI."""
     folder = tmp_path_factory.mktemp("cli")
     X = blobs(n=240, d=2, k=3)[0]
-    np.savetxt(folder / "data.csv", X, delimiter=",", header="height,width", comments="",
-               fmt="%.10g")
-    result = lvmkit_cli("fit", "gmm", "data.csv", "--components", "3", "--covariance", "full",
-                        "-o", "model.lvm", "--json", "--progress", cwd=folder, check_exit=0)
+    np.savetxt(
+        folder / "data.csv", X, delimiter=",", header="height,width", comments="", fmt="%.10g"
+    )
+    result = lvmkit_cli(
+        "fit",
+        "gmm",
+        "data.csv",
+        "--components",
+        "3",
+        "--covariance",
+        "full",
+        "-o",
+        "model.lvm",
+        "--json",
+        "--progress",
+        cwd=folder,
+        check_exit=0,
+    )
     summary = json.loads(result.stdout)
     assert summary["model"] == "model.lvm" and summary["class"] == "GaussianMixture"
     assert summary["n_components"] == 3 and summary["n_samples"] == 240
@@ -76,8 +96,9 @@ def test_fit_then_score_matches_python_bitwise(workdir):
 
 @pytest.mark.slow
 def test_score_json_and_file(workdir):
-    result = lvmkit_cli("score", "model.lvm", "data.csv", "--json", "-o", "scores.csv",
-                        cwd=workdir, check_exit=0)
+    result = lvmkit_cli(
+        "score", "model.lvm", "data.csv", "--json", "-o", "scores.csv", cwd=workdir, check_exit=0
+    )
     out = json.loads(result.stdout)
     assert out["n_samples"] == 240 and len(out["scores"]) == 240
     assert np.isclose(out["mean"], np.mean(out["scores"]))
@@ -90,8 +111,9 @@ def test_predict_labels_and_probabilities(workdir):
     lines = labels.stdout.splitlines()
     assert lines[0] == "label" and len(lines) == 241
     assert set(lines[1:]) <= {"0", "1", "2"}
-    proba = lvmkit_cli("predict", "model.lvm", "data.csv", "--proba", "--json", cwd=workdir,
-                       check_exit=0)
+    proba = lvmkit_cli(
+        "predict", "model.lvm", "data.csv", "--proba", "--json", cwd=workdir, check_exit=0
+    )
     P = np.array(json.loads(proba.stdout)["probabilities"])
     assert P.shape == (240, 3) and np.allclose(P.sum(1), 1)
     assert (P.argmax(1) == np.array(lines[1:], dtype=int)).all()
@@ -102,8 +124,9 @@ def test_sample_csv_and_png(workdir):
     csv = lvmkit_cli("sample", "model.lvm", "-n", "10", "--seed", "1", cwd=workdir, check_exit=0)
     lines = csv.stdout.splitlines()
     assert lines[0] == "height,width" and len(lines) == 11
-    png = lvmkit_cli("sample", "model.lvm", "-n", "64", "-o", "samples.png", cwd=workdir,
-                     check_exit=0)
+    png = lvmkit_cli(
+        "sample", "model.lvm", "-n", "64", "-o", "samples.png", cwd=workdir, check_exit=0
+    )
     assert "wrote 64 samples" in png.stdout
     assert (workdir / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -128,29 +151,42 @@ def test_missing_data_file(workdir):
 
 @pytest.mark.slow
 def test_bad_column(workdir):
-    assert_user_error(lvmkit_cli("fit", "gmm", "data.csv", "--columns", "height,depth", cwd=workdir),
-                      "data.csv", "no column named 'depth'", "'height', 'width'")
+    assert_user_error(
+        lvmkit_cli("fit", "gmm", "data.csv", "--columns", "height,depth", cwd=workdir),
+        "data.csv",
+        "no column named 'depth'",
+        "'height', 'width'",
+    )
 
 
 def test_bad_option_value(workdir):
-    line = assert_user_error(lvmkit_cli("fit", "gmm", "data.csv", "--covariance", "round",
-                                        cwd=workdir), "--covariance", "'round'")
+    line = assert_user_error(
+        lvmkit_cli("fit", "gmm", "data.csv", "--covariance", "round", cwd=workdir),
+        "--covariance",
+        "'round'",
+    )
     assert "lvmkit fit gmm --help" in line
 
 
 @pytest.mark.slow
 def test_unknown_option_and_kind(workdir):
-    assert_user_error(lvmkit_cli("fit", "gmm", "data.csv", "--frobnicate", cwd=workdir),
-                      "--frobnicate")
+    assert_user_error(
+        lvmkit_cli("fit", "gmm", "data.csv", "--frobnicate", cwd=workdir), "--frobnicate"
+    )
     assert_user_error(lvmkit_cli("fit", "kmeans", "data.csv", cwd=workdir), "kmeans")
-    assert_user_error(lvmkit_cli("select", "gmm", "data.csv", "--components", "3:x", cwd=workdir),
-                      "--components", "LOW:HIGH")
+    assert_user_error(
+        lvmkit_cli("select", "gmm", "data.csv", "--components", "3:x", cwd=workdir),
+        "--components",
+        "LOW:HIGH",
+    )
 
 
 @pytest.mark.slow
 def test_not_a_model_and_corrupted_model(workdir):
-    assert_user_error(lvmkit_cli("score", "data.csv", "data.csv", cwd=workdir),
-                      "data.csv: not an lvmkit model file")
+    assert_user_error(
+        lvmkit_cli("score", "data.csv", "data.csv", cwd=workdir),
+        "data.csv: not an lvmkit model file",
+    )
     raw = bytearray((workdir / "model.lvm").read_bytes())
     raw[-3] ^= 0xFF
     (workdir / "corrupt.lvm").write_bytes(bytes(raw))
@@ -159,11 +195,17 @@ def test_not_a_model_and_corrupted_model(workdir):
 
 @pytest.mark.slow
 def test_wrong_number_of_features_and_bad_cell(workdir):
-    assert_user_error(lvmkit_cli("score", "model.lvm", "data.csv", "--columns", "height",
-                                 cwd=workdir), "has 1 feature(s)", "fitted on 2", "--columns")
+    assert_user_error(
+        lvmkit_cli("score", "model.lvm", "data.csv", "--columns", "height", cwd=workdir),
+        "has 1 feature(s)",
+        "fitted on 2",
+        "--columns",
+    )
     (workdir / "bad.csv").write_text("height,width\n1,2\n3,oops\n")
-    assert_user_error(lvmkit_cli("predict", "model.lvm", "bad.csv", cwd=workdir),
-                      "bad.csv: row 3, column 2 ('width') is 'oops', not a number")
+    assert_user_error(
+        lvmkit_cli("predict", "model.lvm", "bad.csv", cwd=workdir),
+        "bad.csv: row 3, column 2 ('width') is 'oops', not a number",
+    )
 
 
 @pytest.mark.slow
@@ -175,9 +217,24 @@ def test_debug_shows_the_traceback(workdir):
 # ====================================================================== the other commands
 @pytest.mark.slow
 def test_select(workdir):
-    result = lvmkit_cli("select", "gmm", "data.csv", "--components", "1:4", "--criterion", "bic",
-                        "-o", "best.lvm", "--table", "table.csv", "--plot", "bic.png", "--json",
-                        cwd=workdir, check_exit=0)
+    result = lvmkit_cli(
+        "select",
+        "gmm",
+        "data.csv",
+        "--components",
+        "1:4",
+        "--criterion",
+        "bic",
+        "-o",
+        "best.lvm",
+        "--table",
+        "table.csv",
+        "--plot",
+        "bic.png",
+        "--json",
+        cwd=workdir,
+        check_exit=0,
+    )
     out = json.loads(result.stdout)
     assert out["best_n_components"] == 3 and len(out["table"]) == 4
     assert lvmkit.load(workdir / "best.lvm").n_components == 3
@@ -190,19 +247,45 @@ def test_poisson_and_bernoulli_fits(workdir):
     rng = np.random.default_rng(0)
     counts = rng.poisson(rng.choice([1.0, 8.0], size=(120, 1)), size=(120, 3))
     np.save(workdir / "counts.npy", counts.astype(float))
-    result = lvmkit_cli("fit", "poisson", "counts.npy", "-k", "2", "-o", "poisson.lvm", "--json",
-                        cwd=workdir, check_exit=0)
+    result = lvmkit_cli(
+        "fit",
+        "poisson",
+        "counts.npy",
+        "-k",
+        "2",
+        "-o",
+        "poisson.lvm",
+        "--json",
+        cwd=workdir,
+        check_exit=0,
+    )
     assert json.loads(result.stdout)["class"] == "PoissonMixture"
     grey = rng.random((80, 5)) * 255
     np.savez(workdir / "grey.npz", images=grey, labels=np.zeros(80))
-    lvmkit_cli("fit", "bernoulli", "grey.npz", "--key", "images", "--binarize", "127", "-k", "2",
-               "-o", "bern.lvm", cwd=workdir, check_exit=0)
+    lvmkit_cli(
+        "fit",
+        "bernoulli",
+        "grey.npz",
+        "--key",
+        "images",
+        "--binarize",
+        "127",
+        "-k",
+        "2",
+        "-o",
+        "bern.lvm",
+        cwd=workdir,
+        check_exit=0,
+    )
     # The model remembers the key and the threshold: scoring needs neither again.
     scores = lvmkit_cli("score", "bern.lvm", "grey.npz", cwd=workdir, check_exit=0)
     assert len(scores.stdout.splitlines()) == 81
     # Without binarizing, the data are outside the Bernoulli family: a clear error.
-    assert_user_error(lvmkit_cli("fit", "bernoulli", "grey.npz", "--key", "images", cwd=workdir),
-                      "binary data", "Binarize")
+    assert_user_error(
+        lvmkit_cli("fit", "bernoulli", "grey.npz", "--key", "images", cwd=workdir),
+        "binary data",
+        "Binarize",
+    )
 
 
 @pytest.mark.slow
@@ -228,10 +311,31 @@ def test_vae_from_8_bit_images(tmp_path):
     remembers the scaling, so score, sample, plot and report need only the data."""
     from sklearn.datasets import load_digits
 
-    np.save(tmp_path / "digits.npy", (load_digits().data[:400] * 15).astype(np.uint8).reshape(-1, 8, 8))
-    result = lvmkit_cli("fit", "vae", "digits.npy", "--scale", "240", "--binarization", "dynamic",
-                        "--latent-dim", "2", "--hidden", "32", "--epochs", "2", "--network", "conv",
-                        "-o", "vae.lvm", "--json", cwd=tmp_path, check_exit=0)
+    np.save(
+        tmp_path / "digits.npy", (load_digits().data[:400] * 15).astype(np.uint8).reshape(-1, 8, 8)
+    )
+    result = lvmkit_cli(
+        "fit",
+        "vae",
+        "digits.npy",
+        "--scale",
+        "240",
+        "--binarization",
+        "dynamic",
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+        "--network",
+        "conv",
+        "-o",
+        "vae.lvm",
+        "--json",
+        cwd=tmp_path,
+        check_exit=0,
+    )
     summary = json.loads(result.stdout)
     assert summary["class"] == "VAE" and summary["n_iter"] == 2
     model = lvmkit.load(tmp_path / "vae.lvm")
@@ -244,9 +348,22 @@ def test_vae_from_8_bit_images(tmp_path):
     lvmkit_cli("report", "vae.lvm", "digits.npy", "-o", "r.html", cwd=tmp_path, check_exit=0)
     assert "Reconstructions" in (tmp_path / "r.html").read_text()
     # Grey levels without a binarization: one line naming the fix, exit 2.
-    bad = lvmkit_cli("fit", "vae", "digits.npy", "--scale", "240", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path)
+    bad = lvmkit_cli(
+        "fit", "vae", "digits.npy", "--scale", "240", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path
+    )
     assert_user_error(bad, "not a valid likelihood", "--binarization dynamic")
-    bad = lvmkit_cli("fit", "vae", "digits.npy", "--binarization", "dynamic", "--epochs", "1", "-o", "x.lvm", cwd=tmp_path)
+    bad = lvmkit_cli(
+        "fit",
+        "vae",
+        "digits.npy",
+        "--binarization",
+        "dynamic",
+        "--epochs",
+        "1",
+        "-o",
+        "x.lvm",
+        cwd=tmp_path,
+    )
     assert_user_error(bad, "--scale 255")
     bad = lvmkit_cli("fit", "vae", "digits.npy", "--hidden", "a,b", "-o", "x.lvm", cwd=tmp_path)
     assert bad.returncode == 2 and "layer widths" in bad.stderr

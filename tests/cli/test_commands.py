@@ -40,8 +40,22 @@ def one_error_line(err: str) -> str:
 
 
 def test_fit_score_predict_sample_info(cli, tmp_path):
-    out, _ = cli("fit", "gmm", "data.csv", "-k", "3", "--covariance", "diag", "-o", "m.lvm",
-                 "--dtype", "float64", "--n-init", "2", "--json")
+    out, _ = cli(
+        "fit",
+        "gmm",
+        "data.csv",
+        "-k",
+        "3",
+        "--covariance",
+        "diag",
+        "-o",
+        "m.lvm",
+        "--dtype",
+        "float64",
+        "--n-init",
+        "2",
+        "--json",
+    )
     fit = json.loads(out)
     assert fit["class"] == "GaussianMixture" and fit["n_features"] == 3 and fit["converged"]
     model = lvmkit.load("m.lvm")
@@ -137,20 +151,23 @@ def test_report_command(cli, tmp_path):
     assert "HTML" in one_error_line(err)
 
 
-@pytest.mark.parametrize("args, fragments", [
-    (["fit", "gmm", "missing.csv"], ["missing.csv", "no such file"]),
-    (["fit", "gmm", "data.csv", "--columns", "zz"], ["no column named 'zz'"]),
-    (["fit", "gmm", "data.csv", "--covariance", "round"], ["'round'", "lvmkit fit gmm --help"]),
-    (["fit", "gmm", "data.csv", "-k", "0"], ["--components", "0"]),
-    (["fit", "gmm", "data.csv", "-k", "500"], ["n_components", "500"]),
-    (["fit", "nosuch", "data.csv"], ["nosuch"]),
-    (["fit", "gmm", "data.csv", "-o", "no/such/folder/m.lvm"], ["does not exist"]),
-    (["select", "gmm", "data.csv", "-k", "0:3"], ["--components", "K >= 1"]),
-    (["score", "data.csv", "data.csv"], ["not an lvmkit model file"]),
-    (["info", "missing.lvm"], ["missing.lvm", "no such file"]),
-    (["sample", "data.csv"], ["not an lvmkit model file"]),
-    (["fit", "gmm", "data.csv", "--device", "cuda:0"], ["cuda"]),
-])
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["fit", "gmm", "missing.csv"], ["missing.csv", "no such file"]),
+        (["fit", "gmm", "data.csv", "--columns", "zz"], ["no column named 'zz'"]),
+        (["fit", "gmm", "data.csv", "--covariance", "round"], ["'round'", "lvmkit fit gmm --help"]),
+        (["fit", "gmm", "data.csv", "-k", "0"], ["--components", "0"]),
+        (["fit", "gmm", "data.csv", "-k", "500"], ["n_components", "500"]),
+        (["fit", "nosuch", "data.csv"], ["nosuch"]),
+        (["fit", "gmm", "data.csv", "-o", "no/such/folder/m.lvm"], ["does not exist"]),
+        (["select", "gmm", "data.csv", "-k", "0:3"], ["--components", "K >= 1"]),
+        (["score", "data.csv", "data.csv"], ["not an lvmkit model file"]),
+        (["info", "missing.lvm"], ["missing.lvm", "no such file"]),
+        (["sample", "data.csv"], ["not an lvmkit model file"]),
+        (["fit", "gmm", "data.csv", "--device", "cuda:0"], ["cuda"]),
+    ],
+)
 def test_user_errors_are_one_line_exit_2(cli, args, fragments):
     if "cuda:0" in args:
         import torch
@@ -178,7 +195,17 @@ def test_debug_reraises(cli):
 
 def test_help_and_version(cli):
     out, _ = cli("--help")
-    for command in ("fit", "select", "score", "predict", "sample", "plot", "info", "report", "demo"):
+    for command in (
+        "fit",
+        "select",
+        "score",
+        "predict",
+        "sample",
+        "plot",
+        "info",
+        "report",
+        "demo",
+    ):
         assert command in out
     out, _ = cli("fit", "--help")
     assert "gmm" in out and "poisson" in out and "bernoulli" in out
@@ -205,10 +232,15 @@ def test_kind_registry_extension(cli):
         return GaussianMixture(n_components=options["pieces"], random_state=settings.seed)
 
     ensure_kinds()
-    register_kind(ModelKind(
-        name="toy", estimator="ToyNotRegistered", help="A toy kind.", build=build,
-        options=[click.Option(["--pieces"], type=int, default=2)],
-    ))
+    register_kind(
+        ModelKind(
+            name="toy",
+            estimator="ToyNotRegistered",
+            help="A toy kind.",
+            build=build,
+            options=[click.Option(["--pieces"], type=int, default=2)],
+        )
+    )
     try:
         out, _ = cli("fit", "toy", "data.csv", "--pieces", "3", "-o", "t.lvm", "--json")
         assert json.loads(out)["n_components"] == 3
@@ -221,7 +253,9 @@ def test_score_with_importance_sampling(cli, tmp_path):
     # --k K: log p(x) by importance sampling, the numbers of lvmkit.log_marginal (same seed).
     X = (np.random.RandomState(0).rand(60, 12) < 0.3).astype(np.float64)
     np.save(tmp_path / "bits.npy", X)
-    vae = lvmkit.VAE(latent_dim=2, hidden_sizes=(8,), epochs=2, batch_size=20, random_state=0).fit(X)
+    vae = lvmkit.VAE(latent_dim=2, hidden_sizes=(8,), epochs=2, batch_size=20, random_state=0).fit(
+        X
+    )
     vae.save(tmp_path / "vae.lvm")
     out, _ = cli("score", "vae.lvm", "bits.npy", "--k", "20", "--seed", "3", "--json")
     got = json.loads(out)
@@ -238,7 +272,9 @@ def test_score_with_importance_sampling(cli, tmp_path):
     cli("fit", "gmm", "data.csv", "-k", "2", "-o", "m.lvm")
     _, err = cli("score", "m.lvm", "data.csv", "--k", "10", code=2)
     assert "exact log p(x) already" in one_error_line(err)
-    lvmkit.Autoencoder(latent_dim=2, hidden_sizes=(8,), epochs=1, random_state=0).fit(X).save(tmp_path / "ae.lvm")
+    lvmkit.Autoencoder(latent_dim=2, hidden_sizes=(8,), epochs=1, random_state=0).fit(X).save(
+        tmp_path / "ae.lvm"
+    )
     _, err = cli("score", "ae.lvm", "bits.npy", "--k", "10", code=2)
     assert "no probabilistic encoder" in one_error_line(err)
 
@@ -248,7 +284,11 @@ def test_advice_names_the_command_line_options_not_python_keywords(cli, tmp_path
     np.save(tmp_path / "img8.npy", images)
     _, err = cli("fit", "vae", "img8.npy", "--epochs", "1", "-o", "v.lvm", code=2)
     line = one_error_line(err)
-    assert "--scale 255" in line and "--binarization dynamic" in line and "--likelihood gaussian" in line
+    assert (
+        "--scale 255" in line
+        and "--binarization dynamic" in line
+        and "--likelihood gaussian" in line
+    )
     assert "binarize=" not in line and "likelihood=" not in line
     # warnings too: the library's reg_covar advice names --reg-covar
     tiny = np.random.default_rng(1).normal(size=(60, 2)) * 1e-6

@@ -30,11 +30,14 @@ def write_parquet_shards(X, folder, columns):
         pd.DataFrame(part, columns=columns).to_parquet(folder / f"part{i}.parquet", index=False)
 
 
-@pytest.mark.parametrize("kind, data", [
-    ("gmm", lambda: blobs(n=300, d=3, k=3)[0]),
-    ("poisson", lambda: np.random.default_rng(0).poisson(3.0, size=(300, 3)).astype(float)),
-    ("bernoulli", lambda: (np.random.default_rng(0).random((300, 3)) < 0.3).astype(float)),
-])
+@pytest.mark.parametrize(
+    "kind, data",
+    [
+        ("gmm", lambda: blobs(n=300, d=3, k=3)[0]),
+        ("poisson", lambda: np.random.default_rng(0).poisson(3.0, size=(300, 3)).astype(float)),
+        ("bernoulli", lambda: (np.random.default_rng(0).random((300, 3)) < 0.3).astype(float)),
+    ],
+)
 def test_glob_fit_equals_the_in_memory_fit(run, tmp_path, kind, data):
     X = data()
     columns = ["a", "b", "c"]
@@ -54,8 +57,23 @@ def test_glob_fit_equals_the_in_memory_fit(run, tmp_path, kind, data):
 def test_stream_flag_and_stepwise(run, tmp_path):
     X = blobs(n=400, d=2, k=2)[0]
     np.save("x.npy", X)
-    out, _ = run("fit", "gmm", "x.npy", "--stream", "-k", "2", "--algorithm", "stepwise",
-                 "--batch-size", "50", "--max-iter", "3", "--no-progress", "-o", "m.lvm")
+    out, _ = run(
+        "fit",
+        "gmm",
+        "x.npy",
+        "--stream",
+        "-k",
+        "2",
+        "--algorithm",
+        "stepwise",
+        "--batch-size",
+        "50",
+        "--max-iter",
+        "3",
+        "--no-progress",
+        "-o",
+        "m.lvm",
+    )
     assert "streamed from" in out
     model = lvmkit.load("m.lvm")
     assert model.algorithm == "stepwise" and model.batch_size == 50 and model.n_iter_ == 3

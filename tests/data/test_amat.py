@@ -23,11 +23,14 @@ def test_round_trip(tmp_path, gz):
     np.testing.assert_array_equal(read_amat(path), X)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("1 0 1\n0 1\n", r"row 2 has 2 values but row 1 has 3"),
-    ("1 0 1\n0 x 1\n", r"row 2, column 2 is 'x', not a number"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("1 0 1\n0 1\n", r"row 2 has 2 values but row 1 has 3"),
+        ("1 0 1\n0 x 1\n", r"row 2, column 2 is 'x', not a number"),
+        ("", "empty"),
+    ],
+)
 def test_bad_files_name_row_and_column(tmp_path, text, match):
     path = tmp_path / "bad.amat"
     path.write_text(text)
@@ -55,7 +58,9 @@ def test_binarized_mnist_test_split():
     if not path.exists():
         if IN_CI:
             pytest.fail(f"CI must have {path} (see ../shared/data/README.md)")
-        pytest.skip(f"{path} not found: the shared data sets live beside the project, not in a fresh clone")
+        pytest.skip(
+            f"{path} not found: the shared data sets live beside the project, not in a fresh clone"
+        )
     X = read_amat(path)
     assert X.shape == (10_000, 784)
     assert set(np.unique(X)) == {0.0, 1.0}

@@ -42,7 +42,7 @@ def test_csv_first_row_text_in_a_text_column_is_data(tmp_path):
 
 @pytest.mark.parametrize("sep", ["\t", ";", " ", "  "])
 def test_other_delimiters(tmp_path, sep):
-    text = "a{s}b\n1{s}2\n3{s}4\n".format(s=sep)
+    text = f"a{sep}b\n1{sep}2\n3{sep}4\n"
     np.testing.assert_array_equal(read_data(write(tmp_path, "d.txt", text)), [[1, 2], [3, 4]])
 
 
@@ -53,17 +53,20 @@ def test_gzipped_csv(tmp_path):
     np.testing.assert_array_equal(read_data(path), [[1, 2], [3, 4]])
 
 
-@pytest.mark.parametrize("text, match", [
-    ("a,b\n1,2\n3,abc\n", r"d\.csv: row 3, column 2 \('b'\) is 'abc', not a number"),
-    ("1,2\n3,abc\n", r"row 2, column 2 is 'abc', not a number"),
-    ("a,b\n1,2\n3,4,5\n", r"row 3 has 3 value\(s\) but row 1 \(the header\) has 2"),
-    ("a,b\n1,2\n3\n", r"row 3 has 1 value\(s\) but row 1 \(the header\) has 2"),
-    ("a,b\n1,2\n\n3,\n", r"row 4, column 2 \('b'\) is missing"),
-    ("a,b\n1,2\nNaN,4\n", r"row 3, column 1 \('a'\) is missing"),
-    ("", r"d\.csv: the file is empty"),
-    ("\n  \n", r"the file is empty"),
-    ("a,b\n", r"has a header row \(a, b\) but no data rows"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("a,b\n1,2\n3,abc\n", r"d\.csv: row 3, column 2 \('b'\) is 'abc', not a number"),
+        ("1,2\n3,abc\n", r"row 2, column 2 is 'abc', not a number"),
+        ("a,b\n1,2\n3,4,5\n", r"row 3 has 3 value\(s\) but row 1 \(the header\) has 2"),
+        ("a,b\n1,2\n3\n", r"row 3 has 1 value\(s\) but row 1 \(the header\) has 2"),
+        ("a,b\n1,2\n\n3,\n", r"row 4, column 2 \('b'\) is missing"),
+        ("a,b\n1,2\nNaN,4\n", r"row 3, column 1 \('a'\) is missing"),
+        ("", r"d\.csv: the file is empty"),
+        ("\n  \n", r"the file is empty"),
+        ("a,b\n", r"has a header row \(a, b\) but no data rows"),
+    ],
+)
 def test_csv_errors_name_file_row_and_column(tmp_path, text, match):
     with pytest.raises(ValueError, match=match):
         read_data(write(tmp_path, "d.csv", text))
@@ -76,7 +79,9 @@ def test_csv_bad_columns(tmp_path):
     with pytest.raises(ValueError, match=r"column position 5 is out of range.*positions 0\.\.1"):
         read_data(path, columns=[5])
     nohead = write(tmp_path, "n.csv", "1,2\n3,4\n")
-    with pytest.raises(ValueError, match="has no header row, so column 'a' cannot be found by name"):
+    with pytest.raises(
+        ValueError, match="has no header row, so column 'a' cannot be found by name"
+    ):
         read_data(nohead, columns=["a"])
     with pytest.raises(ValueError, match="column names .* or 0-based positions"):
         read_data(path, columns=[1.5])

@@ -9,15 +9,26 @@ import pytest
 import torch
 
 from lvmkit.data.sources import (
-    ArraySource, Chunk, CsvSource, DataFileNotFoundError, NpySource, ParquetSource, Source,
-    as_source, moments, reservoir,
+    ArraySource,
+    Chunk,
+    CsvSource,
+    DataFileNotFoundError,
+    NpySource,
+    ParquetSource,
+    Source,
+    as_source,
+    moments,
+    reservoir,
 )
 
 SIZES = (37, 1, 50)  # rows per file: uneven, one file of a single row
 D = 3
 
 
-def data(n=sum(SIZES), d=D, seed=0):
+N = sum(SIZES)
+
+
+def data(n=N, d=D, seed=0):
     return np.random.default_rng(seed).normal(size=(n, d)) * 10
 
 
@@ -38,7 +49,9 @@ def write_parquet(tmp_path, X, name="part", columns=None):
     for k, part in enumerate(split(X)):
         paths.append(str(tmp_path / f"{name}{k}.parquet"))
         frame = pd.DataFrame(part, columns=columns or [f"x{j}" for j in range(X.shape[1])])
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), paths[-1], row_group_size=8)
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False), paths[-1], row_group_size=8
+        )
     return paths
 
 
@@ -68,7 +81,9 @@ def collect(source, rows):
     chunks = list(source.chunks(rows))
     for c in chunks:
         assert isinstance(c, Chunk) and 0 < len(c) <= rows
-        assert c.X.dtype == np.float64 and c.X.flags.c_contiguous and c.X.shape[1] == source.n_features
+        assert (
+            c.X.dtype == np.float64 and c.X.flags.c_contiguous and c.X.shape[1] == source.n_features
+        )
     return chunks
 
 
@@ -82,9 +97,9 @@ def test_chunks_give_the_rows_in_order(tmp_path, kind, rows):
     chunks = collect(source, rows)
     np.testing.assert_array_equal(np.concatenate([c.X for c in chunks]), X)
     # origin and file-local start point back to the rows; chunks never cross files
-    offsets = dict(zip(getattr(source, "paths", ["X"]), np.cumsum((0,) + SIZES)))
+    offsets = dict(zip(getattr(source, "paths", ["X"]), np.cumsum((0,) + SIZES), strict=False))
     for c in chunks:
-        np.testing.assert_array_equal(c.X, X[offsets[c.origin] + c.start:][:len(c)])
+        np.testing.assert_array_equal(c.X, X[offsets[c.origin] + c.start :][: len(c)])
         if kind != "array":
             assert c.start + len(c) <= SIZES[source.paths.index(c.origin)]
     assert source.n_samples == len(X)  # CSV: counted by the pass
@@ -95,7 +110,9 @@ def test_chunks_give_the_rows_in_order(tmp_path, kind, rows):
 def test_parquet_batches_never_exceed_rows(tmp_path):
     X = data(200)
     path = str(tmp_path / "big.parquet")
-    pq.write_table(pa.Table.from_pandas(pd.DataFrame(X, columns=list("abc"))), path, row_group_size=64)
+    pq.write_table(
+        pa.Table.from_pandas(pd.DataFrame(X, columns=list("abc"))), path, row_group_size=64
+    )
     source = ParquetSource(path)
     chunks = collect(source, 10)
     np.testing.assert_array_equal(np.concatenate([c.X for c in chunks]), X)
@@ -109,7 +126,9 @@ def test_csv_counts_rows_lazily_and_options(tmp_path):
     np.testing.assert_array_equal(np.concatenate([c.X for c in source.chunks(7)]), X[:, [2, 0]])
     assert source.n_samples == len(X)
     tsv = tmp_path / "t.tsv"
-    pd.DataFrame(X, columns=["a", "b", "c"]).to_csv(tsv, sep="\t", index=False, float_format="%.17g")
+    pd.DataFrame(X, columns=["a", "b", "c"]).to_csv(
+        tsv, sep="\t", index=False, float_format="%.17g"
+    )
     source = as_source(str(tsv))
     assert isinstance(source, CsvSource) and source.feature_names == ["a", "b", "c"]
     np.testing.assert_array_equal(np.concatenate([c.X for c in source.chunks(9)]), X)
@@ -121,7 +140,12 @@ def test_csv_counts_rows_lazily_and_options(tmp_path):
 def test_array_inputs(tmp_path):
     X = data()
     w = np.random.default_rng(1).uniform(size=len(X))
-    for given in (X, torch.as_tensor(X), pd.DataFrame(X, columns=["a", "b", "c"]), X.astype(np.float32)):
+    for given in (
+        X,
+        torch.as_tensor(X),
+        pd.DataFrame(X, columns=["a", "b", "c"]),
+        X.astype(np.float32),
+    ):
         source = as_source(given, sample_weight=w)
         assert isinstance(source, ArraySource) and source.array.shape == X.shape
         expected = np.asarray(given if isinstance(given, np.ndarray) else X, dtype=np.float64)
@@ -163,7 +187,7 @@ def test_shards_partition_the_rows(tmp_path, kind):
     for world in range(1, 5):
         parts = [source.shard(r, world) for r in range(world)]
         got = [np.concatenate([c.X for c in p.chunks(6)] or [np.empty((0, D))]) for p in parts]
-        for r, (p, g) in enumerate(zip(parts, got)):
+        for r, (p, g) in enumerate(zip(parts, got, strict=True)):
             lo, hi = r * len(X) // world, (r + 1) * len(X) // world
             np.testing.assert_array_equal(g, X[lo:hi])
             assert p.n_samples == hi - lo and f"shard {r} of {world}" in p.describe()
@@ -277,7 +301,9 @@ def test_feature_mismatch_is_found_when_built(tmp_path):
 def test_corrupt_and_truncated_parquet(tmp_path):
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"this is not parquet at all" * 10)
-    with pytest.raises(ValueError, match=r"garbage\.parquet is not a readable Parquet file \(corrupt"):
+    with pytest.raises(
+        ValueError, match=r"garbage\.parquet is not a readable Parquet file \(corrupt"
+    ):
         as_source(str(garbage))
     good = write_parquet(tmp_path, data())[2]
     blob = open(good, "rb").read()
@@ -291,12 +317,16 @@ def test_corrupt_and_truncated_parquet(tmp_path):
 def test_corrupt_parquet_page_found_while_reading(tmp_path):
     X = data(64)
     path = tmp_path / "pages.parquet"
-    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1]}), path, row_group_size=16, compression="snappy")
+    pq.write_table(
+        pa.table({"a": X[:, 0], "b": X[:, 1]}), path, row_group_size=16, compression="snappy"
+    )
     blob = bytearray(path.read_bytes())
     blob[200:600] = np.random.default_rng(0).bytes(400)  # damage the data pages, keep the footer
     path.write_bytes(bytes(blob))
     source = ParquetSource(str(path))  # the footer is intact: the damage shows while reading
-    with pytest.raises(ValueError, match=r"pages\.parquet is not a readable Parquet file \(corrupt or"):
+    with pytest.raises(
+        ValueError, match=r"pages\.parquet is not a readable Parquet file \(corrupt or"
+    ):
         list(source.chunks(8))
 
 
@@ -319,14 +349,18 @@ def test_nan_reported_with_file_row_and_column(tmp_path, kind):
 def test_inf_in_array_and_large_row_numbers():
     X = np.zeros((40000, 2))
     X[36012, 1] = -np.inf
-    with pytest.raises(ValueError, match=r"-inf in X at row 36,012, column 1: remove or replace infinite"):
+    with pytest.raises(
+        ValueError, match=r"-inf in X at row 36,012, column 1: remove or replace infinite"
+    ):
         list(ArraySource(X).chunks(4096))
 
 
 def test_non_numeric_columns(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n3,4\n5,oops\n")
-    with pytest.raises(ValueError, match=r"t\.csv: row 2, column 1 \('b'\) is 'oops', not a number"):
+    with pytest.raises(
+        ValueError, match=r"t\.csv: row 2, column 1 \('b'\) is 'oops', not a number"
+    ):
         list(CsvSource(str(path)).chunks(10))
     pq.write_table(pa.table({"a": [1.0, 2.0], "name": ["u", "v"]}), tmp_path / "s.parquet")
     source = ParquetSource(str(tmp_path / "s.parquet"))  # numeric columns only, by default
@@ -343,9 +377,13 @@ def test_path_errors(tmp_path):
         as_source(str(tmp_path / "shards" / "*.parquet"))
     with pytest.raises(DataFileNotFoundError, match=r"missing\.npy: no such file"):
         as_source(str(tmp_path / "missing.npy"))
-    assert issubclass(DataFileNotFoundError, ValueError) and issubclass(DataFileNotFoundError, OSError)
+    assert issubclass(DataFileNotFoundError, ValueError) and issubclass(
+        DataFileNotFoundError, OSError
+    )
     (tmp_path / "data.h5").write_bytes(b"x")
-    with pytest.raises(ValueError, match=r"unsupported file type \(suffix '\.h5'\); data sources read"):
+    with pytest.raises(
+        ValueError, match=r"unsupported file type \(suffix '\.h5'\); data sources read"
+    ):
         as_source(str(tmp_path / "data.h5"))
 
 

@@ -60,8 +60,17 @@ def vae(**overrides):
     drawn."""
     from lvmkit import VAE
 
-    settings = dict(latent_dim=2, hidden_sizes=(16,), binarize="dynamic", epochs=2, batch_size=100,
-                    lr=3e-3, dtype="float64", random_state=0, validation_fraction=0.1)
+    settings = dict(
+        latent_dim=2,
+        hidden_sizes=(16,),
+        binarize="dynamic",
+        epochs=2,
+        batch_size=100,
+        lr=3e-3,
+        dtype="float64",
+        random_state=0,
+        validation_fraction=0.1,
+    )
     return VAE(**{**settings, **overrides})
 
 

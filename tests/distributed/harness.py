@@ -47,16 +47,31 @@ def worker_env(threads: int = 1) -> dict:
     return env
 
 
-def run_ranks(scenario: str, world: int, out: Path, timeout: float = 120.0, *extra: str) -> list[Rank]:
+def run_ranks(
+    scenario: str, world: int, out: Path, timeout: float = 120.0, *extra: str
+) -> list[Rank]:
     """Run ``scenario`` on ``world`` ranks; every process is killed after ``timeout`` seconds."""
     port = free_port()
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.distributed.worker", scenario, str(r), str(world),
-             str(port), str(out), *extra],
-            cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.distributed.worker",
+                scenario,
+                str(r),
+                str(world),
+                str(port),
+                str(out),
+                *extra,
+            ],
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for r in range(world)
     ]

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def run(args, cwd, timeout=150):
-    proc = subprocess.run(args, cwd=cwd, env=worker_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        args, cwd=cwd, env=worker_env(), capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -27,8 +28,19 @@ def lvmkit(*args, cwd):
 
 
 def torchrun(*args, cwd):
-    return run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                "-m", "lvmkit", *args], cwd)
+    return run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "lvmkit",
+            *args,
+        ],
+        cwd,
+    )
 
 
 def scores(model, data, cwd) -> np.ndarray:
@@ -61,14 +73,28 @@ def test_other_commands_refuse_to_run_under_torchrun(tmp_path):
     np.save(tmp_path / "data.npy", rows("full", n=100))
     lvmkit("fit", "gmm", "data.npy", "-k", "2", "-o", "m.lvm", cwd=tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-         "lvmkit", "score", "m.lvm", "data.npy"],
-        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=150,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "lvmkit",
+            "score",
+            "m.lvm",
+            "data.npy",
+        ],
+        cwd=tmp_path,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert proc.returncode != 0
     assert "error: lvmkit score runs in one process: run it without torchrun" in proc.stderr
     # (torchrun stops the other rank as soon as one fails, so which rank printed varies)
-    assert "Traceback (most recent call last):\n  File \"" + str(ROOT) not in proc.stderr
+    assert 'Traceback (most recent call last):\n  File "' + str(ROOT) not in proc.stderr
 
 
 def test_messages_of_ranks_other_than_0_say_which_rank(monkeypatch):
@@ -85,10 +111,29 @@ def test_fit_vae_under_torchrun_writes_the_model_of_one_process(tmp_path):
     from tests.distributed.cases import vae_rows
 
     np.save(tmp_path / "data.npy", vae_rows(n=600))
-    common = ["--latent-dim", "2", "--hidden", "16", "--binarization", "dynamic", "--epochs", "2",
-              "--batch-size", "100", "--dtype", "float64", "--seed", "0", "--json"]
-    one = json.loads(lvmkit("fit", "vae", "data.npy", *common, "-o", "one.lvm", cwd=tmp_path).stdout)
-    two = json.loads(torchrun("fit", "vae", "data.npy", *common, "-o", "two.lvm", cwd=tmp_path).stdout)
+    common = [
+        "--latent-dim",
+        "2",
+        "--hidden",
+        "16",
+        "--binarization",
+        "dynamic",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "100",
+        "--dtype",
+        "float64",
+        "--seed",
+        "0",
+        "--json",
+    ]
+    one = json.loads(
+        lvmkit("fit", "vae", "data.npy", *common, "-o", "one.lvm", cwd=tmp_path).stdout
+    )
+    two = json.loads(
+        torchrun("fit", "vae", "data.npy", *common, "-o", "two.lvm", cwd=tmp_path).stdout
+    )
     assert two["world_size"] == 2
     np.testing.assert_allclose(two["lower_bound"], one["lower_bound"], rtol=1e-10)
     s1, s2 = scores("one.lvm", "data.npy", tmp_path), scores("two.lvm", "data.npy", tmp_path)

@@ -50,7 +50,8 @@ def two_ranks(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "case, split",
-    [(case, split) for case in CASES for split in SPLITS] + [("full", "files"), ("poisson", "files")],
+    [(case, split) for case in CASES for split in SPLITS]
+    + [("full", "files"), ("poisson", "files")],
 )
 def test_two_ranks_equal_one_process_at_every_iteration(two_ranks, case, split):
     expected = one_process(case)

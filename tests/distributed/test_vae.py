@@ -3,8 +3,8 @@
 Every rank passes the same rows; each global batch of 100 is split 50/50, each rank draws the
 batch's noise for all 100 rows and keeps its own, and DDP averages the gradients. So two epochs on
 two ranks must give the parameters of one process with a batch of 100, to 1e-5 (float64; the
-difference is the order of sums: 2e-16 relative when this was written), and a checkpoint written with one world
-size resumes with another.
+difference is the order of sums: 2e-16 relative when this was written), and a checkpoint written
+with one world size resumes with another.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def run(tmp_path_factory):
 
 def assert_same(got: dict, expected: dict, prefix: str, rtol: float = 1e-5):
     for name, value in expected.items():
-        np.testing.assert_allclose(got[f"{prefix}/{name}"], value, rtol=rtol, atol=rtol * 1e-3,
-                                   err_msg=f"{prefix}/{name}")
+        np.testing.assert_allclose(
+            got[f"{prefix}/{name}"], value, rtol=rtol, atol=rtol * 1e-3, err_msg=f"{prefix}/{name}"
+        )
 
 
 def test_two_ranks_with_batch_100_equal_one_process_with_batch_100(run):

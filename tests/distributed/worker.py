@@ -1,4 +1,5 @@
-"""One rank of a multi-process test: ``python -m tests.distributed.worker SCENARIO RANK WORLD PORT OUT``.
+"""One rank of a multi-process test: ``python -m tests.distributed.worker
+SCENARIO RANK WORLD PORT OUT``.
 
 Joins a gloo process group on 127.0.0.1:PORT (a 60 s timeout), runs the scenario and writes its
 results to OUT/rank{RANK}.npz (arrays) or OUT/rank{RANK}.txt (a message). Exit code 0 on success,
@@ -21,7 +22,15 @@ import torch.distributed as dist
 import lvmkit.distributed as lvd
 from lvmkit.fit import callbacks
 from tests.distributed.cases import (
-    CASES, SPLITS, estimator, fitted, rows, share, vae, vae_rows, vae_state,
+    CASES,
+    SPLITS,
+    estimator,
+    fitted,
+    rows,
+    share,
+    vae,
+    vae_rows,
+    vae_state,
 )
 
 
@@ -120,8 +129,11 @@ def mismatch(rank, world, out: Path):
     for what in ("features", "dtype", "nan"):
         X = share(rows("full"), 0.5, rank)
         if rank == 1:
-            X = {"features": lambda: np.hstack([X, X[:, :1]]), "dtype": lambda: X.astype(np.float32),
-                 "nan": lambda: np.where(np.arange(len(X))[:, None] == 7, np.nan, X)}[what]()
+            X = {
+                "features": lambda X=X: np.hstack([X, X[:, :1]]),
+                "dtype": lambda X=X: X.astype(np.float32),
+                "nan": lambda X=X: np.where(np.arange(len(X))[:, None] == 7, np.nan, X),
+            }[what]()
         try:
             estimator("full").fit(X)
             lines.append(f"{what}|none|no error")
@@ -177,7 +189,10 @@ def main():
     scenario, rank, world, port, out = sys.argv[1:6]
     rank, world = int(rank), int(world)
     dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
         timeout=datetime.timedelta(seconds=60),
     )
     SCENARIOS[scenario](rank, world, Path(out))

@@ -15,9 +15,15 @@ from tests.estimators.test_discrete_mixtures import bernoulli_data, poisson_data
 
 
 def gaussian_start(ct, X, k=3):
-    start = quiet(GaussianMixture(k, covariance_type=ct, max_iter=0, random_state=0, dtype="float64").fit, X)
-    return dict(covariance_type=ct, weights_init=start.weights_, means_init=start.means_,
-                precisions_init=start.precisions_)
+    start = quiet(
+        GaussianMixture(k, covariance_type=ct, max_iter=0, random_state=0, dtype="float64").fit, X
+    )
+    return dict(
+        covariance_type=ct,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
 
 
 def discrete_start(cls, X, k=3):
@@ -33,12 +39,16 @@ def all_cases():
     P, *_ = poisson_data(n=400)
     yield pytest.param(PoissonMixture, P, discrete_start(PoissonMixture, P), "rates_", id="poisson")
     B, *_ = bernoulli_data(n=400)
-    yield pytest.param(BernoulliMixture, B, discrete_start(BernoulliMixture, B), "probs_", id="bernoulli")
+    yield pytest.param(
+        BernoulliMixture, B, discrete_start(BernoulliMixture, B), "probs_", id="bernoulli"
+    )
 
 
 def fit_three(cls, X, start, tol, max_iter=3000):
     return {
-        alg: quiet(cls(3, algorithm=alg, tol=tol, max_iter=max_iter, dtype="float64", **start).fit, X)
+        alg: quiet(
+            cls(3, algorithm=alg, tol=tol, max_iter=max_iter, dtype="float64", **start).fit, X
+        )
         for alg in ("em", "gem", "gradient")
     }
 
@@ -64,7 +74,9 @@ def test_em_gem_and_gradient_reach_the_same_optimum(cls, X, start, attr):
 @pytest.mark.parametrize("cls, X, start, attr", list(all_cases()))
 def test_gradient_ascent_converges_to_the_em_optimum(cls, X, start, attr):
     em = quiet(cls(3, tol=1e-12, max_iter=5000, dtype="float64", **start).fit, X)
-    gd = quiet(cls(3, algorithm="gradient", tol=1e-13, max_iter=20_000, dtype="float64", **start).fit, X)
+    gd = quiet(
+        cls(3, algorithm="gradient", tol=1e-13, max_iter=20_000, dtype="float64", **start).fit, X
+    )
     assert gd.lower_bound_ == pytest.approx(em.lower_bound_, rel=1e-8)
     np.testing.assert_allclose(getattr(gd, attr), getattr(em, attr), atol=2e-3)
 
@@ -81,14 +93,18 @@ def test_gradient_of_q_is_the_gradient_of_the_log_likelihood():
     F = family.features(torch.as_tensor(X))
     stats = model.e_step(F, None, fitted)
     u = {"logits": torch.log(weights), **family.unconstrained(params)}
-    _, grads = _gradient(model, family.summarize(stats, params), stats["nk"], stats.scalar("n_samples"), u)
+    _, grads = _gradient(
+        model, family.summarize(stats, params), stats["nk"], stats.scalar("n_samples"), u
+    )
 
     # Direct autograd through log p(x) = logsumexp_k [log π_k + log N(x | μ_k, Σ_k)].
     leaves = {k: t.clone().requires_grad_(True) for k, t in u.items()}
     p = family.constrained(leaves)
     L = torch.linalg.inv(p.precisions_cholesky).mT  # cov = L Lᵀ
     dist = torch.distributions.MultivariateNormal(p.means, scale_tril=L)
-    log_joint = dist.log_prob(torch.as_tensor(X)[:, None, :]) + torch.log_softmax(leaves["logits"], 0)
+    log_joint = dist.log_prob(torch.as_tensor(X)[:, None, :]) + torch.log_softmax(
+        leaves["logits"], 0
+    )
     torch.logsumexp(log_joint, 1).mean().backward()
     for name, g in grads.items():
         np.testing.assert_allclose(g.numpy(), leaves[name].grad.numpy(), rtol=1e-8, atol=1e-10)
@@ -103,7 +119,9 @@ def test_weight_two_equals_a_duplicated_row(cls, X, start, attr):
     weighted = quiet(cls(3, **kw).fit, X, sample_weight=w)
     repeated = quiet(cls(3, **kw).fit, duplicated)
     np.testing.assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
-    np.testing.assert_allclose(getattr(weighted, attr), getattr(repeated, attr), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        getattr(weighted, attr), getattr(repeated, attr), rtol=1e-8, atol=1e-10
+    )
 
 
 def test_weighted_initialisation_uses_weights():
@@ -115,12 +133,15 @@ def test_weighted_initialisation_uses_weights():
     assert np.abs(gm.means_).max() < 50
 
 
-@pytest.mark.parametrize("w, match", [
-    (np.ones(5), r"shape \(n_samples,\)"),
-    (-np.ones(20), "non-negative"),
-    (np.zeros(20), "zero for every row"),
-    (np.r_[1.0, np.zeros(19)], "fewer than n_components=2"),
-])
+@pytest.mark.parametrize(
+    "w, match",
+    [
+        (np.ones(5), r"shape \(n_samples,\)"),
+        (-np.ones(20), "non-negative"),
+        (np.zeros(20), "zero for every row"),
+        (np.r_[1.0, np.zeros(19)], "fewer than n_components=2"),
+    ],
+)
 def test_bad_sample_weight(w, match):
     with pytest.raises(ValueError, match=match):
         GaussianMixture(2).fit(np.random.rand(20, 2), sample_weight=w)
@@ -134,8 +155,9 @@ def test_gradient_algorithms_reseed_a_component_that_loses_its_points(algorithm)
     means = np.vstack([X[:2], [[1e3, 1e3]]])  # one component far from every point
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        gm = GaussianMixture(3, means_init=means, random_state=0, max_iter=50, dtype="float64",
-                             algorithm=algorithm).fit(X)
+        gm = GaussianMixture(
+            3, means_init=means, random_state=0, max_iter=50, dtype="float64", algorithm=algorithm
+        ).fit(X)
     assert any(issubclass(w.category, ComponentReseedWarning) for w in caught)
     assert np.abs(gm.means_).max() < 100  # the far component came back to the data
     assert np.isfinite(gm.covariances_).all() and gm.weights_.min() > 1e-3

@@ -53,8 +53,9 @@ def test_contamination_flags_that_share_of_training_rows(normal_data, c):
     detector = quiet(MixtureAnomalyDetector(GaussianMixture(3, random_state=0), c).fit, normal_data)
     share = np.mean(detector.predict(normal_data) == -1)
     assert abs(share - c) <= 1 / len(normal_data)
-    pred = quiet(MixtureAnomalyDetector(GaussianMixture(3, random_state=0), c).fit_predict,
-                 normal_data)
+    pred = quiet(
+        MixtureAnomalyDetector(GaussianMixture(3, random_state=0), c).fit_predict, normal_data
+    )
     np.testing.assert_array_equal(pred, detector.predict(normal_data))
 
 
@@ -70,10 +71,12 @@ def test_hand_computation_from_score_samples(fitted, normal_data):
     assert fitted.threshold_ == np.quantile(scores, 0.05)
     assert fitted.offset_ == fitted.threshold_
     np.testing.assert_array_equal(fitted.score_samples(normal_data), scores)
-    np.testing.assert_allclose(fitted.decision_function(normal_data), scores - fitted.threshold_,
-                               rtol=0, atol=0)
-    np.testing.assert_array_equal(fitted.predict(normal_data),
-                                  np.where(scores >= fitted.threshold_, 1, -1))
+    np.testing.assert_allclose(
+        fitted.decision_function(normal_data), scores - fitted.threshold_, rtol=0, atol=0
+    )
+    np.testing.assert_array_equal(
+        fitted.predict(normal_data), np.where(scores >= fitted.threshold_, 1, -1)
+    )
 
 
 def test_decision_function_is_positive_for_inliers(fitted, normal_data):
@@ -88,8 +91,9 @@ def test_decision_function_is_positive_for_inliers(fitted, normal_data):
 
 
 def test_threshold_rule_uses_the_given_log_density(normal_data):
-    detector = quiet(MixtureAnomalyDetector(GaussianMixture(3, random_state=0), threshold=-9.0).fit,
-                     normal_data)
+    detector = quiet(
+        MixtureAnomalyDetector(GaussianMixture(3, random_state=0), threshold=-9.0).fit, normal_data
+    )
     assert detector.threshold_ == detector.offset_ == -9.0
     scores = detector.score_samples(normal_data)
     np.testing.assert_array_equal(detector.predict(normal_data), np.where(scores >= -9.0, 1, -1))
@@ -109,14 +113,20 @@ def test_predict_accepts_tensors_and_frames(fitted, normal_data):
 
 
 # ----------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("params, match", [
-    (dict(contamination=0.0), r"'contamination' must be None or a number in \(0, 0.5\]; got 0.0"),
-    (dict(contamination=0.7), r"'contamination'.*got 0.7.*expected share of outliers"),
-    (dict(contamination="auto"), r"'contamination'.*got 'auto'"),
-    (dict(threshold="low"), r"'threshold' must be None or a number.*got 'low'"),
-    (dict(threshold=float("nan")), r"'threshold' must be a finite log-density; got nan"),
-    (dict(contamination=0.1, threshold=-5.0), r"'contamination' or 'threshold', not both"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (
+            dict(contamination=0.0),
+            r"'contamination' must be None or a number in \(0, 0.5\]; got 0.0",
+        ),
+        (dict(contamination=0.7), r"'contamination'.*got 0.7.*expected share of outliers"),
+        (dict(contamination="auto"), r"'contamination'.*got 'auto'"),
+        (dict(threshold="low"), r"'threshold' must be None or a number.*got 'low'"),
+        (dict(threshold=float("nan")), r"'threshold' must be a finite log-density; got nan"),
+        (dict(contamination=0.1, threshold=-5.0), r"'contamination' or 'threshold', not both"),
+    ],
+)
 def test_bad_parameters_get_clear_errors(params, match):
     detector = MixtureAnomalyDetector(GaussianMixture(), **params)
     with pytest.raises(ValueError, match=match):
@@ -153,9 +163,12 @@ EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
 @parametrize_with_checks(
-    [MixtureAnomalyDetector(GaussianMixture()),
-     MixtureAnomalyDetector(GaussianMixture(2, covariance_type="diag", random_state=0),
-                            contamination=0.1)],
+    [
+        MixtureAnomalyDetector(GaussianMixture()),
+        MixtureAnomalyDetector(
+            GaussianMixture(2, covariance_type="diag", random_state=0), contamination=0.1
+        ),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_estimator_checks(estimator, check):

@@ -43,7 +43,9 @@ def test_score_samples_and_proba_match_scipy(cls, data, name):
     est = cls(3, random_state=0, dtype="float64").fit(X)
     joint = dense_log_prob(est, X)
     np.testing.assert_allclose(est.score_samples(X), logsumexp(joint, 1), rtol=1e-10)
-    np.testing.assert_allclose(est.predict_proba(X), np.exp(joint - logsumexp(joint, 1, keepdims=True)), atol=1e-10)
+    np.testing.assert_allclose(
+        est.predict_proba(X), np.exp(joint - logsumexp(joint, 1, keepdims=True)), atol=1e-10
+    )
 
 
 @pytest.mark.parametrize("cls, data, name", CASES)
@@ -52,8 +54,15 @@ def test_one_em_step_matches_brute_force_on_tiny_data(cls, data, name):
     X, *_ = data(n=7, seed=3)
     rng = np.random.default_rng(4)
     w0 = np.array([0.2, 0.5, 0.3])
-    theta0 = rng.uniform(0.5, 5.0, (3, X.shape[1])) if name == "rates" else rng.uniform(0.1, 0.9, (3, X.shape[1]))
-    est = quiet(cls(3, max_iter=1, tol=0, weights_init=w0, dtype="float64", **{f"{name}_init": theta0}).fit, X)
+    theta0 = (
+        rng.uniform(0.5, 5.0, (3, X.shape[1]))
+        if name == "rates"
+        else rng.uniform(0.1, 0.9, (3, X.shape[1]))
+    )
+    est = quiet(
+        cls(3, max_iter=1, tol=0, weights_init=w0, dtype="float64", **{f"{name}_init": theta0}).fit,
+        X,
+    )
     pmf = st.poisson.pmf if name == "rates" else st.bernoulli.pmf
     resp = np.zeros((len(X), 3))
     loglik = 0.0
@@ -64,8 +73,15 @@ def test_one_em_step_matches_brute_force_on_tiny_data(cls, data, name):
         resp[i] /= resp[i].sum()
     assert est.lower_bounds_[0] == pytest.approx(loglik / len(X), rel=1e-12)
     np.testing.assert_allclose(est.weights_, resp.mean(0), rtol=1e-10)
-    want = np.array([[sum(resp[i, j] * X[i, d] for i in range(len(X))) / resp[:, j].sum()
-                      for d in range(X.shape[1])] for j in range(3)])
+    want = np.array(
+        [
+            [
+                sum(resp[i, j] * X[i, d] for i in range(len(X))) / resp[:, j].sum()
+                for d in range(X.shape[1])
+            ]
+            for j in range(3)
+        ]
+    )
     low = est.min_rate if name == "rates" else est.min_prob
     high = np.inf if name == "rates" else 1 - est.min_prob
     np.testing.assert_allclose(getattr(est, f"{name}_"), np.clip(want, low, high), rtol=1e-10)
@@ -75,7 +91,9 @@ def test_one_em_step_matches_brute_force_on_tiny_data(cls, data, name):
 @pytest.mark.parametrize("seed", range(4))
 def test_em_never_lowers_the_bound(cls, data, name, seed):
     X, *_ = data(n=300, seed=seed)
-    est = quiet(cls(4, max_iter=60, tol=0, init_params="random", random_state=seed, dtype="float64").fit, X)
+    est = quiet(
+        cls(4, max_iter=60, tol=0, init_params="random", random_state=seed, dtype="float64").fit, X
+    )
     lb = np.asarray(est.lower_bounds_)
     assert np.all(np.diff(lb) >= -1e-10 * np.abs(lb[1:]))
 
@@ -86,7 +104,9 @@ def test_recovers_parameters(cls, data, name):
     est = cls(3, n_init=3, random_state=0, dtype="float64", tol=1e-8, max_iter=500).fit(X)
     order = [int(np.argmin(np.abs(getattr(est, f"{name}_") - t).sum(1))) for t in truth]
     assert sorted(order) == [0, 1, 2]
-    np.testing.assert_allclose(getattr(est, f"{name}_")[order], truth, atol=0.15 if name == "rates" else 0.03)
+    np.testing.assert_allclose(
+        getattr(est, f"{name}_")[order], truth, atol=0.15 if name == "rates" else 0.03
+    )
     np.testing.assert_allclose(est.weights_[order], [0.3, 0.5, 0.2], atol=0.02)
 
 
@@ -115,10 +135,13 @@ def test_sample_and_criteria(cls, data, name):
     assert est.aic(X) == pytest.approx(-2 * est.score(X) * len(X) + 2 * p)
 
 
-@pytest.mark.parametrize("X, match", [
-    (np.array([[1.0, -2.0], [0.0, 1.0]]), r"non-negative counts.*-2 at row 0, column 1"),
-    (np.array([[1.0, 2.5], [0.0, 1.0]]), r"integer counts.*2.5 at row 0, column 1.*np.rint"),
-])
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[1.0, -2.0], [0.0, 1.0]]), r"non-negative counts.*-2 at row 0, column 1"),
+        (np.array([[1.0, 2.5], [0.0, 1.0]]), r"integer counts.*2.5 at row 0, column 1.*np.rint"),
+    ],
+)
 def test_poisson_rejects_non_counts(X, match):
     with pytest.raises(ValueError, match=match):
         PoissonMixture(1).fit(X)
@@ -154,7 +177,9 @@ def test_poisson_counts_too_large_for_float32_are_refused_with_the_fix():
     from lvmkit import PoissonMixture
 
     C = np.random.default_rng(0).poisson(3.0, size=(200, 3)).astype(np.float64) * 1e30
-    with pytest.raises(ValueError, match=r"largest count is .* too large for float32.*dtype='float64'"):
+    with pytest.raises(
+        ValueError, match=r"largest count is .* too large for float32.*dtype='float64'"
+    ):
         PoissonMixture(2, random_state=0).fit(C)
     fitted = PoissonMixture(2, random_state=0, dtype="float64").fit(C)
     assert np.isfinite(fitted.score(C))
@@ -175,6 +200,8 @@ def test_float32_bernoulli_log_density_keeps_its_precision_when_most_probabiliti
     np.testing.assert_allclose(m32.score_samples(X), m64.score_samples(X), rtol=0, atol=2e-4)
     # the flip is a frame, not a model: float64 fits agree with and without it
     unflipped = BernoulliMixture(4, dtype="float64", **same)
-    unflipped._choose_reference = lambda data, comm: setattr(unflipped, "flipped_", np.zeros(784, bool))
+    unflipped._choose_reference = lambda data, comm: setattr(
+        unflipped, "flipped_", np.zeros(784, bool)
+    )
     quiet(unflipped.fit, X)
     np.testing.assert_allclose(unflipped.score_samples(X), m64.score_samples(X), rtol=1e-12)

@@ -22,8 +22,12 @@ CTS = ("full", "tied", "diag", "spherical")
 
 def shared_start(X, k, ct, seed=0):
     """Initial parameters both libraries start from: one sklearn EM step from random points."""
-    sk = quiet(SklearnGM(k, covariance_type=ct, max_iter=1, init_params="random_from_data",
-                         random_state=seed).fit, X)
+    sk = quiet(
+        SklearnGM(
+            k, covariance_type=ct, max_iter=1, init_params="random_from_data", random_state=seed
+        ).fit,
+        X,
+    )
     return dict(weights_init=sk.weights_, means_init=sk.means_, precisions_init=sk.precisions_)
 
 
@@ -34,7 +38,9 @@ def test_every_iteration_matches_sklearn(ct, offset):
     X, *_ = blobs(n=800, d=4, k=4, separation=3)
     X = X + offset
     start = shared_start(X, 4, ct)
-    ours = quiet(GaussianMixture(4, covariance_type=ct, tol=0, max_iter=40, dtype="float64", **start).fit, X)
+    ours = quiet(
+        GaussianMixture(4, covariance_type=ct, tol=0, max_iter=40, dtype="float64", **start).fit, X
+    )
     ref = quiet(SklearnGM(4, covariance_type=ct, tol=0, max_iter=40, **start).fit, X)
     assert len(ours.lower_bounds_) == len(ref.lower_bounds_) == 40
     np.testing.assert_allclose(ours.lower_bounds_, ref.lower_bounds_, rtol=1e-8, atol=0)
@@ -85,20 +91,26 @@ def test_recovers_parameters_of_separated_clusters():
     np.testing.assert_allclose(gm.weights_[found], weights[truth], atol=0.015)
     np.testing.assert_allclose(gm.covariances_[found], covs[truth], atol=0.1)
     # ... and, the clusters being separated, exactly the per-cluster sample statistics.
-    for t, f in zip(truth, found):
+    for t, f in zip(truth, found, strict=True):
         rows = X[labels == t]
         np.testing.assert_allclose(gm.weights_[f], len(rows) / len(X), rtol=1e-6)
         np.testing.assert_allclose(gm.means_[f], rows.mean(0), rtol=1e-6, atol=1e-8)
-        np.testing.assert_allclose(gm.covariances_[f], np.cov(rows.T, bias=True) + 1e-6 * np.eye(3), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(
+            gm.covariances_[f], np.cov(rows.T, bias=True) + 1e-6 * np.eye(3), rtol=1e-5, atol=1e-8
+        )
     assert gm.converged_
 
 
-@pytest.mark.parametrize("init_params", ["kmeans", "kmeans++", "k-means++", "random", "random_from_data", "lecture"])
+@pytest.mark.parametrize(
+    "init_params", ["kmeans", "kmeans++", "k-means++", "random", "random_from_data", "lecture"]
+)
 def test_every_init_method_fits(init_params):
     X, labels, *_ = blobs(n=600, d=2, k=3, separation=10)
     # 'random' starts every component near the global mean: with a loose tol EM stops at that
     # symmetric saddle (scikit-learn does too), so the test asks for a tight tol.
-    gm = GaussianMixture(3, init_params=init_params, random_state=0, n_init=3, max_iter=2000, tol=1e-8).fit(X)
+    gm = GaussianMixture(
+        3, init_params=init_params, random_state=0, n_init=3, max_iter=2000, tol=1e-8
+    ).fit(X)
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(labels, gm.predict(X)) > 0.95
@@ -108,7 +120,10 @@ def test_every_init_method_fits(init_params):
 
 def test_lecture_initialisation_is_the_textbook_one():
     X, *_ = blobs(n=400, d=3, k=3)
-    gm = quiet(GaussianMixture(3, init_params="lecture", max_iter=0, random_state=0, dtype="float64").fit, X)
+    gm = quiet(
+        GaussianMixture(3, init_params="lecture", max_iter=0, random_state=0, dtype="float64").fit,
+        X,
+    )
     np.testing.assert_allclose(gm.weights_, np.full(3, 1 / 3))
     # Means are data points; every covariance is the single-Gaussian estimate.
     assert all(np.isclose(X, m).all(1).any() for m in gm.means_)
@@ -120,7 +135,9 @@ def test_lecture_initialisation_is_the_textbook_one():
 def test_restarts_expose_different_local_optima():
     # Many overlapping clusters and random starts: restarts end at different bounds.
     X, *_ = blobs(n=600, d=2, k=8, separation=3, seed=3)
-    gm = GaussianMixture(8, init_params="random_from_data", n_init=6, random_state=0, max_iter=500).fit(X)
+    gm = GaussianMixture(
+        8, init_params="random_from_data", n_init=6, random_state=0, max_iter=500
+    ).fit(X)
     assert len(np.unique(np.round(gm.restarts_, 6))) > 1
     assert gm.lower_bound_ == gm.restarts_.max()
 
@@ -208,14 +225,19 @@ def test_bad_data_raises_clear_value_error(X, match):
 
 
 def test_fewer_samples_than_components():
-    with pytest.raises(ValueError, match="n_samples >= n_components.*n_components = 5, n_samples = 3"):
+    with pytest.raises(
+        ValueError, match="n_samples >= n_components.*n_components = 5, n_samples = 3"
+    ):
         GaussianMixture(5).fit(np.random.rand(3, 2))
 
 
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(covariance_type="ful"), r"'covariance_type' must be one of 'full', 'tied', 'diag', 'spherical'; got 'ful'"),
+        (
+            dict(covariance_type="ful"),
+            r"'covariance_type' must be one of 'full', 'tied', 'diag', 'spherical'; got 'ful'",
+        ),
         (dict(init_params="kmeanz"), r"'init_params' must be one of .*'lecture'; got 'kmeanz'"),
         (dict(n_components=0), r"'n_components' must be an int >= 1; got 0"),
         (dict(tol=-1.0), r"'tol' must be a number >= 0"),
@@ -231,7 +253,9 @@ def test_bad_hyperparameters_name_the_parameter(params, match):
 def test_feature_count_at_predict_time():
     gm = GaussianMixture(2, random_state=0).fit(np.random.rand(50, 3))
     for method in ("predict", "predict_proba", "score_samples", "score"):
-        with pytest.raises(ValueError, match="X has 4 features, but GaussianMixture is expecting 3"):
+        with pytest.raises(
+            ValueError, match="X has 4 features, but GaussianMixture is expecting 3"
+        ):
             getattr(gm, method)(np.random.rand(5, 4))
         with pytest.raises(ValueError, match="X has 4 features"):
             getattr(gm, method)(torch.rand(5, 4))
@@ -306,7 +330,11 @@ def points_on_a_line() -> np.ndarray:
 def test_jitter_escalation_warns_and_stays_finite():
     X = points_on_a_line()
     with pytest.warns(CovarianceJitterWarning, match="added .* to its diagonal"):
-        gm = quiet_except(CovarianceJitterWarning, GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64").fit, X)
+        gm = quiet_except(
+            CovarianceJitterWarning,
+            GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64").fit,
+            X,
+        )
     assert np.isfinite(gm.score_samples(X)).all()
 
 
@@ -331,7 +359,8 @@ def test_component_that_loses_its_points_is_reseeded():
     with pytest.warns(ComponentReseedWarning, match=r"Component\(s\) \[2\] lost all their points"):
         gm = quiet_except(
             ComponentReseedWarning,
-            GaussianMixture(3, means_init=means, random_state=0, max_iter=50, dtype="float64").fit, X,
+            GaussianMixture(3, means_init=means, random_state=0, max_iter=50, dtype="float64").fit,
+            X,
         )
     assert np.isfinite(gm.means_).all() and np.isfinite(gm.covariances_).all()
     assert np.abs(gm.means_).max() < 100
@@ -358,7 +387,12 @@ def test_float32_final_loglik_within_1e_4_of_sklearn(ct):
 
 def test_verbose_reports_initialisations_and_iterations(capsys):
     X, *_ = blobs(n=200)
-    quiet(GaussianMixture(3, verbose=2, verbose_interval=1, max_iter=3, tol=0, n_init=2, random_state=0).fit, X)
+    quiet(
+        GaussianMixture(
+            3, verbose=2, verbose_interval=1, max_iter=3, tol=0, n_init=2, random_state=0
+        ).fit,
+        X,
+    )
     out = capsys.readouterr().out
     assert out.count("Initialization 0") == 1 and out.count("Initialization 1") == 1
     assert "Iteration 3" in out and "ll change" in out and "lower bound" in out
@@ -369,7 +403,9 @@ def test_warnings_point_at_the_callers_line():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         GaussianMixture(2, reg_covar=0.0, random_state=0, dtype="float64", max_iter=3).fit(X)
-    assert caught and all(w.filename == __file__ for w in caught), {(w.filename, w.lineno) for w in caught}
+    assert caught and all(w.filename == __file__ for w in caught), {
+        (w.filename, w.lineno) for w in caught
+    }
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -393,9 +429,13 @@ def test_data_near_1e30_fits_exactly_in_float64_and_is_refused_clearly_in_float3
 def test_data_near_1e_minus_30_warns_that_reg_covar_dominates_and_stays_finite(dtype):
     X, *_ = blobs(n=300, d=3, k=2)
     with pytest.warns(UserWarning, match="reg_covar=1e-06 exceeds the variance of every feature"):
-        gm = quiet_except(UserWarning, GaussianMixture(2, random_state=0, dtype=dtype).fit, X * 1e-30)
+        gm = quiet_except(
+            UserWarning, GaussianMixture(2, random_state=0, dtype=dtype).fit, X * 1e-30
+        )
     assert np.isfinite(gm.score_samples(X * 1e-30)).all()
     if dtype == "float64":  # with a reg_covar on the data's scale the fit is the unit fit
         small = GaussianMixture(2, random_state=0, dtype=dtype, reg_covar=1e-66).fit(X * 1e-30)
         unit = GaussianMixture(2, random_state=0, dtype=dtype).fit(X)
-        assert small.score(X * 1e-30) == pytest.approx(unit.score(X) + 3 * 30 * np.log(10), rel=1e-8)
+        assert small.score(X * 1e-30) == pytest.approx(
+            unit.score(X) + 3 * 30 * np.log(10), rel=1e-8
+        )

@@ -21,8 +21,16 @@ def make_linear_vae(D=6, L=3, sigma=0.5, n=40, seed=1):
     rng = np.random.default_rng(seed)
     W, b = rng.normal(size=(D, L)), rng.normal(size=D)
     X = rng.normal(size=(n, L)) @ W.T + b + sigma * rng.normal(size=(n, D))
-    vae = VAE(latent_dim=L, encoder=torch.nn.Linear(D, 2 * L), decoder=torch.nn.Linear(L, D), likelihood="gaussian",
-              decoder_std=sigma, epochs=0, dtype="float64", random_state=0).fit(X)
+    vae = VAE(
+        latent_dim=L,
+        encoder=torch.nn.Linear(D, 2 * L),
+        decoder=torch.nn.Linear(L, D),
+        likelihood="gaussian",
+        decoder_std=sigma,
+        epochs=0,
+        dtype="float64",
+        random_state=0,
+    ).fit(X)
     S = np.linalg.inv(np.eye(L) + W.T @ W / sigma**2)  # exact posterior covariance (not diagonal)
     A = S @ W.T / sigma**2
     with torch.no_grad():
@@ -44,18 +52,24 @@ def test_importance_sampling_matches_the_exact_linear_gaussian_likelihood(linear
     vae, X, exact = linear_vae
     res = log_marginal(vae, X, k=5000)
     assert res.per_sample.shape == (40,) and res.method == "importance" and res.k == 5000
-    np.testing.assert_allclose(res.per_sample, exact, atol=0.08)  # Monte Carlo error: measured <= 0.033
+    np.testing.assert_allclose(
+        res.per_sample, exact, atol=0.08
+    )  # Monte Carlo error: measured <= 0.033
     assert abs(res.mean - exact.mean()) < 0.01
     assert res.stderr == pytest.approx(np.std(res.per_sample, ddof=1) / math.sqrt(40))
     assert res.bits_per_dim == pytest.approx(-res.mean / (6 * math.log(2)))
-    # The naive prior estimator is unbiased in p(x) too, and in 3 dimensions it still works (noisily).
+    # The naive prior estimator is unbiased in p(x) too, and in 3
+    # dimensions it still works (noisily).
     prior = log_marginal(vae, X, method="prior", k=20000)
     assert abs(prior.mean - exact.mean()) < 0.3
 
 
 def test_the_estimate_rises_with_k_from_the_elbo_towards_log_px(linear_vae):
     vae, X, exact = linear_vae
-    means = {k: np.mean([log_marginal(vae, X, k=k, random_state=s).mean for s in range(5)]) for k in (1, 10, 100, 1000)}
+    means = {
+        k: np.mean([log_marginal(vae, X, k=k, random_state=s).mean for s in range(5)])
+        for k in (1, 10, 100, 1000)
+    }
     # Between k = 100 and 1000 the rise (~0.001) is below the noise; up to 100 it is not.
     assert means[1] < means[10] < means[100] <= exact.mean() + 0.01
     assert abs(means[1000] - exact.mean()) < 0.01
@@ -107,7 +121,9 @@ def test_errors_and_determinism(linear_vae):
     with pytest.raises(ValueError, match="compile must be 'auto', True or False"):
         log_marginal(vae, X, compile="yes")
     a = log_marginal(vae, X, k=50, random_state=3)
-    np.testing.assert_array_equal(a.per_sample, log_marginal(vae, X, k=50, random_state=3).per_sample)
+    np.testing.assert_array_equal(
+        a.per_sample, log_marginal(vae, X, k=50, random_state=3).per_sample
+    )
     assert "nats" in repr(a)
 
 
@@ -124,9 +140,20 @@ def test_chunks_keep_exactly_k_samples():
                 size, chunks = sample_chunks(k, B, max_rows)
                 assert chunks * size >= k > (chunks - 1) * size and size * B <= max(max_rows, B)
                 kept = []
-                log_w = lambda x, z, mu, ls: (kept.append(z.shape[0]), torch.zeros(z.shape[:2], dtype=torch.float64))[1]
-                est = log_importance_weights_lse(None, model, torch.zeros(B, 4), k, method="prior",
-                                                 max_rows=max_rows, log_weights=log_w)
+
+                def log_w(x, z, mu, ls, kept=kept):
+                    kept.append(z.shape[0])
+                    return torch.zeros(z.shape[:2], dtype=torch.float64)
+
+                est = log_importance_weights_lse(
+                    None,
+                    model,
+                    torch.zeros(B, 4),
+                    k,
+                    method="prior",
+                    max_rows=max_rows,
+                    log_weights=log_w,
+                )
                 assert float(est.abs().max()) < 1e-12, (k, B, max_rows)
                 assert set(kept) == {size} and len(kept) == chunks
 
@@ -146,7 +173,9 @@ def test_compiled_evaluation_gives_the_eager_estimates(method, monkeypatch):
     X = (np.random.RandomState(0).rand(23, 16) < 0.3).astype(np.float32)
     vae = VAE(latent_dim=3, hidden_sizes=(16,), epochs=2, batch_size=8, random_state=0).fit(X)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)  # a failed compile (its fallback warns) fails the test
+        warnings.simplefilter(
+            "error", RuntimeWarning
+        )  # a failed compile (its fallback warns) fails the test
         # log_marginal: 23 points in balanced batches of 8 (one padded row, dropped); same samples.
         eager = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=False)
         fused = log_marginal(vae, X, method=method, k=37, batch_size=10, compile=True)
@@ -156,8 +185,16 @@ def test_compiled_evaluation_gives_the_eager_estimates(method, monkeypatch):
         x = torch.as_tensor(X[:9])
         module = vae.module_
         runs = [
-            m.log_importance_weights_lse(module.encoder, module.model, x, 37, torch.Generator().manual_seed(1),
-                                         method, max_rows=63, log_weights=m.log_weight_function(module.model, method, c))
+            m.log_importance_weights_lse(
+                module.encoder,
+                module.model,
+                x,
+                37,
+                torch.Generator().manual_seed(1),
+                method,
+                max_rows=63,
+                log_weights=m.log_weight_function(module.model, method, c),
+            )
             for c in (False, True)
         ]
     torch.testing.assert_close(runs[1], runs[0], rtol=1e-5, atol=1e-4)
@@ -170,6 +207,7 @@ def test_a_failed_compile_falls_back_to_eager(monkeypatch, linear_vae):
     def broken(fn, **kw):
         def run(*args):
             raise RuntimeError("no C++ compiler found")
+
         return run
 
     monkeypatch.setattr(m.torch, "compile", broken)
@@ -177,20 +215,25 @@ def test_a_failed_compile_falls_back_to_eager(monkeypatch, linear_vae):
     with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler found.*compile=False") as caught:
         fused = log_marginal(vae, X, k=20, compile=True)
     assert caught[0].filename == __file__  # points at the caller, not at torch's wrappers
-    np.testing.assert_array_equal(fused.per_sample, log_marginal(vae, X, k=20, compile=False).per_sample)
+    np.testing.assert_array_equal(
+        fused.per_sample, log_marginal(vae, X, k=20, compile=False).per_sample
+    )
     # The failure is remembered: the next call neither retries nor warns.
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         log_marginal(vae, X, k=20, compile=True)
 
 
-def test_an_error_in_the_users_model_is_reported_as_itself_not_as_a_compile_failure(monkeypatch, linear_vae):
+def test_an_error_in_the_users_model_is_reported_as_itself_not_as_a_compile_failure(
+    monkeypatch, linear_vae
+):
     vae, X, _ = linear_vae
     import lvmkit.objectives.marginal as m
 
     def broken(fn, **kw):  # compiling fails too, as it would on the same bad code
         def run(*args):
             raise RuntimeError("dynamo could not trace the decoder")
+
         return run
 
     def bad_decoder(*args, **kwargs):

@@ -69,21 +69,38 @@ def test_bic_and_aic_are_computed_on_the_training_rows(bic_run):
 
 def test_heldout_column_is_the_score_of_the_heldout_rows(three_blobs):
     # The split is documented: a permutation by random_state, the first ceil(f n) rows held out.
-    table, fitted = quiet(select_components, GaussianMixture(random_state=0, dtype="float64"),
-                          three_blobs, [2], random_state=7, refit=False)
+    table, fitted = quiet(
+        select_components,
+        GaussianMixture(random_state=0, dtype="float64"),
+        three_blobs,
+        [2],
+        random_state=7,
+        refit=False,
+    )
     order = np.random.RandomState(7).permutation(len(three_blobs))
     heldout = three_blobs[np.sort(order[: table.attrs["n_heldout"]])]
-    train = three_blobs[np.sort(order[table.attrs["n_heldout"]:])]
+    train = three_blobs[np.sort(order[table.attrs["n_heldout"] :])]
     assert table.loc[0, "heldout_loglik"] == pytest.approx(fitted.score(heldout), rel=1e-12)
     assert table.loc[0, "bic"] == pytest.approx(fitted.bic(train), rel=1e-12)
 
 
-@pytest.mark.parametrize("criterion, column, pick", [
-    ("aic", "aic", "idxmin"), ("heldout", "heldout_loglik", "idxmax"),
-])
+@pytest.mark.parametrize(
+    "criterion, column, pick",
+    [
+        ("aic", "aic", "idxmin"),
+        ("heldout", "heldout_loglik", "idxmax"),
+    ],
+)
 def test_other_criteria_pick_their_optimum(three_blobs, criterion, column, pick):
-    table, best = quiet(select_components, GaussianMixture(random_state=0), three_blobs,
-                        [1, 2, 3, 4], criterion, random_state=0, refit=False)
+    table, best = quiet(
+        select_components,
+        GaussianMixture(random_state=0),
+        three_blobs,
+        [1, 2, 3, 4],
+        criterion,
+        random_state=0,
+        refit=False,
+    )
     want = int(table.loc[getattr(table[column], pick)(), "n_components"])
     assert table.attrs["best_n_components"] == want == best.n_components
     assert want >= 3
@@ -91,8 +108,14 @@ def test_other_criteria_pick_their_optimum(three_blobs, criterion, column, pick)
 
 def test_ties_go_to_the_smallest_k(monkeypatch, three_blobs):
     monkeypatch.setattr(GaussianMixture, "bic", lambda self, X: 1.0)
-    table, best = quiet(select_components, GaussianMixture(random_state=0), three_blobs,
-                        [3, 1, 2, 2], random_state=0, refit=False)
+    table, best = quiet(
+        select_components,
+        GaussianMixture(random_state=0),
+        three_blobs,
+        [3, 1, 2, 2],
+        random_state=0,
+        refit=False,
+    )
     assert table["n_components"].tolist() == [1, 2, 3]  # sorted, duplicates dropped
     assert best.n_components == 1
 
@@ -104,42 +127,69 @@ def test_accepts_tensors_frames_and_lists(three_blobs, kind):
         "pandas": pd.DataFrame(three_blobs, columns=["a", "b"]),
         "list": three_blobs.tolist(),
     }[kind]
-    table, best = quiet(select_components, GaussianMixture(random_state=0, dtype="float64"), X,
-                        [1, 3], random_state=0)
-    ref, _ = quiet(select_components, GaussianMixture(random_state=0, dtype="float64"),
-                   three_blobs, [1, 3], random_state=0)
+    table, best = quiet(
+        select_components,
+        GaussianMixture(random_state=0, dtype="float64"),
+        X,
+        [1, 3],
+        random_state=0,
+    )
+    ref, _ = quiet(
+        select_components,
+        GaussianMixture(random_state=0, dtype="float64"),
+        three_blobs,
+        [1, 3],
+        random_state=0,
+    )
     np.testing.assert_allclose(table["heldout_loglik"], ref["heldout_loglik"], rtol=1e-9)
     assert best.n_features_in_ == 2
 
 
 def test_works_with_scikit_learn_mixture(three_blobs):
-    table, best = quiet(select_components, SklearnGM(random_state=0), three_blobs, [1, 2, 3, 4],
-                        random_state=0)
+    table, best = quiet(
+        select_components, SklearnGM(random_state=0), three_blobs, [1, 2, 3, 4], random_state=0
+    )
     assert isinstance(best, SklearnGM) and best.n_components == 3
     assert table["restarts_min"].isna().all()  # scikit-learn records no restarts_
 
 
 def test_verbose_prints_one_line_per_k(three_blobs, capsys):
-    quiet(select_components, GaussianMixture(random_state=0), three_blobs, [1, 2],
-          random_state=0, refit=False, verbose=True)
+    quiet(
+        select_components,
+        GaussianMixture(random_state=0),
+        three_blobs,
+        [1, 2],
+        random_state=0,
+        refit=False,
+        verbose=True,
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("K=1") and "BIC" in lines[0]
 
 
 # ----------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(criterion="bick"), r"'criterion' must be one of 'bic', 'aic', 'heldout'; got 'bick'"),
-    (dict(criterion=["bic"]), r"'criterion' must be one of.*got \['bic'\]"),
-    (dict(n_components=[]), r"'n_components' must be a non-empty iterable.*got \[\]"),
-    (dict(n_components=5), r"iterable of ints.*single int 5.*range\(1, 6\)"),
-    (dict(n_components=[1, 0]), r"int >= 1; got \[0\]"),
-    (dict(n_components=[2.5]), r"int >= 1; got \[2.5\]"),
-    (dict(n_components=[1, 9]), r"at most the number of training rows, 8.*"
-                                r"got max\(n_components\) = 9.*smaller validation_fraction"),
-    (dict(validation_fraction=0), r"'validation_fraction' must be a number in \(0, 1\).*got 0\b"),
-    (dict(validation_fraction=1.0), r"'validation_fraction'.*got 1.0"),
-    (dict(validation_fraction="0.2"), r"'validation_fraction'.*got '0.2'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(criterion="bick"), r"'criterion' must be one of 'bic', 'aic', 'heldout'; got 'bick'"),
+        (dict(criterion=["bic"]), r"'criterion' must be one of.*got \['bic'\]"),
+        (dict(n_components=[]), r"'n_components' must be a non-empty iterable.*got \[\]"),
+        (dict(n_components=5), r"iterable of ints.*single int 5.*range\(1, 6\)"),
+        (dict(n_components=[1, 0]), r"int >= 1; got \[0\]"),
+        (dict(n_components=[2.5]), r"int >= 1; got \[2.5\]"),
+        (
+            dict(n_components=[1, 9]),
+            r"at most the number of training rows, 8.*"
+            r"got max\(n_components\) = 9.*smaller validation_fraction",
+        ),
+        (
+            dict(validation_fraction=0),
+            r"'validation_fraction' must be a number in \(0, 1\).*got 0\b",
+        ),
+        (dict(validation_fraction=1.0), r"'validation_fraction'.*got 1.0"),
+        (dict(validation_fraction="0.2"), r"'validation_fraction'.*got '0.2'"),
+    ],
+)
 def test_bad_arguments_get_clear_errors(kwargs, match):
     X = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match=match):
@@ -155,8 +205,10 @@ def test_estimator_without_n_components_is_rejected():
 
 # ----------------------------------------------------------------------------- restart_report
 def test_restart_report_sorts_restarts_and_measures_the_gap(three_blobs):
-    gm = quiet(GaussianMixture(5, n_init=6, init_params="random_from_data", random_state=0).fit,
-               three_blobs)
+    gm = quiet(
+        GaussianMixture(5, n_init=6, init_params="random_from_data", random_state=0).fit,
+        three_blobs,
+    )
     report = restart_report(gm)
     assert list(report.columns) == ["restart", "lower_bound", "gap_to_best", "is_best"]
     assert sorted(report["restart"]) == list(range(6))
@@ -218,21 +270,33 @@ def test_sample_weight_is_used_by_every_fit_and_every_criterion(three_blobs):
     # elsewhere, but reaches the same optimum of these well-separated clusters).
     est = GaussianMixture(n_init=1, random_state=0, dtype="float64", tol=1e-12, max_iter=1000)
     plain, _ = quiet(select_components, est, three_blobs, range(1, 4), "bic", random_state=0)
-    ones, _ = quiet(select_components, est, three_blobs, range(1, 4), "bic", random_state=0,
-                    sample_weight=np.ones(len(three_blobs)))
+    ones, _ = quiet(
+        select_components,
+        est,
+        three_blobs,
+        range(1, 4),
+        "bic",
+        random_state=0,
+        sample_weight=np.ones(len(three_blobs)),
+    )
     for column in ("lower_bound", "heldout_loglik", "bic", "aic"):
         np.testing.assert_allclose(ones[column], plain[column], rtol=1e-8, err_msg=column)
     # Weight 0 on one of the three clusters: two clusters remain, and BIC says so.
-    labels = GaussianMixture(3, random_state=0, dtype="float64").fit(three_blobs).predict(three_blobs)
+    labels = (
+        GaussianMixture(3, random_state=0, dtype="float64").fit(three_blobs).predict(three_blobs)
+    )
     w = np.where(labels == labels[0], 0.0, 1.0)
-    table, best = quiet(select_components, est, three_blobs, range(1, 5), "bic", random_state=0,
-                        sample_weight=w)
+    table, best = quiet(
+        select_components, est, three_blobs, range(1, 5), "bic", random_state=0, sample_weight=w
+    )
     assert table.attrs["best_n_components"] == 2 and best.n_components == 2
     # the weighted criteria: BIC - AIC = p (log Σw - 2) on the training rows
     order = np.random.RandomState(0).permutation(len(three_blobs))
     n_heldout = table.attrs["n_heldout"]
     n = w[np.sort(order[n_heldout:])].sum()
-    p = np.array([6 * k - 1 for k in range(1, 5)])  # full, D = 2: 2 + 3 per component, k - 1 weights
+    p = np.array(
+        [6 * k - 1 for k in range(1, 5)]
+    )  # full, D = 2: 2 + 3 per component, k - 1 weights
     np.testing.assert_allclose(table["bic"] - table["aic"], p * (np.log(n) - 2), rtol=1e-10)
 
 

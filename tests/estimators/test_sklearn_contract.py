@@ -32,7 +32,9 @@ from lvmkit import BernoulliMixture, PoissonMixture  # noqa: E402
 
 def _into_domain(X, fn):
     if isinstance(X, pd.DataFrame):
-        return X.apply(lambda col: fn(col.to_numpy(dtype=float)) if col.dtype.kind in "fiu" else col)
+        return X.apply(
+            lambda col: fn(col.to_numpy(dtype=float)) if col.dtype.kind in "fiu" else col
+        )
     try:
         A = np.asarray(X)
         if np.iscomplexobj(A):
@@ -55,19 +57,36 @@ def _domain_wrapped(name, cls, fn):
 
         return call
 
-    names = ("fit", "fit_predict", "partial_fit", "predict", "predict_proba", "score", "score_samples",
-             "bic", "aic")
+    names = (
+        "fit",
+        "fit_predict",
+        "partial_fit",
+        "predict",
+        "predict_proba",
+        "score",
+        "score_samples",
+        "bic",
+        "aic",
+    )
     namespace = {n: wrap(n) for n in names}
     namespace.update(__module__=__name__, __qualname__=name)
     return type(name, (cls,), namespace)
 
 
-CountsPoissonMixture = _domain_wrapped("CountsPoissonMixture", PoissonMixture, lambda A: np.rint(np.abs(A)))
-BitsBernoulliMixture = _domain_wrapped("BitsBernoulliMixture", BernoulliMixture, lambda A: (A > 0).astype(float))
+CountsPoissonMixture = _domain_wrapped(
+    "CountsPoissonMixture", PoissonMixture, lambda A: np.rint(np.abs(A))
+)
+BitsBernoulliMixture = _domain_wrapped(
+    "BitsBernoulliMixture", BernoulliMixture, lambda A: (A > 0).astype(float)
+)
 
 
 @parametrize_with_checks(
-    [CountsPoissonMixture(), BitsBernoulliMixture(), CountsPoissonMixture(dtype="float64", algorithm="gem")],
+    [
+        CountsPoissonMixture(),
+        BitsBernoulliMixture(),
+        CountsPoissonMixture(dtype="float64", algorithm="gem"),
+    ],
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_sklearn_estimator_checks_discrete(estimator, check):
@@ -82,8 +101,12 @@ def test_sklearn_estimator_checks_discrete(estimator, check):
 # (tests/estimators/test_weight_duplication.py). float32 fits of the two agree only to float32
 # rounding (~1e-6 relative), which that tolerance does not allow in general.
 CTS = ("full", "tied", "diag", "spherical")
-MATRIX = [GaussianMixture(k, covariance_type=ct, dtype="float64") for ct in CTS for k in (1, 2, 3)] + [
-    cls(k, dtype="float64") for cls in (CountsPoissonMixture, BitsBernoulliMixture) for k in (1, 2, 3)
+MATRIX = [
+    GaussianMixture(k, covariance_type=ct, dtype="float64") for ct in CTS for k in (1, 2, 3)
+] + [
+    cls(k, dtype="float64")
+    for cls in (CountsPoissonMixture, BitsBernoulliMixture)
+    for k in (1, 2, 3)
 ]
 
 

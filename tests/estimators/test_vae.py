@@ -48,7 +48,9 @@ def test_training_raises_the_elbo_and_records_history(fitted):
     assert all(v is not None for v in h["val_elbo"])
     assert fitted.lower_bound_ == max(fitted.lower_bounds_)
     # The ELBO is reconstruction − KL, per sample, summed over the 64 pixels (not averaged).
-    np.testing.assert_allclose(np.array(h["elbo"]), np.array(h["reconstruction"]) - np.array(h["kl"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.array(h["elbo"]), np.array(h["reconstruction"]) - np.array(h["kl"]), rtol=1e-6
+    )
     assert -64 * math.log(2) < h["elbo"][-1] < -5
 
 
@@ -139,7 +141,9 @@ def test_custom_modules_are_copied_not_trained_in_place(digits):
     torch.testing.assert_close(enc[1].weight, before)
     assert m.module_.encoder.net is not enc
     bad = VAE(encoder=torch.nn.Linear(64, 3), decoder=dec, binarize="dynamic", **small())
-    with pytest.raises(ValueError, match=r"encoder network returned shape \(50, 3\); expected \(batch, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"encoder network returned shape \(50, 3\); expected \(batch, 4\)"
+    ):
         bad.fit(X[:200])
 
 
@@ -153,7 +157,11 @@ def test_beta_warmup_and_free_bits_change_the_objective(digits):
     kl_plain = VAE(binarize="dynamic", **small(epochs=8)).fit(X).history_["kl"][-1]
     kl_beta = VAE(binarize="dynamic", beta=8.0, **small(epochs=8)).fit(X).history_["kl"][-1]
     assert kl_beta < kl_plain
-    kl_free = VAE(binarize="dynamic", beta=8.0, free_bits=2.0, **small(epochs=8)).fit(X).history_["kl"][-1]
+    kl_free = (
+        VAE(binarize="dynamic", beta=8.0, free_bits=2.0, **small(epochs=8))
+        .fit(X)
+        .history_["kl"][-1]
+    )
     assert kl_free > kl_beta
 
 
@@ -172,7 +180,9 @@ def test_binarization_modes(digits):
         assert np.isfinite(m.score_samples(X[:5])).all()
     # 'threshold' scores the thresholded data: identical for inputs on the same side of 0.5.
     m = VAE(binarize="threshold", **small(epochs=1)).fit(X[:200])
-    np.testing.assert_array_equal(m.score_samples(X[:5]), m.score_samples((X[:5] > 0.5).astype(float)))
+    np.testing.assert_array_equal(
+        m.score_samples(X[:5]), m.score_samples((X[:5] > 0.5).astype(float))
+    )
 
 
 def test_float64_and_autoencoder(digits):
@@ -193,8 +203,17 @@ def test_linear_gaussian_vae_reaches_the_exact_log_likelihood_at_its_optimum():
     W = rng.normal(size=(5, 2)) * 1.5
     X = rng.normal(size=(1000, 2)) @ W.T + 0.5 * rng.normal(size=(1000, 5)) + 1.0
     m = VAE(
-        latent_dim=2, encoder=torch.nn.Linear(5, 4), decoder=torch.nn.Linear(2, 5), likelihood="gaussian",
-        decoder_std=0.5, epochs=100, lr=1e-2, batch_size=50, validation_fraction=0, dtype="float64", random_state=0,
+        latent_dim=2,
+        encoder=torch.nn.Linear(5, 4),
+        decoder=torch.nn.Linear(2, 5),
+        likelihood="gaussian",
+        decoder_std=0.5,
+        epochs=100,
+        lr=1e-2,
+        batch_size=50,
+        validation_fraction=0,
+        dtype="float64",
+        random_state=0,
     ).fit(X)
     dec = m.module_.model.decoder
     Wf, bf = dec.weight.detach().numpy(), dec.bias.detach().numpy()
@@ -220,7 +239,7 @@ def test_resume_with_more_epochs_continues_the_same_run(tmp_path, digits):
     ck = tmp_path / "run.ckpt"
     VAE(binarize="dynamic", checkpoint=ck, **small(epochs=2)).fit(X[:300])
     resumed = VAE(binarize="dynamic", checkpoint=ck, **small(epochs=4)).fit(X[:300], resume=True)
-    for a, b in zip(full.module_.parameters(), resumed.module_.parameters()):
+    for a, b in zip(full.module_.parameters(), resumed.module_.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert resumed.history_["elbo"] == full.history_["elbo"]
 
@@ -259,7 +278,9 @@ def test_a_warm_started_run_resumes_only_from_its_own_start(tmp_path, digits):
     b.set_params(random_state=0)  # the same settings as a: only the starting weights differ
     tune = dict(warm_start=True, checkpoint=ck, objective="iwae", k=3)
     lvmkit.load(tmp_path / "a.lvm").set_params(**tune, epochs=1).fit(X)  # stopped after one epoch
-    a = lvmkit.load(tmp_path / "a.lvm").set_params(**tune, epochs=2).fit(X, resume=True)  # continues
+    a = (
+        lvmkit.load(tmp_path / "a.lvm").set_params(**tune, epochs=2).fit(X, resume=True)
+    )  # continues
     assert a.n_iter_ == 2 and len(a.history_["elbo"]) == 2
     with pytest.raises(ValueError, match="other starting weights"):
         b.set_params(**tune, epochs=2).fit(X, resume=True)
@@ -270,9 +291,14 @@ def test_warm_start_refuses_other_shapes(digits):
     base = VAE(binarize="dynamic", **small(epochs=1)).fit(X[:200])
     with pytest.raises(ValueError, match="shape .*warm_start=False"):
         base.set_params(warm_start=True).fit(X[:200, :32])
-    assert base.input_shape_ == (64,) and base.transform(X[:5]).shape == (5, 2)  # still the fitted model
+    assert base.input_shape_ == (64,) and base.transform(X[:5]).shape == (
+        5,
+        2,
+    )  # still the fitted model
     z = base.transform(X[:5])
-    with pytest.raises(ValueError, match=r"do not match .*\(32, 64\) fitted, \(16, 64\) now.*hidden_sizes"):
+    with pytest.raises(
+        ValueError, match=r"do not match .*\(32, 64\) fitted, \(16, 64\) now.*hidden_sizes"
+    ):
         base.set_params(hidden_sizes=(16,)).fit(X[:200])
     bad = X[:200].copy()
     bad[3, 5] = np.nan
@@ -312,7 +338,8 @@ KILL_SCRIPT = textwrap.dedent(
     model = VAE(latent_dim=2, hidden_sizes=(32,), epochs=6, batch_size=50, random_state=3,
                 binarize="dynamic", checkpoint=sys.argv[1])
     model.fit(X, callbacks=[cb], resume=sys.argv[3] == "resume")
-    np.save(sys.argv[1] + ".params.npy", torch.cat([p.detach().flatten() for p in model.module_.parameters()]).numpy())
+    params = torch.cat([p.detach().flatten() for p in model.module_.parameters()])
+    np.save(sys.argv[1] + ".params.npy", params.numpy())
     """
 )
 
@@ -323,7 +350,11 @@ def test_a_killed_run_resumed_ends_with_the_same_parameters(tmp_path):
     script.write_text(KILL_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     run = lambda ck, kill, mode: subprocess.run(  # noqa: E731
-        [sys.executable, str(script), str(ck), str(kill), mode], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(script), str(ck), str(kill), mode],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     # Uninterrupted.
     ref = run(tmp_path / "a.ckpt", -1, "fresh")
@@ -355,15 +386,34 @@ class _Explodes(torch.nn.Module):
 
 def test_nan_loss_stops_with_a_diagnosis(tmp_path, digits):
     X, _ = digits
-    m = VAE(decoder=_Explodes(), binarize="dynamic", checkpoint=tmp_path / "c.ckpt", validation_fraction=0, **small(epochs=5, batch_size=100))
+    m = VAE(
+        decoder=_Explodes(),
+        binarize="dynamic",
+        checkpoint=tmp_path / "c.ckpt",
+        validation_fraction=0,
+        **small(epochs=5, batch_size=100),
+    )
     # 1797 / 100 -> 18 batches per epoch: the 7th call is in epoch 1 (no checkpoint yet).
-    with pytest.raises(TrainingDivergedError, match=r"epoch 1, batch 7: the reconstruction term is NaN or infinite .*no checkpoint was written"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"epoch 1, batch 7: the reconstruction term is NaN or infinite .*no checkpoint was "
+        r"written",
+    ):
         m.fit(X)
     assert not hasattr(m, "history_")
     dec = _Explodes()
     dec.calls = -30  # 18 calls an epoch: the first inf is in epoch 3, after the epoch-2 checkpoint
-    m = VAE(decoder=dec, binarize="dynamic", checkpoint=tmp_path / "d.ckpt", validation_fraction=0, **small(epochs=5, batch_size=100))
-    with pytest.raises(TrainingDivergedError, match=r"epoch 3, batch 1: .*last good checkpoint is .*d.ckpt \(epoch 2\).*smaller lr"):
+    m = VAE(
+        decoder=dec,
+        binarize="dynamic",
+        checkpoint=tmp_path / "d.ckpt",
+        validation_fraction=0,
+        **small(epochs=5, batch_size=100),
+    )
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"epoch 3, batch 1: .*last good checkpoint is .*d.ckpt \(epoch 2\).*smaller lr",
+    ):
         m.fit(X)
 
 
@@ -371,18 +421,46 @@ def test_nan_loss_stops_with_a_diagnosis(tmp_path, digits):
 @pytest.mark.parametrize(
     "kwargs, X, match",
     [
-        ({}, np.full((20, 4), 0.5), r"needs 0/1 data, but X\[0, 0\] = 0.5.*not a valid likelihood.*binarize='dynamic'"),
+        (
+            {},
+            np.full((20, 4), 0.5),
+            r"needs 0/1 data, but X\[0, 0\] = 0.5.*not a valid likelihood.*binarize='dynamic'",
+        ),
         ({"binarize": "dynamic"}, np.full((20, 4), 3.0), r"probabilities in \[0, 1\].*X / 255"),
         ({"likelihood": "poisson"}, np.full((20, 4), 0.5), "non-negative integer counts"),
-        ({"likelihood": "gaussian", "binarize": "dynamic"}, np.zeros((20, 4)), "only applies to likelihood='bernoulli'"),
+        (
+            {"likelihood": "gaussian", "binarize": "dynamic"},
+            np.zeros((20, 4)),
+            "only applies to likelihood='bernoulli'",
+        ),
         ({}, np.zeros(20), r"(?s)Expected 2D array, got 1D array.*reshape\(1, -1\)"),
-        ({}, np.zeros((2, 2, 2, 2, 2)), r"\(n_samples, C, H, W\); got an array of shape \(2, 2, 2, 2, 2\)"),
+        (
+            {},
+            np.zeros((2, 2, 2, 2, 2)),
+            r"\(n_samples, C, H, W\); got an array of shape \(2, 2, 2, 2, 2\)",
+        ),
         ({"encoder": "conv"}, np.zeros((20, 4)), r"encoder='conv' needs image-shaped data"),
-        ({"likelihood": "gaussian"}, np.array([[0.0, np.nan]] * 5), r"NaN value\(s\) \(the first at row 0, column 1\)"),
-        ({"latent_dim": 0}, np.zeros((20, 4)), r"parameter 'latent_dim' must be an int >= 1; got 0"),
-        ({"likelihood": "normal"}, np.zeros((20, 4)), r"parameter 'likelihood' must be one of .*'gaussian'"),
+        (
+            {"likelihood": "gaussian"},
+            np.array([[0.0, np.nan]] * 5),
+            r"NaN value\(s\) \(the first at row 0, column 1\)",
+        ),
+        (
+            {"latent_dim": 0},
+            np.zeros((20, 4)),
+            r"parameter 'latent_dim' must be an int >= 1; got 0",
+        ),
+        (
+            {"likelihood": "normal"},
+            np.zeros((20, 4)),
+            r"parameter 'likelihood' must be one of .*'gaussian'",
+        ),
         ({"hidden_sizes": (10, -1)}, np.zeros((20, 4)), "a tuple of positive ints"),
-        ({"validation_fraction": 1.0}, np.zeros((20, 4)), r"validation_fraction must be in \[0, 1\)"),
+        (
+            {"validation_fraction": 1.0},
+            np.zeros((20, 4)),
+            r"validation_fraction must be in \[0, 1\)",
+        ),
     ],
 )
 def test_bad_input_gives_clear_errors(kwargs, X, match):
@@ -394,7 +472,10 @@ def test_prediction_checks_shapes(fitted, digits):
     X, _ = digits
     with pytest.raises(ValueError, match=r"X has 10 features, but VAE is expecting 64 features"):
         fitted.score_samples(np.zeros((3, 10)))
-    with pytest.raises(ValueError, match=r"samples of shape \(2, 5\), but VAE was fitted on samples of shape \(64,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"samples of shape \(2, 5\), but VAE was fitted on samples of shape \(64,\)",
+    ):
         fitted.score_samples(np.zeros((3, 2, 5)))
     with pytest.raises(ValueError, match=r"Z must have shape \(n, 2\)"):
         fitted.decode(np.zeros((3, 5)))
@@ -410,11 +491,18 @@ def test_save_load_round_trip(tmp_path, fitted, digits):
     loaded = lvmkit.load(tmp_path / "vae.lvm")
     np.testing.assert_array_equal(loaded.score_samples(X[:50]), fitted.score_samples(X[:50]))
     np.testing.assert_array_equal(loaded.sample(3), fitted.sample(3))
-    ae = Autoencoder(binarize="dynamic", encoder="conv", decoder="conv", **small(epochs=1)).fit(X[:200].reshape(-1, 8, 8))
+    ae = Autoencoder(binarize="dynamic", encoder="conv", decoder="conv", **small(epochs=1)).fit(
+        X[:200].reshape(-1, 8, 8)
+    )
     ae.save(tmp_path / "ae.lvm")
-    np.testing.assert_array_equal(lvmkit.load(tmp_path / "ae.lvm").transform(X[:9].reshape(-1, 8, 8)), ae.transform(X[:9].reshape(-1, 8, 8)))
+    np.testing.assert_array_equal(
+        lvmkit.load(tmp_path / "ae.lvm").transform(X[:9].reshape(-1, 8, 8)),
+        ae.transform(X[:9].reshape(-1, 8, 8)),
+    )
     with pytest.raises(Exception, match="never holds code"):
-        VAE(decoder=torch.nn.Linear(2, 64), binarize="dynamic", **small(epochs=1)).fit(X[:100]).save(tmp_path / "x.lvm")
+        VAE(decoder=torch.nn.Linear(2, 64), binarize="dynamic", **small(epochs=1)).fit(
+            X[:100]
+        ).save(tmp_path / "x.lvm")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -429,7 +517,11 @@ def test_scikit_learn_estimator_checks(Estimator):
     from sklearn.utils.estimator_checks import check_estimator
 
     est = Estimator(likelihood="gaussian", hidden_sizes=(8,), epochs=2, random_state=0)
-    failed = [(r["check_name"], str(r["exception"])[:200]) for r in check_estimator(est, on_fail=None) if r["status"] == "failed"]
+    failed = [
+        (r["check_name"], str(r["exception"])[:200])
+        for r in check_estimator(est, on_fail=None)
+        if r["status"] == "failed"
+    ]
     assert failed == []
 
 
@@ -444,7 +536,12 @@ def test_alternating_updates_move_one_side_at_a_time(digits, monkeypatch):
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
-    m = VAE(binarize="dynamic", update="alternating", validation_fraction=0, **small(epochs=1, batch_size=600)).fit(X)
+    m = VAE(
+        binarize="dynamic",
+        update="alternating",
+        validation_fraction=0,
+        **small(epochs=1, batch_size=600),
+    ).fit(X)
     n_enc = sum(1 for _ in m.module_.encoder.parameters())
     # 3 batches, 2 steps each: the encoder's gradients alone, then the decoder's alone.
     assert len(seen) == 6
@@ -458,8 +555,14 @@ def test_alternating_updates_move_one_side_at_a_time(digits, monkeypatch):
 
 def test_svi_inference_fits_per_point_posteriors(tmp_path, digits):
     X, _ = digits
-    m = VAE(inference="svi", svi_steps=5, svi_eval_steps=100, validation_fraction=0, binarize="threshold",
-            **small(epochs=4, batch_size=100)).fit(X[:500])
+    m = VAE(
+        inference="svi",
+        svi_steps=5,
+        svi_eval_steps=100,
+        validation_fraction=0,
+        binarize="threshold",
+        **small(epochs=4, batch_size=100),
+    ).fit(X[:500])
     assert m.module_.local.mu.shape == (500, 2)
     assert m.history_["elbo"][-1] > m.history_["elbo"][0]
     # New points get their own q by gradient steps from the prior: encode and score agree with it.
@@ -469,7 +572,9 @@ def test_svi_inference_fits_per_point_posteriors(tmp_path, digits):
     np.testing.assert_allclose(mean, Z, rtol=1e-5, atol=1e-5)
     assert lvmkit.log_marginal(m, X[500:520], k=50).mean > m.score(X[500:520]) - 1.0
     m.save(tmp_path / "svi.lvm")
-    np.testing.assert_array_equal(lvmkit.load(tmp_path / "svi.lvm").score_samples(X[:10]), m.score_samples(X[:10]))
+    np.testing.assert_array_equal(
+        lvmkit.load(tmp_path / "svi.lvm").score_samples(X[:10]), m.score_samples(X[:10])
+    )
     with pytest.raises(ValueError, match="inference='svi'.*needs objective='elbo'"):
         VAE(inference="svi", objective="iwae", k=2).fit(X[:100])
 
@@ -479,7 +584,11 @@ def test_score_function_training(digits):
     for kw in ({"gradient": "score"}, {"gradient": "score-baseline", "k": 4}):
         m = VAE(binarize="dynamic", **small(epochs=5, **kw)).fit(X)
         assert m.history_["elbo"][-1] > m.history_["elbo"][0] + 3
-        np.testing.assert_allclose(np.array(m.history_["elbo"]), np.array(m.history_["reconstruction"]) - np.array(m.history_["kl"]), rtol=1e-5)
+        np.testing.assert_allclose(
+            np.array(m.history_["elbo"]),
+            np.array(m.history_["reconstruction"]) - np.array(m.history_["kl"]),
+            rtol=1e-5,
+        )
     with pytest.raises(ValueError, match="needs k >= 2"):
         VAE(gradient="score-baseline").fit(X[:100])
 
@@ -497,7 +606,9 @@ def test_progress_bar_clipping_and_atomic_checkpoints(tmp_path, digits, capsys, 
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
     ck = tmp_path / "run.ckpt"
-    VAE(binarize="dynamic", max_grad_norm=5.0, verbose=1, checkpoint=ck, **small(epochs=2)).fit(X[:400])
+    VAE(binarize="dynamic", max_grad_norm=5.0, verbose=1, checkpoint=ck, **small(epochs=2)).fit(
+        X[:400]
+    )
     assert norms and set(norms) == {5.0}
     err = capsys.readouterr().err
     assert "elbo=" in err and "kl=" in err and "rec=" in err  # the progress bar's terms
@@ -510,14 +621,18 @@ def test_progress_bar_clipping_and_atomic_checkpoints(tmp_path, digits, capsys, 
 
     monkeypatch.setattr(sgd.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        VAE(binarize="dynamic", max_grad_norm=5.0, checkpoint=ck, **small(epochs=3)).fit(X[:400], resume=True)
+        VAE(binarize="dynamic", max_grad_norm=5.0, checkpoint=ck, **small(epochs=3)).fit(
+            X[:400], resume=True
+        )
     assert ck.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # no temporary file left behind
 
 
 def test_diagnostics_refuse_a_vae_without_a_trained_encoder(digits):
     X, _ = digits
-    m = VAE(inference="svi", svi_steps=2, validation_fraction=0, binarize="threshold", **small(epochs=1)).fit(X[:200])
+    m = VAE(
+        inference="svi", svi_steps=2, validation_fraction=0, binarize="threshold", **small(epochs=1)
+    ).fit(X[:200])
     with pytest.raises(ValueError, match="no trained encoder"):
         lvmkit.gap_report(m, X[:10])
     with pytest.raises(ValueError, match="no trained encoder"):
@@ -529,15 +644,22 @@ def test_fixed_noise_gaussian_on_unstandardized_data_names_the_scale():
 
     X = np.random.default_rng(0).normal(size=(300, 5)) * 3 + 1e6
     vae = VAE(latent_dim=2, likelihood="gaussian", epochs=3, random_state=0, hidden_sizes=(16,))
-    with pytest.warns(UserWarning, match=r"root-mean-square of 1e\+06.*Standardize X.*gaussian-learned"):
-        with pytest.raises(TrainingDivergedError, match=r"^X's values reach a root-mean-square.*training stopped"):
+    with pytest.warns(
+        UserWarning, match=r"root-mean-square of 1e\+06.*Standardize X.*gaussian-learned"
+    ):
+        with pytest.raises(
+            TrainingDivergedError, match=r"^X's values reach a root-mean-square.*training stopped"
+        ):
             vae.fit(X)
     # standardized, the same model trains, and no scale warning is given
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         Z = (X - X.mean(0)) / X.std(0)
-        assert np.isfinite(VAE(latent_dim=2, likelihood="gaussian", epochs=2, random_state=0,
-                               hidden_sizes=(16,)).fit(Z).lower_bound_)
+        assert np.isfinite(
+            VAE(latent_dim=2, likelihood="gaussian", epochs=2, random_state=0, hidden_sizes=(16,))
+            .fit(Z)
+            .lower_bound_
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -545,14 +667,24 @@ def test_data_near_1e30_is_named_as_the_cause_in_both_dtypes(dtype):
     from lvmkit.fit.sgd import TrainingDivergedError
 
     X = np.random.default_rng(0).normal(size=(200, 5)) * 1e30
-    vae = VAE(latent_dim=2, likelihood="gaussian-learned", epochs=2, random_state=0,
-              hidden_sizes=(16,), dtype=dtype)
+    vae = VAE(
+        latent_dim=2,
+        likelihood="gaussian-learned",
+        epochs=2,
+        random_state=0,
+        hidden_sizes=(16,),
+        dtype=dtype,
+    )
     if dtype == "float32":  # the squares overflow: refused before training, with the fix
-        with pytest.raises(ValueError, match=r"root-mean-square of 1.08e\+30: their squares overflow float32"):
+        with pytest.raises(
+            ValueError, match=r"root-mean-square of 1.08e\+30: their squares overflow float32"
+        ):
             vae.fit(X)
         return
     with pytest.warns(UserWarning, match=r"saturate or overflow.*Standardize X"):
-        with pytest.raises(TrainingDivergedError, match=r"^X.s values reach a root-mean-square of 1.08e\+30"):
+        with pytest.raises(
+            TrainingDivergedError, match=r"^X.s values reach a root-mean-square of 1.08e\+30"
+        ):
             vae.fit(X)
 
 
@@ -561,6 +693,12 @@ def test_data_near_1e_minus_30_trains_without_a_scale_warning(dtype):
     X = np.random.default_rng(0).normal(size=(200, 5)) * 1e-30
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        vae = VAE(latent_dim=2, likelihood="gaussian-learned", epochs=2, random_state=0,
-                  hidden_sizes=(16,), dtype=dtype).fit(X)
+        vae = VAE(
+            latent_dim=2,
+            likelihood="gaussian-learned",
+            epochs=2,
+            random_state=0,
+            hidden_sizes=(16,),
+            dtype=dtype,
+        ).fit(X)
     assert np.isfinite(vae.lower_bound_)

@@ -34,14 +34,24 @@ def count_rows():
 
 def bit_rows():  # 6 binary features: many rows are equal even before the repetition
     rng = np.random.default_rng(4)
-    p = np.array([[0.9, 0.1, 0.8, 0.2, 0.6, 0.1], [0.1, 0.9, 0.2, 0.7, 0.5, 0.9],
-                  [0.5, 0.5, 0.9, 0.9, 0.1, 0.3]])
+    p = np.array(
+        [
+            [0.9, 0.1, 0.8, 0.2, 0.6, 0.1],
+            [0.1, 0.9, 0.2, 0.7, 0.5, 0.9],
+            [0.5, 0.5, 0.9, 0.9, 0.1, 0.3],
+        ]
+    )
     return (rng.random((N, 6)) < p[rng.integers(K, size=N)]).astype(np.float64)
 
 
 FAMILIES = [
-    pytest.param(GaussianMixture, {"covariance_type": ct}, gaussian_rows, ("means_", "covariances_"),
-                 id=f"gaussian-{ct}")
+    pytest.param(
+        GaussianMixture,
+        {"covariance_type": ct},
+        gaussian_rows,
+        ("means_", "covariances_"),
+        id=f"gaussian-{ct}",
+    )
     for ct in ("full", "tied", "diag", "spherical")
 ] + [
     pytest.param(PoissonMixture, {}, count_rows, ("rates_",), id="poisson"),
@@ -84,7 +94,13 @@ def test_weight_equals_repetition_for_every_initialisation(cls, kwargs, data, at
 def test_every_restart_equals_its_repeated_twin(init):
     X = gaussian_rows()
     w, repeated = weights_and_repeats(X, seed=1)
-    settings = {"init_params": init, "random_state": 3, "n_init": 3, "dtype": "float64", "max_iter": 20}
+    settings = {
+        "init_params": init,
+        "random_state": 3,
+        "n_init": 3,
+        "dtype": "float64",
+        "max_iter": 20,
+    }
     weighted = quiet(GaussianMixture(K, **settings).fit, X, sample_weight=w)
     repeat = quiet(GaussianMixture(K, **settings).fit, repeated)
     np.testing.assert_allclose(weighted.restarts_, repeat.restarts_, rtol=1e-7)
@@ -139,7 +155,9 @@ def test_seeds_of_weighted_rows_are_those_of_repeated_rows(seed):
         seeds_a = draw(a, torch.Generator().manual_seed(seed))
         seeds_b = draw(b, torch.Generator().manual_seed(seed))
         torch.testing.assert_close(seeds_a, seeds_b, rtol=1e-12, atol=1e-12)
-    assert not bool((kmeans.random_rows(a, N // 2, torch.Generator().manual_seed(seed)) > 1e3).any())
+    assert not bool(
+        (kmeans.random_rows(a, N // 2, torch.Generator().manual_seed(seed)) > 1e3).any()
+    )
 
 
 def test_random_responsibilities_are_a_function_of_the_row():
@@ -176,7 +194,13 @@ def test_random_responsibilities_do_not_depend_on_the_shift():
 
 def test_random_initialisation_does_not_depend_on_the_chunk_size():
     X = gaussian_rows()
-    settings = {"init_params": "random", "random_state": 1, "dtype": "float64", "max_iter": 10, "tol": 0}
+    settings = {
+        "init_params": "random",
+        "random_state": 1,
+        "dtype": "float64",
+        "max_iter": 10,
+        "tol": 0,
+    }
     a = quiet(GaussianMixture(K, chunk_size=17, **settings).fit, X)
     b = quiet(GaussianMixture(K, chunk_size=1000, **settings).fit, X)
     np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=1e-10)

@@ -7,7 +7,12 @@ import pytest
 import torch
 from scipy import stats as st
 
-from lvmkit.families.categorical import Categorical, CategoricalParams, log_prob_logits, sample_logits
+from lvmkit.families.categorical import (
+    Categorical,
+    CategoricalParams,
+    log_prob_logits,
+    sample_logits,
+)
 
 M, K = 5, 3
 
@@ -72,12 +77,14 @@ def _brute_force_clipped_maximum(s, low):
 def test_clipped_maximum_is_the_exact_maximiser_over_the_clipped_simplex():
     low = 0.04
     family = Categorical(M, min_prob=low)
-    sx = np.array([
-        [10.0, 0.0, 0.1, 3.0, 0.0],  # two unseen symbols and a rare one: several clipped
-        [1.0, 1.0, 1.0, 1.0, 1.0],  # uniform: nothing clipped
-        [0.0, 0.0, 0.0, 0.0, 0.0],  # an empty component: uniform
-        [100.0, 2.0, 3.0, 4.5, 0.2],  # a clipping that pushes a second symbol below the bound
-    ])
+    sx = np.array(
+        [
+            [10.0, 0.0, 0.1, 3.0, 0.0],  # two unseen symbols and a rare one: several clipped
+            [1.0, 1.0, 1.0, 1.0, 1.0],  # uniform: nothing clipped
+            [0.0, 0.0, 0.0, 0.0, 0.0],  # an empty component: uniform
+            [100.0, 2.0, 3.0, 4.5, 0.2],  # a clipping that pushes a second symbol below the bound
+        ]
+    )
     stats = {"nk": torch.as_tensor(sx.sum(1)), "sx": torch.as_tensor(sx)}
     got = family.maximize(stats).numpy()
     np.testing.assert_allclose(got.sum(1), 1.0, rtol=1e-14)
@@ -103,16 +110,22 @@ def test_expected_log_likelihood_is_the_responsibility_weighted_log_prob():
     # The gradient view's softmax logits round-trip, and Q from them is the same.
     back = family.constrained(family.unconstrained(params))
     np.testing.assert_allclose(back.probs.numpy(), probs, rtol=1e-12)
-    np.testing.assert_allclose(float(family.expected_log_likelihood(summary, back)), brute, rtol=1e-12)
+    np.testing.assert_allclose(
+        float(family.expected_log_likelihood(summary, back)), brute, rtol=1e-12
+    )
     # Q is a differentiable function of the logits, with the gradient S − N p of a softmax.
     u = {"prob_logits": torch.log(torch.as_tensor(probs)).requires_grad_()}
-    (grad,) = torch.autograd.grad(family.expected_log_likelihood(summary, family.constrained(u)), u["prob_logits"])
+    (grad,) = torch.autograd.grad(
+        family.expected_log_likelihood(summary, family.constrained(u)), u["prob_logits"]
+    )
     S, N = summary["sx"].numpy(), summary["sx"].numpy().sum(1, keepdims=True)
     np.testing.assert_allclose(grad.numpy(), S - N * probs, rtol=1e-10, atol=1e-12)
 
 
 def test_sampling_frequencies():
-    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05, 0.0], [0.02, 0.08, 0.2, 0.3, 0.4]], dtype=torch.float64)
+    probs = torch.tensor(
+        [[0.5, 0.3, 0.15, 0.05, 0.0], [0.02, 0.08, 0.2, 0.3, 0.4]], dtype=torch.float64
+    )
     n = 100_000
     labels = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
     x = Categorical(M).sample(labels, probs, torch.Generator().manual_seed(0))
@@ -139,10 +152,21 @@ def test_per_sample_logits_density_and_draws():
     assert got.shape == (2, 3)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
     p = np.exp(log_p)
-    ref = np.stack([[sum(st.multinomial(1, p[s, b, d]).logpmf(np.eye(M)[x[b, d]]) for d in range(4)) for b in range(3)] for s in range(2)])
+    ref = np.stack(
+        [
+            [
+                sum(st.multinomial(1, p[s, b, d]).logpmf(np.eye(M)[x[b, d]]) for d in range(4))
+                for b in range(3)
+            ]
+            for s in range(2)
+        ]
+    )
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
     # Float symbols are accepted; draws follow softmax(logits).
-    np.testing.assert_array_equal(log_prob_logits(torch.as_tensor(logits), torch.as_tensor(x, dtype=torch.float64)).numpy(), got.numpy())
+    np.testing.assert_array_equal(
+        log_prob_logits(torch.as_tensor(logits), torch.as_tensor(x, dtype=torch.float64)).numpy(),
+        got.numpy(),
+    )
     one = torch.tensor([2.0, 0.0, -1.0, 1.0, 0.5], dtype=torch.float64)
     draws = sample_logits(one.expand(50_000, M), torch.Generator().manual_seed(1))
     assert draws.shape == (50_000,) and draws.dtype == torch.long

@@ -66,7 +66,9 @@ def test_maximize_is_weighted_mle(ct):
     X = rng.normal(size=(n, d)) + 1.0
     resp = rng.dirichlet(np.ones(k), size=n)
     family = Gaussian(ct, reg_covar=1e-3)
-    means0, cov0 = random_params(ct, k, d)  # an arbitrary reference: the result must not depend on it
+    means0, cov0 = random_params(
+        ct, k, d
+    )  # an arbitrary reference: the result must not depend on it
     ref = params_of(family, means0, cov0)
     Xt, Rt = torch.as_tensor(X), torch.as_tensor(resp)
     F = family.features(Xt)
@@ -101,7 +103,9 @@ def test_statistics_are_additive_over_chunks(ct):
     ref = params_of(family, *random_params(ct, k, d))
     F = family.features(X)
     whole = family.statistics(F, R, ref, None)
-    parts = [family.statistics(F[a:b], R[a:b], ref, None) for a, b in ((0, 100), (100, 250), (250, n))]
+    parts = [
+        family.statistics(F[a:b], R[a:b], ref, None) for a, b in ((0, 100), (100, 250), (250, n))
+    ]
     for key, value in whole.items():
         np.testing.assert_allclose(sum(p[key] for p in parts).numpy(), value.numpy(), rtol=1e-12)
 
@@ -149,14 +153,18 @@ def test_full_statistics_keep_float32_accuracy_far_from_the_origin():
     d = 3
     A = rng.normal(size=(d, d))
     cov = A @ A.T + np.eye(d)
-    X = rng.multivariate_normal(np.full(d, 300.0 * np.sqrt(cov.diagonal().max())), cov, size=200_000)
+    X = rng.multivariate_normal(
+        np.full(d, 300.0 * np.sqrt(cov.diagonal().max())), cov, size=200_000
+    )
     X32 = X.astype(np.float32).astype(np.float64)  # the data as the float32 E-step sees it
     family = Gaussian("full", reg_covar=0.0)
     emp = np.cov(X32.T, bias=True)
     ref = params_of(family, X32.mean(0)[None], emp[None]).to(dtype=torch.float32)
     F = family.features(torch.as_tensor(X32, dtype=torch.float32))
     total = None
-    for start in range(0, len(X), 4096):  # as the engine sums chunks: each in float32, all in float64
+    for start in range(
+        0, len(X), 4096
+    ):  # as the engine sums chunks: each in float32, all in float64
         part = F[start : start + 4096]
         R = torch.ones(len(part), 1, dtype=torch.float32)
         s = family.portable(family.statistics(part, R, ref, None), ref)
@@ -182,13 +190,17 @@ def test_failed_cholesky_escalates_jitter_with_warning(ct):
     torch.linalg.cholesky(used)
     # P is the inverse-transpose Cholesky factor of the covariance actually used.
     L = torch.linalg.cholesky(used)
-    np.testing.assert_allclose((L.mT @ P).numpy(), np.broadcast_to(np.eye(d), used.shape), atol=1e-8)
+    np.testing.assert_allclose(
+        (L.mT @ P).numpy(), np.broadcast_to(np.eye(d), used.shape), atol=1e-8
+    )
 
 
 def test_nonpositive_diag_variance_is_repaired_with_warning():
     family = Gaussian("diag", reg_covar=0.0)
     with pytest.warns(CovarianceJitterWarning):
-        P, used = family.precisions_cholesky(torch.tensor([[1.0, 0.0], [-1e-18, 2.0]], dtype=torch.float64))
+        P, used = family.precisions_cholesky(
+            torch.tensor([[1.0, 0.0], [-1e-18, 2.0]], dtype=torch.float64)
+        )
     assert (used > 0).all() and torch.isfinite(P).all()
 
 
@@ -200,7 +212,9 @@ def test_cholesky_from_precisions_round_trip(ct):
     P, _ = family.precisions_cholesky(torch.as_tensor(cov))
     prec = Gaussian.precisions_from_cholesky(P, ct)
     P2 = family.precisions_cholesky_from_precisions(prec)
-    np.testing.assert_allclose(Gaussian.precisions_from_cholesky(P2, ct).numpy(), prec.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        Gaussian.precisions_from_cholesky(P2, ct).numpy(), prec.numpy(), rtol=1e-10
+    )
     if ct in ("full", "tied"):
         assert torch.allclose(P2, torch.triu(P2))  # upper triangular, like P from covariances
 
@@ -211,7 +225,9 @@ def test_sample_moments(ct):
     means, cov = random_params(ct, k, d, seed=5)
     family = Gaussian(ct)
     labels = torch.zeros(40_000, dtype=torch.long)
-    X = family.sample(labels, torch.as_tensor(means), torch.as_tensor(cov), torch.Generator().manual_seed(0))
+    X = family.sample(
+        labels, torch.as_tensor(means), torch.as_tensor(cov), torch.Generator().manual_seed(0)
+    )
     full = dense_cov(ct, cov, k, d)[0]
     np.testing.assert_allclose(X.mean(0).numpy(), means[0], atol=0.05)
     np.testing.assert_allclose(np.cov(X.numpy().T), full, atol=0.1)

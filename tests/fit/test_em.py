@@ -27,7 +27,9 @@ def test_chunked_equals_unchunked(ct):
     parts = quiet(GaussianMixture(3, chunk_size=37, **kw).fit, X)
     np.testing.assert_allclose(parts.lower_bounds_, whole.lower_bounds_, rtol=1e-12)
     for name in ("weights_", "means_", "covariances_"):
-        np.testing.assert_allclose(getattr(parts, name), getattr(whole, name), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(parts, name), getattr(whole, name), rtol=1e-9, atol=1e-12
+        )
 
 
 def test_memmap_input_is_read_chunk_by_chunk(tmp_path):
@@ -57,8 +59,13 @@ def test_em_never_lowers_the_bound(seed, k, ct, init_params):
     n, d = int(rng.integers(k + 10, 120)), int(rng.integers(1, 4))
     X = rng.standard_t(df=3, size=(n, d)) * rng.uniform(0.1, 10, size=d)
     gm = GaussianMixture(
-        k, covariance_type=ct, max_iter=30, tol=0, init_params=init_params,
-        random_state=seed, dtype="float64",
+        k,
+        covariance_type=ct,
+        max_iter=30,
+        tol=0,
+        init_params=init_params,
+        random_state=seed,
+        dtype="float64",
     )
     quiet(gm.fit, X)
     lb = np.asarray(gm.lower_bounds_)

@@ -39,7 +39,7 @@ def bit_data(n=601, d=6, seed=0):
 def write_shards(X, tmp_path, kind, parts=(0, 250, 251, 601)):
     """X split unevenly into files of one kind (one of them a single row)."""
     paths = []
-    for i, (a, b) in enumerate(zip(parts[:-1], parts[1:])):
+    for i, (a, b) in enumerate(zip(parts[:-1], parts[1:], strict=True)):
         path = tmp_path / f"part{i}.{kind}"
         block = X[a:b]
         if kind == "npy":
@@ -58,8 +58,12 @@ def write_shards(X, tmp_path, kind, parts=(0, 250, 251, 601)):
 def given_start(cls, X, ct=None):
     """Initial parameters every fit of the comparison shares (the in-memory lecture start)."""
     kw = {} if ct is None else {"covariance_type": ct}
-    m = quiet(cls(K, max_iter=0, init_params="random_from_data", random_state=0,
-                  dtype="float64", **kw).fit, X)
+    m = quiet(
+        cls(
+            K, max_iter=0, init_params="random_from_data", random_state=0, dtype="float64", **kw
+        ).fit,
+        X,
+    )
     start = {"weights_init": m.weights_}
     if cls is GaussianMixture:
         start.update(means_init=m.means_, precisions_init=m.precisions_)
@@ -71,13 +75,15 @@ def given_start(cls, X, ct=None):
 
 
 CASES = [(GaussianMixture, ct, "means_") for ct in CTS] + [
-    (PoissonMixture, None, "rates_"), (BernoulliMixture, None, "probs_")
+    (PoissonMixture, None, "rates_"),
+    (BernoulliMixture, None, "probs_"),
 ]
 
 
 def data_for(cls):
-    return {GaussianMixture: gaussian_data, PoissonMixture: count_data,
-            BernoulliMixture: bit_data}[cls]()
+    return {GaussianMixture: gaussian_data, PoissonMixture: count_data, BernoulliMixture: bit_data}[
+        cls
+    ]()
 
 
 @pytest.mark.parametrize("kind", ["npy", "parquet", "csv"])
@@ -90,8 +96,9 @@ def test_out_of_core_equals_in_core(tmp_path, kind, cls, ct, attr):
     disk = quiet(cls(K, **kw).fit, pattern)
     np.testing.assert_allclose(disk.lower_bounds_, memory.lower_bounds_, rtol=1e-10)
     for name in ("weights_", attr) + (("covariances_",) if cls is GaussianMixture else ()):
-        np.testing.assert_allclose(getattr(disk, name), getattr(memory, name), rtol=1e-10,
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(disk, name), getattr(memory, name), rtol=1e-10, atol=1e-12
+        )
     assert disk.n_features_in_ == X.shape[1]
 
 
@@ -135,8 +142,11 @@ def test_fit_predict_and_warm_start_on_a_glob(tmp_path):
 
 # ------------------------------------------------------------------------------- bad streams
 def fitted_state(model):
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(model).items()
-            if k.endswith("_")}
+    return {
+        k: (v.copy() if isinstance(v, np.ndarray) else v)
+        for k, v in vars(model).items()
+        if k.endswith("_")
+    }
 
 
 def assert_unchanged(model, state):
@@ -210,8 +220,14 @@ def test_sample_weight_with_files_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------- statistics
 def test_stats_add_scale_blend_and_flatten():
-    a = Stats(nk=torch.tensor([1.0, 2.0], dtype=torch.float64), sxx=torch.ones(2, 2, 2, dtype=torch.float64))
-    b = Stats(nk=torch.tensor([3.0, 4.0], dtype=torch.float64), sxx=torch.full((2, 2, 2), 2.0, dtype=torch.float64))
+    a = Stats(
+        nk=torch.tensor([1.0, 2.0], dtype=torch.float64),
+        sxx=torch.ones(2, 2, 2, dtype=torch.float64),
+    )
+    b = Stats(
+        nk=torch.tensor([3.0, 4.0], dtype=torch.float64),
+        sxx=torch.full((2, 2, 2), 2.0, dtype=torch.float64),
+    )
     total = sum([a, b])
     np.testing.assert_array_equal(total["nk"].numpy(), [4.0, 6.0])
     np.testing.assert_array_equal((0.5 * total)["sxx"].numpy(), np.full((2, 2, 2), 1.5))
@@ -227,7 +243,7 @@ def test_stats_add_scale_blend_and_flatten():
 
 def test_step_sizes():
     assert step_size(1, 2.0, 0.6) == 1.0
-    assert step_size(2, 2.0, 0.6) == pytest.approx(4.0 ** -0.6)
+    assert step_size(2, 2.0, 0.6) == pytest.approx(4.0**-0.6)
     assert StepwiseState().t == 0
 
 
@@ -242,12 +258,24 @@ def test_stepwise_reaches_the_batch_optimum(ct):
     X = centers[labels] + rng.normal(size=(6000, 2)) * scales[labels, None]
     start = given_start(GaussianMixture, X, ct)
     batch = quiet(GaussianMixture(3, tol=1e-10, max_iter=500, dtype="float64", **start).fit, X)
-    online = quiet(GaussianMixture(3, algorithm="stepwise", batch_size=200, max_iter=4, tol=0,
-                                   dtype="float64", random_state=0, **start).fit, X)
+    online = quiet(
+        GaussianMixture(
+            3,
+            algorithm="stepwise",
+            batch_size=200,
+            max_iter=4,
+            tol=0,
+            dtype="float64",
+            random_state=0,
+            **start,
+        ).fit,
+        X,
+    )
     assert online.score(X) == pytest.approx(batch.score(X), abs=2e-3)
     order = np.argsort(online.means_[:, 0])
-    np.testing.assert_allclose(online.means_[order], batch.means_[np.argsort(batch.means_[:, 0])],
-                               atol=0.1)
+    np.testing.assert_allclose(
+        online.means_[order], batch.means_[np.argsort(batch.means_[:, 0])], atol=0.1
+    )
 
 
 @pytest.mark.parametrize("cls", [GaussianMixture, PoissonMixture, BernoulliMixture])

@@ -23,11 +23,17 @@ def test_closed_form_kl_matches_monte_carlo_and_torch():
     # Independent reference: torch.distributions' KL of the same Gaussians.
     q = torch.distributions.Normal(mu, log_sigma.exp())
     p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
-    torch.testing.assert_close(kl, torch.distributions.kl_divergence(q, p).sum(-1), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(gaussian_kl_per_dim(mu, log_sigma).sum(-1), kl, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        kl, torch.distributions.kl_divergence(q, p).sum(-1), rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        gaussian_kl_per_dim(mu, log_sigma).sum(-1), kl, rtol=1e-12, atol=1e-12
+    )
     # Monte Carlo: E_q[log q(z) − log p(z)] with 400k samples, within 5 standard errors.
     z = rsample(mu, log_sigma, 400_000, generator=g)
-    log_ratio = log_prob(z, mu, log_sigma) - torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    log_ratio = log_prob(z, mu, log_sigma) - torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(
+        -1
+    )
     estimate, stderr = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(z.shape[0])
     assert torch.all((estimate - kl).abs() < 5 * stderr + 1e-12), (estimate, kl, stderr)
 
@@ -56,7 +62,9 @@ def test_likelihoods_sum_over_features_and_match_scipy(name):
     out = lik.log_prob(torch.tensor(params), torch.tensor(x)).detach().numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-12)
     # Broadcasting over a leading sample axis gives the same numbers (importance sampling uses it).
-    stacked = lik.log_prob(torch.tensor(params)[None].expand(3, -1, -1), torch.tensor(x)).detach().numpy()
+    stacked = (
+        lik.log_prob(torch.tensor(params)[None].expand(3, -1, -1), torch.tensor(x)).detach().numpy()
+    )
     np.testing.assert_allclose(stacked, np.broadcast_to(out, (3, 4)), rtol=1e-12)
 
 
@@ -83,7 +91,8 @@ def _exact_log_px(X, W, b, sigma):
 def test_linear_gaussian_elbo_is_below_log_px_and_equal_at_the_exact_posterior():
     rng = np.random.default_rng(0)
     D, L, sigma = 5, 2, 0.5
-    # Orthogonal columns make the exact posterior's covariance diagonal, so a diagonal q can match it.
+    # Orthogonal columns make the exact posterior's covariance
+    # diagonal, so a diagonal q can match it.
     Q, _ = np.linalg.qr(rng.normal(size=(D, L)))
     W = Q * np.array([2.0, 1.2])
     b = rng.normal(size=D)
@@ -102,9 +111,15 @@ def test_linear_gaussian_elbo_is_below_log_px_and_equal_at_the_exact_posterior()
     # With q = p(z | x) exactly, log p(x, z) − log q(z) = log p(x) for every z: zero variance.
     mu, ls = enc(t(X))
     z = rsample(mu, ls, 5, generator=g)
-    np.testing.assert_allclose((model.log_joint(t(X), z) - log_prob(z, mu, ls)).numpy(), np.broadcast_to(log_px, (5, 7)), rtol=1e-12)
+    np.testing.assert_allclose(
+        (model.log_joint(t(X), z) - log_prob(z, mu, ls)).numpy(),
+        np.broadcast_to(log_px, (5, 7)),
+        rtol=1e-12,
+    )
     # A worse encoder gives a strictly lower bound.
-    enc2, model2 = _linear_model(t(W), t(b), sigma, t(A * 0.5), t(-A @ b), t(0.5 * np.log(np.diag(S)) + 0.7))
+    enc2, model2 = _linear_model(
+        t(W), t(b), sigma, t(A * 0.5), t(-A @ b), t(0.5 * np.log(np.diag(S)) + 0.7)
+    )
     terms2 = elbo_terms(enc2, model2, t(X), g, n_samples=20_000)
     rec2, kl2 = terms2.reconstruction, terms2.kl
     assert np.all((rec2 - kl2).numpy() < log_px - 0.1)
@@ -113,20 +128,26 @@ def test_linear_gaussian_elbo_is_below_log_px_and_equal_at_the_exact_posterior()
 def test_reparameterized_gradient_matches_finite_differences():
     torch.manual_seed(0)
     D, L = 4, 2
-    enc_net = torch.nn.Sequential(torch.nn.Linear(D, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2 * L)).to(D64)
+    enc_net = torch.nn.Sequential(
+        torch.nn.Linear(D, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2 * L)
+    ).to(D64)
     dec = torch.nn.Sequential(torch.nn.Linear(L, 3), torch.nn.Tanh(), torch.nn.Linear(3, D)).to(D64)
-    enc, model = GaussianEncoder(enc_net, L), DeepLatentModel(dec, make_likelihood("bernoulli", D), L)
+    enc, model = (
+        GaussianEncoder(enc_net, L),
+        DeepLatentModel(dec, make_likelihood("bernoulli", D), L),
+    )
     x = (torch.rand(3, D) < 0.5).to(D64)
     params = list(enc.parameters()) + list(model.parameters())
 
     def objective():
-        # The same noise every call: the Monte Carlo ELBO is then a smooth function of the parameters.
+        # The same noise every call: the Monte Carlo ELBO is then a
+        # smooth function of the parameters.
         terms = elbo_terms(enc, model, x, torch.Generator().manual_seed(7), n_samples=3)
         return (terms.reconstruction - terms.kl).sum()
 
     grads = torch.autograd.grad(objective(), params)
     h = 1e-6
-    for p, grad in zip(params, grads):
+    for p, grad in zip(params, grads, strict=True):
         flat = p.data.view(-1)
         for i in range(flat.numel()):
             old = flat[i].item()
@@ -135,20 +156,30 @@ def test_reparameterized_gradient_matches_finite_differences():
             flat[i] = old - h
             down = objective().item()
             flat[i] = old
-            assert (up - down) / (2 * h) == pytest.approx(grad.view(-1)[i].item(), rel=1e-6, abs=1e-8)
+            assert (up - down) / (2 * h) == pytest.approx(
+                grad.view(-1)[i].item(), rel=1e-6, abs=1e-8
+            )
 
 
 def test_per_sample_gaussian_densities_of_the_family_module_agree():
     """The encoder's and the decoder's Gaussians are the family module's functions: both forms of
     the diagonal density, and the standard normal prior, against scipy."""
-    from lvmkit.families.diagonal import diagonal_log_prob, shared_std_log_prob, standard_normal_log_prob
+    from lvmkit.families.diagonal import (
+        diagonal_log_prob,
+        shared_std_log_prob,
+        standard_normal_log_prob,
+    )
 
     rng = np.random.default_rng(3)
     x, mean = rng.normal(size=(2, 4, 5)), rng.normal(size=(4, 5))
     for std in (np.array(0.6), rng.uniform(0.3, 2.0, size=5)):
         ref = st.norm.logpdf(x, loc=mean, scale=std).sum(-1)
         shared = shared_std_log_prob(torch.tensor(x), torch.tensor(mean), torch.tensor(std))
-        diagonal = diagonal_log_prob(torch.tensor(x), torch.tensor(mean), torch.log(torch.tensor(std)).expand(4, 5))
+        diagonal = diagonal_log_prob(
+            torch.tensor(x), torch.tensor(mean), torch.log(torch.tensor(std)).expand(4, 5)
+        )
         np.testing.assert_allclose(shared.numpy(), ref, rtol=1e-12)
         np.testing.assert_allclose(diagonal.numpy(), ref, rtol=1e-12)
-    np.testing.assert_allclose(standard_normal_log_prob(torch.tensor(x)).numpy(), st.norm.logpdf(x).sum(-1), rtol=1e-12)
+    np.testing.assert_allclose(
+        standard_normal_log_prob(torch.tensor(x)).numpy(), st.norm.logpdf(x).sum(-1), rtol=1e-12
+    )

@@ -55,12 +55,21 @@ def test_elbo_terms_split_into_reconstruction_and_kl_with_the_prior():
     g = torch.Generator().manual_seed(4)
     log_prior = torch.log_softmax(torch.randn(4, generator=g, dtype=torch.float64), 0)
     log_lik = torch.randn(12, 4, generator=g, dtype=torch.float64) * 3
-    log_q = torch.log_softmax(torch.randn(12, 4, generator=g, dtype=torch.float64), dim=1).requires_grad_()
+    log_q = torch.log_softmax(
+        torch.randn(12, 4, generator=g, dtype=torch.float64), dim=1
+    ).requires_grad_()
     terms = elbo(log_lik + log_prior, log_q, log_prior)
-    q, lq, lp, ll = log_q.detach().exp().numpy(), log_q.detach().numpy(), log_prior.numpy(), log_lik.numpy()
+    q, lq, lp, ll = (
+        log_q.detach().exp().numpy(),
+        log_q.detach().numpy(),
+        log_prior.numpy(),
+        log_lik.numpy(),
+    )
     np.testing.assert_allclose(terms.reconstruction.detach().numpy(), (q * ll).sum(1), rtol=1e-12)
     np.testing.assert_allclose(terms.kl.detach().numpy(), (q * (lq - lp)).sum(1), rtol=1e-12)
-    np.testing.assert_allclose(terms.bound.numpy(), (q * ll).sum(1) - (q * (lq - lp)).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(
+        terms.bound.numpy(), (q * ll).sum(1) - (q * (lq - lp)).sum(1), rtol=1e-12
+    )
     assert not terms.bound.requires_grad and terms.surrogate.requires_grad
     torch.testing.assert_close(terms.surrogate.detach(), terms.bound, rtol=0, atol=0)
     assert elbo(log_lik + log_prior, log_q).reconstruction is None

@@ -20,7 +20,12 @@ D64 = torch.float64
 def tiny(seed=0):
     torch.manual_seed(seed)
     D, L = 5, 2
-    enc = GaussianEncoder(torch.nn.Sequential(torch.nn.Linear(D, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2 * L)).to(D64), L)
+    enc = GaussianEncoder(
+        torch.nn.Sequential(torch.nn.Linear(D, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2 * L)).to(
+            D64
+        ),
+        L,
+    )
     dec = torch.nn.Sequential(torch.nn.Linear(L, 4), torch.nn.Tanh(), torch.nn.Linear(4, D)).to(D64)
     model = DeepLatentModel(dec, make_likelihood("bernoulli", D), L)
     x = (torch.rand(3, D) < 0.5).to(D64)
@@ -65,7 +70,14 @@ def test_dreg_and_iwae_gradients_agree_in_expectation_and_dreg_has_less_variance
 
 def test_iwae_training_tightens_the_bound():
     X = load_digits().data / 16.0
-    kw = dict(latent_dim=4, hidden_sizes=(32,), binarize="dynamic", epochs=6, batch_size=50, random_state=0)
+    kw = dict(
+        latent_dim=4,
+        hidden_sizes=(32,),
+        binarize="dynamic",
+        epochs=6,
+        batch_size=50,
+        random_state=0,
+    )
     elbo_model = VAE(**kw).fit(X)
     iwae_model = VAE(objective="iwae", k=10, gradient="dreg", **kw).fit(X)
     # Early stopping watched L_10 for the IWAE model; the history's training bound is L_10 too.
@@ -109,7 +121,11 @@ def test_terms_of_the_bound_and_its_surrogates():
     torch.testing.assert_close(iwae.surrogate.detach(), iwae.bound, rtol=0, atol=0)
     torch.testing.assert_close(dreg.bound, iwae.bound, rtol=1e-12, atol=1e-12)
     assert iwae.surrogate.shape == dreg.surrogate.shape == (x.shape[0],)
-    assert not iwae.bound.requires_grad and iwae.surrogate.requires_grad and dreg.surrogate.requires_grad
+    assert (
+        not iwae.bound.requires_grad
+        and iwae.surrogate.requires_grad
+        and dreg.surrogate.requires_grad
+    )
     assert torch.all(iwae.reconstruction - iwae.kl <= iwae.bound + 1e-12)
     mu, log_sigma = enc(x)
     torch.testing.assert_close(iwae.mu, mu, rtol=0, atol=0)

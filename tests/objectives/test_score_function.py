@@ -61,7 +61,9 @@ def _exact_gradient(W, b, x, mu, log_sigma):
     theta = torch.cat([mu, log_sigma], 1).requires_grad_()
     m, ls = theta[:, :L], theta[:, L:]
     resid = x - b - m @ W.T
-    expected = -(resid.square().sum(1) + (torch.exp(2 * ls) * (W.T @ W).diagonal()).sum(1)) / (2 * SIGMA**2)
+    expected = -(resid.square().sum(1) + (torch.exp(2 * ls) * (W.T @ W).diagonal()).sum(1)) / (
+        2 * SIGMA**2
+    )
     expected = expected - D * math.log(SIGMA) - 0.5 * D * LOG_2PI
     (grad,) = torch.autograd.grad((expected - gaussian_kl(m, ls)).sum(), theta)
     return grad
@@ -120,16 +122,24 @@ def test_score_function_and_reparameterized_agree_on_a_nonlinear_bernoulli_decod
 def test_baselines_lower_the_score_functions_variance_and_reparameterization_lowers_it_most():
     W, b, x, mu, log_sigma = _data()
     model = _linear_gaussian(W, b)
-    total = {e: float(_draws(model, x, mu, log_sigma, e, R=4000, n_samples=8, seed=7).var(0).sum()) for e in ESTIMATORS}
-    # Measured: 0.34 and 0.37 of the score function's variance; reparameterized 0.08 of the baselines'.
+    total = {
+        e: float(_draws(model, x, mu, log_sigma, e, R=4000, n_samples=8, seed=7).var(0).sum())
+        for e in ESTIMATORS
+    }
+    # Measured: 0.34 and 0.37 of the score function's variance;
+    # reparameterized 0.08 of the baselines'.
     assert total["score-baseline"] < 0.5 * total["score"], total
     assert total["score-mean-baseline"] < 0.5 * total["score"], total
-    assert total["reparameterization"] < 0.25 * min(total["score-baseline"], total["score-mean-baseline"]), total
+    assert total["reparameterization"] < 0.25 * min(
+        total["score-baseline"], total["score-mean-baseline"]
+    ), total
 
 
 def test_surrogates_are_worth_the_monte_carlo_elbo_and_the_kl_gradient_is_exact():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(D, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2 * L)).to(D64)
+    net = torch.nn.Sequential(torch.nn.Linear(D, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2 * L)).to(
+        D64
+    )
     encoder = GaussianEncoder(net, L)
     model = _bernoulli_mlp(1)
     x = (torch.rand(B, D, generator=torch.Generator().manual_seed(0), dtype=D64) < 0.5).to(D64)
@@ -147,13 +157,23 @@ def test_surrogates_are_worth_the_monte_carlo_elbo_and_the_kl_gradient_is_exact(
     # Gradients reach the encoder's parameters through its outputs only: autograd through the
     # network equals the network's Jacobian applied to the gradient with respect to its outputs.
     params = list(encoder.parameters())
-    through = torch.autograd.grad(score_function_surrogate(encoder, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out").surrogate.sum(), params)
+    through = torch.autograd.grad(
+        score_function_surrogate(
+            encoder, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out"
+        ).surrogate.sum(),
+        params,
+    )
     mu, log_sigma = (t.detach() for t in encoder(x))
     theta = torch.cat([mu, log_sigma], 1).requires_grad_()
     outer = lambda _x: (theta[:, :L], theta[:, L:])  # noqa: E731
-    (g_out,) = torch.autograd.grad(score_function_surrogate(outer, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out").surrogate.sum(), theta)
+    (g_out,) = torch.autograd.grad(
+        score_function_surrogate(
+            outer, model, x, torch.Generator().manual_seed(6), 3, "leave-one-out"
+        ).surrogate.sum(),
+        theta,
+    )
     chained = torch.autograd.grad(net(x), params, grad_outputs=g_out)
-    for a, c in zip(through, chained):
+    for a, c in zip(through, chained, strict=True):
         torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
     # With a decoder that ignores z, E_q log p(x | z) has zero gradient: reparameterized and
     # leave-one-out estimates are then exactly −∇KL, draw by draw (the KL is never estimated).
@@ -167,7 +187,9 @@ def test_surrogates_are_worth_the_monte_carlo_elbo_and_the_kl_gradient_is_exact(
         draws = _draws(flat, x, mu, log_sigma, estimator, R=5, n_samples=3, seed=8)
         torch.testing.assert_close(draws, kl_grad.expand_as(draws), rtol=1e-12, atol=1e-12)
     # Without a baseline the score function is noisy even then (zero only in expectation).
-    assert float(_draws(flat, x, mu, log_sigma, "score", R=5, n_samples=3, seed=8).var(0).max()) > 1e-3
+    assert (
+        float(_draws(flat, x, mu, log_sigma, "score", R=5, n_samples=3, seed=8).var(0).max()) > 1e-3
+    )
 
 
 def test_errors_say_what_to_do():
@@ -176,12 +198,21 @@ def test_errors_say_what_to_do():
     encoder = lambda _x: (mu, log_sigma)  # noqa: E731
     with pytest.raises(ValueError, match="needs n_samples >= 2.*baseline='mean'"):
         score_function_surrogate(encoder, model, x, None, 1, "leave-one-out")
-    with pytest.raises(ValueError, match="baseline must be None, 'leave-one-out', 'mean' or a tensor"):
+    with pytest.raises(
+        ValueError, match="baseline must be None, 'leave-one-out', 'mean' or a tensor"
+    ):
         score_function_surrogate(encoder, model, x, None, 2, "running")
     with pytest.raises(ValueError, match="estimator must be one of"):
         elbo_surrogate(encoder, model, x, "pathwise")
     with pytest.raises(ValueError, match="n_samples must be an int >= 1"):
         reparameterized_surrogate(encoder, model, x, None, 0)
     # A baseline from elsewhere (here a constant per point) is accepted and detached.
-    value = score_function_surrogate(encoder, model, x, torch.Generator().manual_seed(0), 2, torch.zeros(B, dtype=D64, requires_grad=True))
+    value = score_function_surrogate(
+        encoder,
+        model,
+        x,
+        torch.Generator().manual_seed(0),
+        2,
+        torch.zeros(B, dtype=D64, requires_grad=True),
+    )
     assert value.surrogate.shape == (B,)

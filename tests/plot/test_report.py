@@ -15,8 +15,14 @@ from lvmkit.plot.report import SECTIONS, ReportContext, Section, register_sectio
 from tests.conftest import IN_CI, blobs, quiet
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -56,10 +62,14 @@ def test_gmm_report_sections(gmm_report):
 
 def test_image_and_detector_reports(tmp_path):
     rng = np.random.default_rng(0)
-    X = (rng.random((60, 16)) < np.repeat([[0.1] * 8 + [0.9] * 8, [0.9] * 8 + [0.1] * 8], 30, 0))
+    X = rng.random((60, 16)) < np.repeat([[0.1] * 8 + [0.9] * 8, [0.9] * 8 + [0.1] * 8], 30, 0)
     model = quiet(BernoulliMixture(2, random_state=0).fit, X.astype(float))
-    write_report(model, X.astype(float), tmp_path / "b.html",
-                 context=ReportContext(image_shape=(4, 4), bic=False))
+    write_report(
+        model,
+        X.astype(float),
+        tmp_path / "b.html",
+        context=ReportContext(image_shape=(4, 4), bic=False),
+    )
     page = (tmp_path / "b.html").read_text()
     assert_self_contained(page)
     assert "<h2>Components</h2>" in page and "BIC against K" not in page
@@ -110,9 +120,19 @@ def test_report_renders_in_headless_chromium(gmm_report, tmp_path):
     shot = tmp_path / "shot.png"
     env = {**os.environ, "HOME": str(tmp_path)}
     subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1100,2400",
-         f"--screenshot={shot}", gmm_report.as_uri()],
-        capture_output=True, text=True, timeout=120, env=env, check=True,
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--window-size=1100,2400",
+            f"--screenshot={shot}",
+            gmm_report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
     )
     with Image.open(shot) as im:
         pixels = np.asarray(im.convert("RGB"))
@@ -124,10 +144,23 @@ def test_report_renders_in_headless_chromium(gmm_report, tmp_path):
     instrumented.write_text(gmm_report.read_text().replace("</body>", CHECK_SCRIPT))
     profile2 = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
     result = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile2}", "--enable-logging=stderr",
-         "--v=0", "--dump-dom", instrumented.as_uri()],
-        capture_output=True, text=True, timeout=120, env=env, check=True,
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile2}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--dump-dom",
+            instrumented.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=True,
     )
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    console = [
+        line for line in result.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line
+    ]
     assert not console, console
     assert 'data-images-loaded="5/5"' in result.stdout

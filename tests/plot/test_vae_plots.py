@@ -28,7 +28,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def flat(data):
-    return VAE(latent_dim=2, hidden_sizes=(32,), binarize="dynamic", epochs=3, random_state=0).fit(data[0])
+    return VAE(latent_dim=2, hidden_sizes=(32,), binarize="dynamic", epochs=3, random_state=0).fit(
+        data[0]
+    )
 
 
 def _images(fig):
@@ -48,7 +50,9 @@ def test_grids_show_images_of_the_model_shape(flat, data):
 
 def test_flat_models_need_a_square_or_a_shape(data):
     X, _ = data
-    m = VAE(latent_dim=3, hidden_sizes=(8,), binarize="dynamic", epochs=1, random_state=0).fit(X[:, :60])
+    m = VAE(latent_dim=3, hidden_sizes=(8,), binarize="dynamic", epochs=1, random_state=0).fit(
+        X[:, :60]
+    )
     with pytest.raises(ValueError, match="pass image_shape"):
         sample_grid(m, 4)
     with pytest.raises(ValueError, match="needs latent_dim=2"):
@@ -62,14 +66,23 @@ def test_latent_map_and_curves(flat, data):
     assert len(ax.collections) == len(np.unique(y))  # one scatter per label
     assert sum(len(c.get_offsets()) for c in ax.collections) == len(X)
     fig = training_curves(flat)
-    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3  # training, validation, reconstruction
+    assert (
+        len(fig.axes) == 2 and len(fig.axes[0].lines) == 3
+    )  # training, validation, reconstruction
     plt.close("all")
 
 
 def test_image_models_and_high_dimensional_latents(data):
     X, y = data
-    m = VAE(latent_dim=4, encoder="conv", decoder="conv", hidden_sizes=(16,), binarize="dynamic", epochs=1,
-            random_state=0).fit(X.reshape(-1, 1, 8, 8))
+    m = VAE(
+        latent_dim=4,
+        encoder="conv",
+        decoder="conv",
+        hidden_sizes=(16,),
+        binarize="dynamic",
+        epochs=1,
+        random_state=0,
+    ).fit(X.reshape(-1, 1, 8, 8))
     assert _images(sample_grid(m, 4))[0].get_array().shape == (8, 8)
     assert "principal axes" in latent_map(m, X.reshape(-1, 1, 8, 8), y).axes[0].get_title()
     plt.close("all")

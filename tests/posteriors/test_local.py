@@ -48,30 +48,51 @@ def _exact_elbo(mu, log_sigma, Lam, M, log_px):
     """ELBO(q) = log p(x) − KL(q ‖ p(z | x)) in closed form, per point (q diagonal Gaussian)."""
     var = np.exp(2 * log_sigma)
     d = mu - M
-    kl = 0.5 * (var @ np.diag(Lam) + np.einsum("ni,ij,nj->n", d, Lam, d) - mu.shape[1]
-                - np.log(var).sum(1) - np.linalg.slogdet(Lam)[1])
+    kl = 0.5 * (
+        var @ np.diag(Lam)
+        + np.einsum("ni,ij,nj->n", d, Lam, d)
+        - mu.shape[1]
+        - np.log(var).sum(1)
+        - np.linalg.slogdet(Lam)[1]
+    )
     return log_px - kl
 
 
-@pytest.mark.parametrize("orthogonal", [True, False], ids=["diagonal-posterior", "correlated-posterior"])
+@pytest.mark.parametrize(
+    "orthogonal", [True, False], ids=["diagonal-posterior", "correlated-posterior"]
+)
 def test_svi_reaches_the_closed_form_optimum_of_a_linear_gaussian_decoder(orthogonal):
     W, b, X = _problem(orthogonal)
     Lam, M, log_px = _posterior(W, b, X)
     model = _linear(W, b)
-    fit = fit_local(model, torch.tensor(X), steps=1500, lr=0.05, n_samples=256, generator=torch.Generator().manual_seed(0), eval_samples=100_000)
+    fit = fit_local(
+        model,
+        torch.tensor(X),
+        steps=1500,
+        lr=0.05,
+        n_samples=256,
+        generator=torch.Generator().manual_seed(0),
+        eval_samples=100_000,
+    )
     # The best diagonal Gaussian has the exact posterior mean and variances 1/Λ_jj (for a diagonal
     # Λ, the exact posterior itself). Tolerance: 2% of the posterior sd (Monte Carlo noise of the
     # gradient, averaged over 750 steps × 256 draws, leaves ~0.5%).
     sd_star = 1 / np.sqrt(np.diag(Lam))
     np.testing.assert_allclose(fit.mu.numpy(), M, atol=0.02 * sd_star.min())
-    np.testing.assert_allclose(np.exp(fit.log_sigma.numpy()), np.broadcast_to(sd_star, M.shape), rtol=0.02)
+    np.testing.assert_allclose(
+        np.exp(fit.log_sigma.numpy()), np.broadcast_to(sd_star, M.shape), rtol=0.02
+    )
     # Its ELBO: log p(x) − ½(Σ log Λ_jj − log det Λ), which is log p(x) when Λ is diagonal.
     mean_field_gap = 0.5 * (np.log(np.diag(Lam)).sum() - np.linalg.slogdet(Lam)[1])
     assert (mean_field_gap < 1e-12) == orthogonal
     # The returned estimate (100,000 draws) within 0.02 nats; the exact ELBO of the fitted q within
     # 2e-4 nats of the optimum (an O(error²) quantity).
     np.testing.assert_allclose(fit.elbo.numpy(), log_px - mean_field_gap, atol=0.02)
-    np.testing.assert_allclose(_exact_elbo(fit.mu.numpy(), fit.log_sigma.numpy(), Lam, M, log_px), log_px - mean_field_gap, atol=2e-4)
+    np.testing.assert_allclose(
+        _exact_elbo(fit.mu.numpy(), fit.log_sigma.numpy(), Lam, M, log_px),
+        log_px - mean_field_gap,
+        atol=2e-4,
+    )
     assert fit.history.shape == (1500,) and fit.history[-100:].mean() > fit.history[:10].mean()
 
 
@@ -88,7 +109,17 @@ def test_semi_amortized_refinement_climbs_from_a_poor_start_to_the_same_optimum(
     checkpoints = [0, 5, 10, 20, 40, 80, 160]
     elbos = []
     for steps in checkpoints:
-        f = fit_local(model, x, init=poor, steps=steps, lr=0.05, n_samples=32, average=0, generator=torch.Generator().manual_seed(1), eval_samples=1)
+        f = fit_local(
+            model,
+            x,
+            init=poor,
+            steps=steps,
+            lr=0.05,
+            n_samples=32,
+            average=0,
+            generator=torch.Generator().manual_seed(1),
+            eval_samples=1,
+        )
         elbos.append(_exact_elbo(f.mu.numpy(), f.log_sigma.numpy(), Lam, M, log_px) - log_px)
     elbos = np.array(elbos)  # (checkpoints, points), nats below log p(x)
     assert np.all(elbos[0] < -30)
@@ -96,8 +127,18 @@ def test_semi_amortized_refinement_climbs_from_a_poor_start_to_the_same_optimum(
     assert np.all(elbos[4:] > -0.05) and np.all(elbos <= 1e-12)
     # The init is copied, not modified; the refined fit ends where the fit from the prior ends.
     np.testing.assert_array_equal(poor[0].numpy(), M + 1.5)
-    refined = fit_local(model, x, init=poor, steps=1000, lr=0.05, n_samples=128, generator=torch.Generator().manual_seed(2))
-    from_prior = fit_local(model, x, steps=1000, lr=0.05, n_samples=128, generator=torch.Generator().manual_seed(3))
+    refined = fit_local(
+        model,
+        x,
+        init=poor,
+        steps=1000,
+        lr=0.05,
+        n_samples=128,
+        generator=torch.Generator().manual_seed(2),
+    )
+    from_prior = fit_local(
+        model, x, steps=1000, lr=0.05, n_samples=128, generator=torch.Generator().manual_seed(3)
+    )
     sd = np.exp(log_sd)
     np.testing.assert_allclose(refined.mu.numpy(), M, atol=0.03 * sd.min())
     np.testing.assert_allclose(refined.mu.numpy(), from_prior.mu.numpy(), atol=0.05 * sd.min())
@@ -122,7 +163,9 @@ def test_the_decoder_is_left_alone_and_the_batch_is_vectorized():
     other = x.clone()
     other[4] = 1 - other[4]
     a = fit_local(model, x, steps=40, lr=0.1, average=0, generator=torch.Generator().manual_seed(4))
-    c = fit_local(model, other, steps=40, lr=0.1, average=0, generator=torch.Generator().manual_seed(4))
+    c = fit_local(
+        model, other, steps=40, lr=0.1, average=0, generator=torch.Generator().manual_seed(4)
+    )
     torch.testing.assert_close(a.mu[:4], c.mu[:4], rtol=0, atol=0)
     torch.testing.assert_close(a.log_sigma[:4], c.log_sigma[:4], rtol=0, atol=0)
     assert not torch.equal(a.mu[4], c.mu[4])
@@ -132,9 +175,13 @@ def test_local_elbo_terms_use_the_closed_form_kl():
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(4, 3, generator=g, dtype=D64)
     ls = 0.3 * torch.randn(4, 3, generator=g, dtype=D64)
-    torch.testing.assert_close(standard_normal_kl(mu, ls), gaussian_kl(mu, ls), rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(
+        standard_normal_kl(mu, ls), gaussian_kl(mu, ls), rtol=1e-14, atol=1e-14
+    )
     model = _linear(np.ones((5, 3)), np.zeros(5))
-    rec, kl = local_elbo_terms(model, torch.zeros(4, 5, dtype=D64), mu, ls, n_samples=3, generator=g)
+    rec, kl = local_elbo_terms(
+        model, torch.zeros(4, 5, dtype=D64), mu, ls, n_samples=3, generator=g
+    )
     assert rec.shape == kl.shape == (4,)
 
 
@@ -150,7 +197,15 @@ def test_local_gaussian_holds_one_row_per_point_and_refines_a_batch():
     assert q.mu.grad[[1, 3]].abs().sum() > 0 and q.mu.grad[[0, 2]].abs().sum() == 0
     idx = torch.tensor([7, 2, 5])
     untouched = q.mu.detach().clone()
-    result = q.refine(model, torch.tensor(X)[idx], idx, steps=600, lr=0.05, n_samples=64, generator=torch.Generator().manual_seed(0))
+    result = q.refine(
+        model,
+        torch.tensor(X)[idx],
+        idx,
+        steps=600,
+        lr=0.05,
+        n_samples=64,
+        generator=torch.Generator().manual_seed(0),
+    )
     np.testing.assert_allclose(q.mu.detach()[idx].numpy(), M[idx.numpy()], atol=0.02)
     np.testing.assert_array_equal(q.mu.detach()[idx].numpy(), result.mu.numpy())
     others = [i for i in range(10) if i not in (7, 2, 5)]
@@ -181,9 +236,12 @@ def test_arguments_are_checked_and_tol_stops_early():
         fit_local(model, x, steps=1.5)
     with pytest.raises(ValueError, match="average must be a number in"):
         fit_local(model, x, average=2)
-    # steps=0 evaluates the start; a generous tol ends the constant phase at the first test (step 100).
+    # steps=0 evaluates the start; a generous tol ends the constant
+    # phase at the first test (step 100).
     zero = fit_local(model, x, steps=0, eval_samples=10)
     assert zero.history.shape == (0,) and float(zero.mu.abs().max()) == 0.0
-    early = fit_local(model, x, steps=2000, tol=1e6, average=0.1, generator=torch.Generator().manual_seed(0))
+    early = fit_local(
+        model, x, steps=2000, tol=1e6, average=0.1, generator=torch.Generator().manual_seed(0)
+    )
     assert len(early.history) == 100 + 200
     assert math.isfinite(float(early.elbo.mean()))
