@@ -7,6 +7,13 @@ from lvmkit.estimators.anomaly import MixtureAnomalyDetector
 from lvmkit.estimators.diagnostics import GapReport, GradientVariance, gap_report, gradient_variance
 from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
+from lvmkit.estimators.hmm import (
+    GMMHMM,
+    BernoulliHMM,
+    CategoricalHMM,
+    GaussianHMM,
+    PoissonHMM,
+)
 from lvmkit.estimators.marginal import MarginalLikelihood, log_marginal
 from lvmkit.estimators.selection import restart_report, select_components
 from lvmkit.estimators.vae import VAE, Autoencoder
@@ -16,12 +23,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Autoencoder",
+    "BernoulliHMM",
     "BernoulliMixture",
+    "CategoricalHMM",
+    "GMMHMM",
+    "GaussianHMM",
     "GapReport",
     "GaussianMixture",
     "GradientVariance",
     "MarginalLikelihood",
     "MixtureAnomalyDetector",
+    "PoissonHMM",
     "PoissonMixture",
     "__version__",
     "gap_report",

@@ -83,6 +83,18 @@ class EMResult:
         return self.converged
 
 
+ADVICE = "The data may contain enormous values: standardize X, or increase reg_covar."
+
+
+def bound_of(model, stats: Stats) -> float:
+    """The bound a model reports for summed statistics: the mean log-likelihood per sample
+    (scikit-learn's convention), or the model's own ``bound(stats)`` (an HMM reports the total,
+    hmmlearn's convention, so that ``tol`` means what it means there)."""
+    if hasattr(model, "bound"):
+        return model.bound(stats)
+    return stats.scalar("log_likelihood") / stats.scalar("n_samples")
+
+
 def check_finite(lower_bound: float, n_iter: int, advice: str) -> None:
     if not math.isfinite(lower_bound):
         raise FloatingPointError(
@@ -110,12 +122,8 @@ def run_em(
     for n_iter in range(1, max_iter + 1):
         previous = lower_bound
         stats = e_pass(model, chunks, params, comm)
-        lower_bound = stats.scalar("log_likelihood") / stats.scalar("n_samples")
-        check_finite(
-            lower_bound,
-            n_iter,
-            "The data may contain enormous values: standardize X, or increase reg_covar.",
-        )
+        lower_bound = bound_of(model, stats)
+        check_finite(lower_bound, n_iter, getattr(model, "advice", ADVICE))
         reseed = None
         empty = model.empty_components(stats) if hasattr(model, "empty_components") else None
         if empty is not None and empty.numel():

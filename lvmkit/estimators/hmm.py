@@ -1,0 +1,956 @@
+"""Hidden Markov models with hmmlearn's names: GaussianHMM, PoissonHMM, BernoulliHMM,
+CategoricalHMM and GMMHMM.
+
+Switch from hmmlearn by changing the import: the parameters (``n_components, n_iter, tol,
+params, init_params, startprob_prior, transmat_prior, random_state``, the emission's own), the
+learned attributes (``startprob_, transmat_, means_, covars_, lambdas_, emissionprob_,
+weights_``), ``fit(X, lengths)``, ``score``, ``score_samples``, ``decode``, ``predict``,
+``predict_proba``, ``sample``, ``bic`` and ``aic`` mean what they mean there, and from the same
+parameters every Baum-Welch iteration gives the same log-likelihood. lvmkit adds ``n_init``
+restarts, ``sample_weight`` per sequence, ``partial_fit`` (stepwise EM), ``device``, ``dtype``,
+fits across processes, and the E-step of all sequences at once (see
+:mod:`lvmkit.posteriors.chain`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lvmkit import _validation as v
+from lvmkit._persist import register
+from lvmkit.estimators._hmm import BaseHMM, hmm_constraints, rows_for_init
+from lvmkit.estimators._mixture import as_float64, check_representable
+from lvmkit.estimators.discrete_mixtures import _as_numpy, _first_bad, _where
+from lvmkit.families.bernoulli import Bernoulli
+from lvmkit.families.categorical import Categorical
+from lvmkit.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
+from lvmkit.families.poisson import Poisson
+from lvmkit.models.emissions import (
+    GaussianEmission,
+    IndependentEmission,
+    MixtureEmission,
+    MixtureEmissionParams,
+)
+from lvmkit.models.mixture import Mixture
+
+f64 = torch.float64
+
+_COMMON_DOC = """
+    n_components : int, default=1
+        Number of hidden states K.
+    startprob_prior, transmat_prior : float or array, default=1.0
+        Dirichlet parameters of the start and transition probabilities (1.0: maximum
+        likelihood); the M-step is max(prior − 1 + counts, 0), normalised.
+    algorithm : {'viterbi', 'map'}, default='viterbi'
+        What ``predict`` and ``decode`` use.
+    random_state : int, RandomState or None
+    n_iter : int, default=10
+        Maximum number of EM iterations.
+    tol : float, default=1e-2
+        EM stops when the total log-likelihood changes by less than ``tol``.
+    verbose : bool
+        Print every iteration's log-likelihood.
+    params, init_params : str
+        Letters of the parameters that EM updates / that ``fit`` initialises ('s' start,
+        't' transitions, then the emission's). Parameters left out of ``init_params`` must be
+        set before ``fit``.
+    n_init : int, default=1
+        Restarts from different initialisations; the best final log-likelihood is kept.
+    device : str or torch.device, optional
+        Where the E-step runs (default: where X is, else the CPU).
+    dtype : {'float32', 'float64'}, default='float32'
+        Compute dtype of the E-step; statistics are summed and the M-step solved in float64.
+    chunk_size : int, optional
+        Most rows of whole sequences per chunk of the E-step (None: sized from memory).
+    learning_decay, learning_offset : float
+        Stepwise EM's step sizes γ_t = (t + learning_offset)^(−learning_decay) (``partial_fit``).
+"""
+
+
+def _common_init(
+    self,
+    n_components,
+    startprob_prior,
+    transmat_prior,
+    algorithm,
+    random_state,
+    n_iter,
+    tol,
+    verbose,
+    params,
+    init_params,
+    n_init,
+    device,
+    dtype,
+    chunk_size,
+    learning_decay,
+    learning_offset,
+):
+    self.n_components = n_components
+    self.startprob_prior = startprob_prior
+    self.transmat_prior = transmat_prior
+    self.algorithm = algorithm
+    self.random_state = random_state
+    self.n_iter = n_iter
+    self.tol = tol
+    self.verbose = verbose
+    self.params = params
+    self.init_params = init_params
+    self.n_init = n_init
+    self.device = device
+    self.dtype = dtype
+    self.chunk_size = chunk_size
+    self.learning_decay = learning_decay
+    self.learning_offset = learning_offset
+
+
+def _kmeans_components(family, k, rows, weights, shift, device, dtype, generator, comm):
+    """A k-means initialisation of a K-component mixture of ``family`` over the rows."""
+    chunks = rows_for_init(rows, weights, shift, device, dtype)
+    return Mixture(family, k, dtype).initialize(chunks, "kmeans", generator, None, comm)
+
+
+# ====================================================================== Gaussian
+@register
+class GaussianHMM(BaseHMM):
+    __doc__ = (
+        """Hidden Markov model with multivariate Gaussian emissions (hmmlearn's GaussianHMM).
+
+    Parameters
+    ----------
+    covariance_type : {'diag', 'full', 'spherical', 'tied'}, default='diag'
+    min_covar : float, default=1e-3
+        Added to the diagonal of the initial covariances.
+    means_prior, means_weight, covars_prior, covars_weight : float or array
+        hmmlearn's priors of the means (normal) and covariances (inverse gamma / Wishart); the
+        defaults (0, 0, 1e-2, 1) make every covariance (0.01 + scatter) / N_k, as hmmlearn's.
+    """
+        + _COMMON_DOC
+        + """
+    Attributes
+    ----------
+    startprob_ (K,), transmat_ (K, K), means_ (K, D), covars_ (K, D, D) full matrices whatever
+    the type (hmmlearn's convention; set it in the type's own shape), lower_bound_,
+    lower_bounds_ (the total log-likelihood entering every iteration), monitor_, converged_,
+    n_iter_, restarts_, n_features_in_.
+    """
+    )
+
+    _letters = "stmc"
+    _shifts_data = True
+
+    def __init__(
+        self,
+        n_components=1,
+        covariance_type="diag",
+        min_covar=1e-3,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        means_prior=0,
+        means_weight=0,
+        covars_prior=1e-2,
+        covars_weight=1,
+        algorithm="viterbi",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="stmc",
+        init_params="stmc",
+        n_init=1,
+        device=None,
+        dtype="float32",
+        chunk_size=None,
+        learning_decay=0.6,
+        learning_offset=1.0,
+    ):
+        _common_init(
+            self,
+            n_components,
+            startprob_prior,
+            transmat_prior,
+            algorithm,
+            random_state,
+            n_iter,
+            tol,
+            verbose,
+            params,
+            init_params,
+            n_init,
+            device,
+            dtype,
+            chunk_size,
+            learning_decay,
+            learning_offset,
+        )
+        self.covariance_type = covariance_type
+        self.min_covar = min_covar
+        self.means_prior = means_prior
+        self.means_weight = means_weight
+        self.covars_prior = covars_prior
+        self.covars_weight = covars_weight
+
+    _constraints = {
+        **hmm_constraints("stmc"),
+        "covariance_type": v.Options(COVARIANCE_TYPES),
+        "min_covar": v.Interval(0, None),
+    }
+
+    # covars_: hmmlearn's property (full matrices out, the type's own shape in)
+    @property
+    def covars_(self):
+        cov = np.asarray(self._covars_)
+        k, ct = self.n_components, self.covariance_type
+        if ct == "full":
+            return cov
+        if ct == "tied":
+            return np.broadcast_to(cov, (k, *cov.shape)).copy()
+        d = self._n_features_from_attributes()
+        diag = cov if ct == "diag" else np.repeat(cov.reshape(-1, 1), d, 1)
+        return np.stack([np.diag(row) for row in diag])
+
+    @covars_.setter
+    def covars_(self, value):
+        self._covars_ = np.asarray(value, dtype=np.float64)
+
+    def _emission_is_set(self) -> bool:
+        return hasattr(self, "means_") and hasattr(self, "_covars_")
+
+    def _n_features_from_attributes(self) -> int:
+        return int(np.asarray(self.means_).shape[-1])
+
+    def _make_emission(self, d, shift, device):
+        k, ct = self.n_components, self.covariance_type
+        t = dict(dtype=f64, device=device)
+        mp = torch.as_tensor(
+            np.broadcast_to(as_float64(self.means_prior, "means_prior"), (k, d)).copy(), **t
+        )
+        mw = torch.as_tensor(
+            np.broadcast_to(
+                as_float64(self.means_weight, "means_weight").reshape(-1, 1)
+                if np.ndim(self.means_weight)
+                else as_float64(self.means_weight, "means_weight"),
+                (k, 1),
+            ).copy(),
+            **t,
+        )
+        cp_shape = {"diag": (k, d), "spherical": (k, d), "full": (k, d, d), "tied": (d, d)}[ct]
+        cp = _broadcast(self.covars_prior, cp_shape, "covars_prior", t)
+        cw_shape = {"diag": (k, 1), "spherical": (k, 1), "full": (k, 1, 1), "tied": ()}[ct]
+        cw_value = as_float64(self.covars_weight, "covars_weight")
+        if cw_value.ndim == 1 and ct in ("diag", "spherical", "full"):
+            cw_value = cw_value.reshape(cw_shape)
+        cw = _broadcast(cw_value, cw_shape, "covars_weight", t)
+        return GaussianEmission(ct, mp - shift.to(**t), mw, cp, cw)
+
+    def _emission_from_attributes(self, shift, device):
+        k, ct = self.n_components, self.covariance_type
+        means = as_float64(self.means_, "means_")
+        d = means.shape[-1] if means.ndim == 2 else -1
+        if means.ndim != 2 or means.shape[0] != k:
+            raise ValueError(
+                f"means_ must have shape (n_components, n_features) = ({k}, D); got {means.shape}."
+            )
+        expected = {"full": (k, d, d), "diag": (k, d), "spherical": (k,), "tied": (d, d)}[ct]
+        cov = as_float64(self._covars_, "covars_")
+        if cov.shape != expected:
+            raise ValueError(
+                f"covars_ for covariance_type={ct!r} must be set with shape {expected}; got "
+                f"{cov.shape}. (hmmlearn's: spherical (K,), diag (K, D), full (K, D, D), "
+                "tied (D, D).)"
+            )
+        family = Gaussian(ct, 0.0)
+        c = torch.as_tensor(cov, dtype=f64, device=device)
+        if ct in ("diag", "spherical") and not bool((c > 0).all()):
+            raise ValueError("covars_ must be positive; got a non-positive variance.")
+        P, c = family.precisions_cholesky(c)
+        return GaussianParams(
+            torch.as_tensor(means, dtype=f64, device=device) - shift, P, covariances=c
+        )
+
+    def _emission_to_attributes(self, params: GaussianParams, shift) -> None:
+        self.means_ = v.to_numpy(params.means + shift)
+        self._covars_ = v.to_numpy(params.covariances)
+
+    def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
+        init = self.init_params
+        k, ct = self.n_components, self.covariance_type
+        family = Gaussian(ct, reg_covar=self.min_covar)
+        if "m" in init:
+            mixture = _kmeans_components(
+                family, k, rows, weights, shift, device, dtype, generator, comm
+            )
+            means, cov = mixture.components.means, mixture.components.covariances
+        else:
+            current = self._emission_from_attributes(shift, device)
+            means, cov = current.means, current.covariances
+            if "c" in init:  # the data's covariance for every state, as hmmlearn
+                single = _kmeans_components(
+                    Gaussian("full", self.min_covar),
+                    1,
+                    rows,
+                    weights,
+                    shift,
+                    device,
+                    dtype,
+                    generator,
+                    comm,
+                )
+                full = single.components.covariances[0]
+                cov = {
+                    "full": full.expand(k, -1, -1).clone(),
+                    "tied": full,
+                    "diag": torch.diagonal(full).expand(k, -1).clone(),
+                    "spherical": torch.diagonal(full).mean().expand(k).clone(),
+                }[ct]
+        if "c" not in init:
+            cov = self._emission_from_attributes(shift, device).covariances
+        P, cov = family.precisions_cholesky(cov)
+        return GaussianParams(means.to(f64), P, covariances=cov)
+
+    def _n_emission_parameters(self, d: int) -> int:
+        return Gaussian(self.covariance_type).n_parameters(self.n_components, d)
+
+    def _sample_emission(self, states, rng):
+        generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        family = Gaussian(self.covariance_type)
+        x = family.sample(
+            torch.as_tensor(states),
+            torch.as_tensor(self.means_, dtype=f64),
+            torch.as_tensor(self._covars_, dtype=f64),
+            generator,
+        )
+        return v.to_numpy(x)
+
+    def _get_state(self):
+        tensors, extra = super()._get_state()
+        tensors["covars_compact_"] = np.asarray(self._covars_)
+        return tensors, extra
+
+    def _set_state(self, tensors, extra):
+        tensors = dict(tensors)
+        self._covars_ = np.asarray(tensors.pop("covars_compact_"))
+        super()._set_state(tensors, extra)
+
+
+def _broadcast(value, shape, name, t):
+    arr = as_float64(value, name)
+    try:
+        arr = np.broadcast_to(arr, shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} must broadcast to shape {shape}; got shape {arr.shape}."
+        ) from None
+    return torch.as_tensor(np.array(arr), **t)
+
+
+# ====================================================================== counts and binary data
+class _IndependentHMM(BaseHMM):
+    """Emissions of independent features (a family with one parameter per state and feature)."""
+
+    _attribute = ""  # the public name of the emission parameters
+    _family_name = ""
+
+    def _emission_is_set(self) -> bool:
+        return hasattr(self, self._attribute)
+
+    def _n_features_from_attributes(self) -> int:
+        return int(np.asarray(getattr(self, self._attribute)).shape[-1])
+
+    def _values_from_attributes(self, device):
+        k = self.n_components
+        values = as_float64(getattr(self, self._attribute), self._attribute)
+        if values.ndim != 2 or values.shape[0] != k:
+            raise ValueError(
+                f"{self._attribute} must have shape (n_components, n_features) = ({k}, D); got "
+                f"{values.shape}."
+            )
+        return torch.as_tensor(values, dtype=f64, device=device)
+
+    def _emission_from_attributes(self, shift, device):
+        family = self._family()
+        return family.params_class(family._clip(self._values_from_attributes(device)))
+
+    def _emission_to_attributes(self, params, shift) -> None:
+        setattr(self, self._attribute, v.to_numpy(self._values(params)))
+
+    def _n_emission_parameters(self, d: int) -> int:
+        return self.n_components * d
+
+
+@register
+class PoissonHMM(_IndependentHMM):
+    __doc__ = (
+        """Hidden Markov model with independent Poisson counts per feature (hmmlearn's
+    PoissonHMM).
+
+    Parameters
+    ----------
+    lambdas_prior, lambdas_weight : float or array, default=0
+        Gamma prior of the rates: λ = (lambdas_prior + Σ γ x) / (lambdas_weight + Σ γ) per state
+        (maximum likelihood by default).
+    min_rate : float, default=1e-6
+        Lower bound of every rate (a rate of 0 would make a count of 1 impossible).
+    """
+        + _COMMON_DOC
+        + """
+    Attributes
+    ----------
+    startprob_, transmat_, lambdas_ (K, D), and the fit's record as GaussianHMM's.
+    """
+    )
+
+    _letters = "stl"
+    _attribute = "lambdas_"
+
+    def __init__(
+        self,
+        n_components=1,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        lambdas_prior=0.0,
+        lambdas_weight=0.0,
+        min_rate=1e-6,
+        algorithm="viterbi",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="stl",
+        init_params="stl",
+        n_init=1,
+        device=None,
+        dtype="float32",
+        chunk_size=None,
+        learning_decay=0.6,
+        learning_offset=1.0,
+    ):
+        _common_init(
+            self,
+            n_components,
+            startprob_prior,
+            transmat_prior,
+            algorithm,
+            random_state,
+            n_iter,
+            tol,
+            verbose,
+            params,
+            init_params,
+            n_init,
+            device,
+            dtype,
+            chunk_size,
+            learning_decay,
+            learning_offset,
+        )
+        self.lambdas_prior = lambdas_prior
+        self.lambdas_weight = lambdas_weight
+        self.min_rate = min_rate
+
+    _constraints = {**hmm_constraints("stl"), "min_rate": v.Interval(0, None, open_low=True)}
+
+    def _family(self):
+        return Poisson(self.min_rate)
+
+    @staticmethod
+    def _values(params):
+        return params.rates
+
+    def _make_emission(self, d, shift, device):
+        return IndependentEmission(self._family(), "l", self.lambdas_prior, self.lambdas_weight)
+
+    def _check_values(self, X) -> None:
+        A = _as_numpy(X)
+        bad = (A < 0) | (A != np.floor(A))
+        if bad.any():
+            row, col = _first_bad(bad)
+            raise ValueError(
+                f"PoissonHMM needs non-negative integer counts; X has {int(bad.sum())} other "
+                f"value(s), the first {A[row, col]:g} at {_where(row, col, None, 0)}. Use "
+                "GaussianHMM for real-valued data."
+            )
+        if A.size:
+            check_representable(
+                float(A.max()),
+                A.shape[1],
+                self.dtype,
+                "largest count",
+                "Check that these are counts",
+            )
+
+    def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
+        mixture = _kmeans_components(
+            self._family(), self.n_components, rows, weights, shift, device, dtype, generator, comm
+        )
+        return mixture.components
+
+    def _sample_emission(self, states, rng):
+        return rng.poisson(np.asarray(self.lambdas_)[states]).astype(np.float64)
+
+
+@register
+class BernoulliHMM(_IndependentHMM):
+    __doc__ = (
+        """Hidden Markov model with independent binary features (a multivariate Bernoulli
+    per state; not in hmmlearn 0.3).
+
+    Parameters
+    ----------
+    min_prob : float, default=1e-6
+        Every fitted probability lies in [min_prob, 1 − min_prob].
+    """
+        + _COMMON_DOC
+        + """
+    Attributes
+    ----------
+    startprob_, transmat_, emissionprob_ (K, D): p(x_d = 1 | state), and the fit's record.
+    """
+    )
+
+    _letters = "ste"
+    _attribute = "emissionprob_"
+
+    def __init__(
+        self,
+        n_components=1,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        min_prob=1e-6,
+        algorithm="viterbi",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="ste",
+        init_params="ste",
+        n_init=1,
+        device=None,
+        dtype="float32",
+        chunk_size=None,
+        learning_decay=0.6,
+        learning_offset=1.0,
+    ):
+        _common_init(
+            self,
+            n_components,
+            startprob_prior,
+            transmat_prior,
+            algorithm,
+            random_state,
+            n_iter,
+            tol,
+            verbose,
+            params,
+            init_params,
+            n_init,
+            device,
+            dtype,
+            chunk_size,
+            learning_decay,
+            learning_offset,
+        )
+        self.min_prob = min_prob
+
+    _constraints = {**hmm_constraints("ste"), "min_prob": v.Interval(0, 0.5, open_low=True)}
+
+    def _family(self):
+        return Bernoulli(self.min_prob)
+
+    @staticmethod
+    def _values(params):
+        return params.probs
+
+    def _make_emission(self, d, shift, device):
+        return IndependentEmission(self._family(), "e")
+
+    def _check_values(self, X) -> None:
+        A = _as_numpy(X)
+        bad = (A != 0) & (A != 1)
+        if bad.any():
+            row, col = _first_bad(bad)
+            raise ValueError(
+                f"BernoulliHMM needs binary data (0 or 1); X has {int(bad.sum())} other value(s), "
+                f"the first {A[row, col]:g} at {_where(row, col, None, 0)}. Binarize first, e.g. "
+                "(X > threshold).astype(float)."
+            )
+
+    def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
+        mixture = _kmeans_components(
+            self._family(), self.n_components, rows, weights, shift, device, dtype, generator, comm
+        )
+        return mixture.components
+
+    def _sample_emission(self, states, rng):
+        p = np.asarray(self.emissionprob_)[states]
+        return (rng.random_sample(p.shape) < p).astype(np.float64)
+
+
+@register
+class CategoricalHMM(_IndependentHMM):
+    __doc__ = (
+        """Hidden Markov model of one column of symbols 0 … M−1 (hmmlearn's CategoricalHMM).
+
+    Parameters
+    ----------
+    n_features : int, optional
+        The number of symbols M (None: the largest symbol seen in ``fit`` plus one).
+    emissionprob_prior : float or array, default=1.0
+        Dirichlet parameter of each state's symbol probabilities (1.0: maximum likelihood).
+    min_prob : float, default=1e-10
+        Every fitted probability is at least this (a symbol no state has emitted keeps a finite
+        log-probability instead of −inf), exactly: the M-step maximises over the clipped simplex.
+    """
+        + _COMMON_DOC
+        + """
+    Attributes
+    ----------
+    startprob_, transmat_, emissionprob_ (K, M), n_features_ (M), and the fit's record.
+    """
+    )
+
+    _letters = "ste"
+    _attribute = "emissionprob_"
+
+    def __init__(
+        self,
+        n_components=1,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        emissionprob_prior=1.0,
+        n_features=None,
+        min_prob=1e-10,
+        algorithm="viterbi",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="ste",
+        init_params="ste",
+        n_init=1,
+        device=None,
+        dtype="float32",
+        chunk_size=None,
+        learning_decay=0.6,
+        learning_offset=1.0,
+    ):
+        _common_init(
+            self,
+            n_components,
+            startprob_prior,
+            transmat_prior,
+            algorithm,
+            random_state,
+            n_iter,
+            tol,
+            verbose,
+            params,
+            init_params,
+            n_init,
+            device,
+            dtype,
+            chunk_size,
+            learning_decay,
+            learning_offset,
+        )
+        self.emissionprob_prior = emissionprob_prior
+        self.n_features = n_features
+        self.min_prob = min_prob
+
+    _constraints = {
+        **hmm_constraints("ste"),
+        "n_features": v.any_of(
+            v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"
+        ),
+        "min_prob": v.Interval(0, 1, open_low=True),
+    }
+
+    def _n_symbols(self) -> int:
+        if self.n_features is not None:
+            return int(self.n_features)
+        if hasattr(self, "n_features_"):
+            return int(self.n_features_)
+        if hasattr(self, "emissionprob_"):
+            return int(np.asarray(self.emissionprob_).shape[1])
+        raise ValueError(
+            "CategoricalHMM needs n_features (the number of symbols) or data to infer it from."
+        )
+
+    def _family(self):
+        m = self._n_symbols()
+        return Categorical(m, min(self.min_prob, 0.5 / m))
+
+    def _n_features(self) -> int:
+        return 1
+
+    def _n_features_from_attributes(self) -> int:
+        return 1
+
+    @staticmethod
+    def _values(params):
+        return params.probs
+
+    def _make_emission(self, d, shift, device):
+        prior = (
+            None if np.all(np.asarray(self.emissionprob_prior) == 1.0) else self.emissionprob_prior
+        )
+        return IndependentEmission(self._family(), "e", prior)
+
+    def _values_from_attributes(self, device):
+        k, m = self.n_components, self._n_symbols()
+        values = as_float64(self.emissionprob_, "emissionprob_")
+        if values.shape != (k, m):
+            raise ValueError(
+                f"emissionprob_ must have shape (n_components, n_features) = ({k}, {m}); got "
+                f"{values.shape}."
+            )
+        return torch.as_tensor(values, dtype=f64, device=device)
+
+    def _check_values(self, X) -> None:
+        A = _as_numpy(X)
+        if A.ndim != 2 or A.shape[1] != 1:
+            raise ValueError(
+                f"CategoricalHMM reads one column of integer symbols, shape (n_samples, 1); got "
+                f"shape {A.shape}. Encode several categorical features as one symbol each row."
+            )
+        bad = (A < 0) | (A != np.floor(A))
+        if bad.any():
+            row, col = _first_bad(bad)
+            raise ValueError(
+                f"CategoricalHMM needs non-negative integer symbols; X has {A[row, col]:g} at "
+                f"{_where(row, col, None, 0)}. Map the categories to 0 … M−1 first (e.g. "
+                "sklearn.preprocessing.OrdinalEncoder)."
+            )
+        if A.size and not hasattr(self, "_fitting_symbols"):
+            top = int(A.max())
+            try:
+                m = self._n_symbols()
+            except ValueError:
+                m = None
+            if m is not None and top >= m:
+                raise ValueError(
+                    f"Symbol {top} is outside the alphabet 0 … {m - 1} (n_features={m}). Set "
+                    f"n_features to at least {top + 1}, or check the data."
+                )
+
+    def _prepare(self, X, lengths, sample_weight, comm, reset, least):
+        self._fitting_symbols = True  # the alphabet is checked below, once it is known
+        try:
+            rows, rest = super()._prepare(X, lengths, sample_weight, comm, reset, least)
+        finally:
+            del self._fitting_symbols
+        top = int(np.max(_as_numpy(rows), initial=-1)) + 1
+        if (
+            reset
+            and self.n_features is None
+            and not ("e" not in self.init_params and hasattr(self, "emissionprob_"))
+        ):
+            self.n_features_ = top  # across ranks: the largest over every rank, agreed below
+            if comm.active:
+                self.n_features_ = int(comm.max(float(top)))
+            return rows, rest
+        m = self.n_features if self.n_features is not None else self._n_symbols()
+        if top > m:
+            raise ValueError(
+                f"Symbol {top - 1} is outside the alphabet 0 … {m - 1} (n_features={m}). Set "
+                f"n_features to at least {top}, or check the data."
+            )
+        if reset:
+            self.n_features_ = int(m)
+        return rows, rest
+
+    def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
+        k, m = self.n_components, self._n_symbols()
+        u = torch.rand(k, m, generator=generator, device=device, dtype=f64)
+        u = comm.broadcast(u)
+        family = self._family()
+        return family.params_class(family._clip(u / u.sum(1, keepdim=True)))
+
+    def _n_emission_parameters(self, d: int) -> int:
+        return self.n_components * (self._n_symbols() - 1)
+
+    def _sample_emission(self, states, rng):
+        p = np.asarray(self.emissionprob_)[states]
+        cum = np.cumsum(p, 1)
+        u = rng.random_sample((len(states), 1))
+        return np.minimum((u > cum).sum(1), p.shape[1] - 1).reshape(-1, 1).astype(np.int64)
+
+
+# ====================================================================== mixtures per state
+@register
+class GMMHMM(BaseHMM):
+    __doc__ = (
+        """Hidden Markov model whose states each emit from a Gaussian mixture (hmmlearn's
+    GMMHMM).
+
+    Parameters
+    ----------
+    n_mix : int, default=1
+        Gaussian components per state.
+    covariance_type : {'diag', 'full', 'spherical', 'tied'}, default='diag'
+        'tied': the components of a state share one covariance.
+    min_covar : float, default=1e-3
+        Added to the diagonal of every covariance estimate.
+    """
+        + _COMMON_DOC
+        + """
+    Attributes
+    ----------
+    startprob_, transmat_, weights_ (K, M), means_ (K, M, D), covars_ (diag (K, M, D), full
+    (K, M, D, D), spherical (K, M), tied (K, D, D)), and the fit's record.
+    """
+    )
+
+    _letters = "stmcw"
+    _shifts_data = True
+
+    def __init__(
+        self,
+        n_components=1,
+        n_mix=1,
+        covariance_type="diag",
+        min_covar=1e-3,
+        startprob_prior=1.0,
+        transmat_prior=1.0,
+        algorithm="viterbi",
+        random_state=None,
+        n_iter=10,
+        tol=1e-2,
+        verbose=False,
+        params="stmcw",
+        init_params="stmcw",
+        n_init=1,
+        device=None,
+        dtype="float32",
+        chunk_size=None,
+        learning_decay=0.6,
+        learning_offset=1.0,
+    ):
+        _common_init(
+            self,
+            n_components,
+            startprob_prior,
+            transmat_prior,
+            algorithm,
+            random_state,
+            n_iter,
+            tol,
+            verbose,
+            params,
+            init_params,
+            n_init,
+            device,
+            dtype,
+            chunk_size,
+            learning_decay,
+            learning_offset,
+        )
+        self.n_mix = n_mix
+        self.covariance_type = covariance_type
+        self.min_covar = min_covar
+
+    _constraints = {
+        **hmm_constraints("stmcw"),
+        "n_mix": v.Interval(1, None, integer=True),
+        "covariance_type": v.Options(COVARIANCE_TYPES),
+        "min_covar": v.Interval(0, None),
+    }
+
+    def _emission_is_set(self) -> bool:
+        return all(hasattr(self, n) for n in ("weights_", "means_", "covars_"))
+
+    def _n_features_from_attributes(self) -> int:
+        return int(np.asarray(self.means_).shape[-1])
+
+    def _make_emission(self, d, shift, device):
+        return MixtureEmission(self.n_components, self.n_mix, self.covariance_type, self.min_covar)
+
+    def _emission_from_attributes(self, shift, device):
+        k, m, ct = self.n_components, self.n_mix, self.covariance_type
+        weights = as_float64(self.weights_, "weights_")
+        means = as_float64(self.means_, "means_")
+        d = means.shape[-1]
+        if weights.shape != (k, m) or means.shape != (k, m, d):
+            raise ValueError(
+                f"weights_ must have shape ({k}, {m}) and means_ ({k}, {m}, D); got "
+                f"{weights.shape} and {means.shape}."
+            )
+        cov = as_float64(self.covars_, "covars_")
+        expected = {
+            "full": (k, m, d, d),
+            "diag": (k, m, d),
+            "spherical": (k, m),
+            "tied": (k, d, d),
+        }[ct]
+        if cov.shape != expected:
+            raise ValueError(
+                f"covars_ for covariance_type={ct!r} must have shape {expected}; got {cov.shape}."
+            )
+        if ct == "tied":
+            cov = np.repeat(cov, m, axis=0)
+        else:
+            cov = cov.reshape(k * m, *cov.shape[2:])
+        emission = self._make_emission(d, shift, device)
+        c = torch.as_tensor(cov, dtype=f64, device=device)
+        P, c = emission.family.precisions_cholesky(c)
+        mu = torch.as_tensor(means.reshape(k * m, d), dtype=f64, device=device) - shift
+        return MixtureEmissionParams(
+            torch.as_tensor(weights, dtype=f64, device=device), GaussianParams(mu, P, covariances=c)
+        )
+
+    def _emission_to_attributes(self, params: MixtureEmissionParams, shift) -> None:
+        k, m, ct = self.n_components, self.n_mix, self.covariance_type
+        g = params.gaussians
+        d = g.means.shape[1]
+        self.weights_ = v.to_numpy(params.weights)
+        self.means_ = v.to_numpy(g.means + shift).reshape(k, m, d)
+        cov = v.to_numpy(g.covariances)
+        if ct == "tied":
+            self.covars_ = cov.reshape(k, m, d, d)[:, 0]
+        else:
+            self.covars_ = cov.reshape(k, m, *cov.shape[1:])
+
+    def _prediction_shift(self, device):
+        d = self._n_features_from_attributes()
+        means = np.asarray(self.means_, dtype=np.float64).reshape(-1, d)
+        return torch.as_tensor(means.mean(0), dtype=f64, device=device)
+
+    def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
+        k, m, ct = self.n_components, self.n_mix, self.covariance_type
+        inner = "full" if ct == "tied" else ct
+        states = _kmeans_components(
+            Gaussian(inner, self.min_covar), k, rows, weights, shift, device, dtype, generator, comm
+        ).components
+        d = states.means.shape[1]
+        cov = states.covariances.repeat_interleave(m, 0)
+        # the M components of a state spread around its mean, half a standard deviation apart
+        spread = torch.randn(k, m, d, generator=generator, device=device, dtype=f64)
+        spread = comm.broadcast(spread)
+        if inner == "full":
+            sd = torch.sqrt(torch.diagonal(states.covariances, dim1=-2, dim2=-1))
+        elif inner == "diag":
+            sd = torch.sqrt(states.covariances)
+        else:
+            sd = torch.sqrt(states.covariances)[:, None].expand(k, d)
+        means = (states.means[:, None, :] + 0.5 * sd[:, None, :] * spread).reshape(k * m, d)
+        P, cov = emission.family.precisions_cholesky(cov)
+        weights_km = torch.full((k, m), 1.0 / m, dtype=f64, device=device)
+        return MixtureEmissionParams(weights_km, GaussianParams(means, P, covariances=cov))
+
+    def _n_emission_parameters(self, d: int) -> int:
+        return self._make_emission(d, None, None).n_parameters(self.n_components, d)
+
+    def _sample_emission(self, states, rng):
+        k, m, ct = self.n_components, self.n_mix, self.covariance_type
+        w = np.asarray(self.weights_)[states]
+        comp = np.minimum((rng.random_sample((len(states), 1)) > np.cumsum(w, 1)).sum(1), m - 1)
+        labels = torch.as_tensor(states * m + comp)
+        d = self._n_features_from_attributes()
+        means = torch.as_tensor(np.asarray(self.means_).reshape(k * m, d), dtype=f64)
+        cov = np.asarray(self.covars_)
+        cov = np.repeat(cov, m, 0) if ct == "tied" else cov.reshape(k * m, *cov.shape[2:])
+        inner = "full" if ct == "tied" else ct
+        generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
+        x = Gaussian(inner).sample(labels, means, torch.as_tensor(cov, dtype=f64), generator)
+        return v.to_numpy(x)
