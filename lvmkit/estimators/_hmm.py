@@ -265,8 +265,7 @@ class BaseHMM(Persistent, BaseEstimator):
             else:
                 running = None if state[0] is None else state[0].to(device)
                 progress, history = StepwiseState(running, state[1]), list(self.lower_bounds_)
-        n_rows = comm.sum(float(rows.shape[0]))
-        model.counts_scale = n_rows
+        model.counts_scale = n_total  # rows of the batch over every rank
         batch = Batch(list(chunks.iter_weighted()), chunks.n_features, device)
         params, ll, _ = stepwise_step(
             model, batch, params, progress, self.learning_decay, self.learning_offset, comm

@@ -182,7 +182,41 @@ def restarts(rank, world, out: Path):
     np.savez(out / f"rank{rank}.npz", **results)
 
 
-SCENARIOS = {f.__name__: f for f in (fits, partial, kill, hang, mismatch, vaes, vae_kill, restarts)}
+def hmms(rank, world, out: Path):
+    """Hidden Markov models on each rank's whole sequences (uneven, and none on rank 0), and
+    partial_fit steps with a rank's share of every batch of sequences."""
+    from tests.distributed.hmm_cases import (
+        HMM_CASES,
+        HMM_SPLITS,
+        hmm_estimator,
+        hmm_fitted,
+        hmm_rows,
+        hmm_share,
+    )
+
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for case in HMM_CASES:
+            X, lengths = hmm_rows(case)
+            for split, first in HMM_SPLITS.items():
+                est = hmm_estimator(case).fit(*hmm_share(X, lengths, first, rank))
+                results.update({f"{case}/{split}/{k}": v for k, v in hmm_fitted(est).items()})
+        X, lengths = hmm_rows("gaussian-diag")
+        est = hmm_estimator("gaussian-diag")
+        for step in range(3):  # batch t: sequences 2t..2t+1 split one each (rank 0 none at t=2)
+            pair = lengths[2 * step : 2 * step + 2]
+            start = int(np.sum(lengths[: 2 * step]))
+            Xb = X[start : start + sum(pair)]
+            mine = hmm_share(Xb, pair, 0 if step == 2 else 1, rank)
+            est.partial_fit(*mine)
+        results.update({f"partial/{k}": v for k, v in hmm_fitted(est).items()})
+    np.savez(out / f"rank{rank}.npz", **results)
+
+
+SCENARIOS = {
+    f.__name__: f for f in (fits, partial, kill, hang, mismatch, vaes, vae_kill, restarts, hmms)
+}
 
 
 def main():

@@ -1,0 +1,61 @@
+"""Hidden Markov models across processes equal one process: two ranks, each with its own whole
+sequences (unevenly split, and one rank with none), every iteration's log-likelihood and every
+fitted parameter to 1e-10 relative (float64), the ranks bit-identical; and the same for the
+one-process fit in chunks of a few sequences (the chunked path)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from tests.distributed.harness import check_ok, run_ranks
+from tests.distributed.hmm_cases import HMM_CASES, HMM_SPLITS, hmm_estimator, hmm_fitted, hmm_rows
+from tests.distributed.test_em import assert_close
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def one_process(case: str, **overrides) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hmm_fitted(hmm_estimator(case, **overrides).fit(*hmm_rows(case)))
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hmms")
+    ranks = run_ranks("hmms", 2, out, 280)
+    check_ok(ranks)
+    return [r.results(out) for r in ranks]
+
+
+@pytest.mark.parametrize("case, split", [(c, s) for c in HMM_CASES for s in HMM_SPLITS])
+def test_two_ranks_equal_one_process_at_every_iteration(two_ranks, case, split):
+    expected = one_process(case)
+    chunked = one_process(case, chunk_size=60)  # chunks of whole sequences, 60 rows at most
+    rank0, rank1 = two_ranks
+    for name, value in expected.items():
+        key = f"{case}/{split}/{name}"
+        assert np.array_equal(rank0[key], rank1[key]), f"{key} differs between the ranks"
+        assert_close(rank0[key], value, key)
+        assert_close(chunked[name], value, f"{case} chunked {name}")
+    bounds = expected["lower_bounds_"]
+    assert len(bounds) == 12 and np.all(np.diff(bounds) > -1e-9 * np.abs(bounds[1:]))
+
+
+def test_partial_fit_on_two_ranks_equals_one_process(two_ranks):
+    X, lengths = hmm_rows("gaussian-diag")
+    est = hmm_estimator("gaussian-diag")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for step in range(3):
+            pair = lengths[2 * step : 2 * step + 2]
+            start = int(np.sum(lengths[: 2 * step]))
+            est.partial_fit(X[start : start + sum(pair)], pair)
+    expected = hmm_fitted(est)
+    for name, value in expected.items():
+        key = f"partial/{name}"
+        assert np.array_equal(two_ranks[0][key], two_ranks[1][key])
+        assert_close(two_ranks[0][key], value, key)
