@@ -159,7 +159,7 @@ class BaseHMM(Persistent, BaseEstimator):
 
     def _prepare(self, X, lengths, sample_weight, comm, reset: bool, least: int):
         rows, lengths = concatenate(X, lengths)
-        rows = v.check_X(self, rows, reset=reset, min_samples=0 if comm.active else least)
+        rows = v.check_X(self, rows, reset=reset, min_samples=0 if comm.active else 1)
         self._check_values(rows)
         weights = _sequence_weights(sample_weight, len(lengths))
         return rows, (lengths, weights)
@@ -210,7 +210,7 @@ class BaseHMM(Persistent, BaseEstimator):
             int(result.n_iter),
             bool(result.converged),
         )
-        if not self.converged_ and self.n_iter > 1:
+        if not self.converged_ and self.n_iter > 1 and self.tol > 0:  # tol=0: n_iter asked
             v.warn(
                 f"EM did not converge in n_iter={self.n_iter} iterations (the last change of the "
                 f"log-likelihood was above tol={self.tol}). Increase n_iter, or tol.",

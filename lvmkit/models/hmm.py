@@ -207,5 +207,13 @@ def label_counts(labels: Tensor, packing: chain.Packing, k: int, weights: Tensor
             0, labels[:n0][keep], w[:n0][keep]
         )
     pairs = labels[packing.prev] * k + labels[n0:]
-    trans = torch.zeros(k * k, dtype=f64, device=labels.device).index_add_(0, pairs, w[n0:])
+    pair_w = w[n0:]
+    if packing.blocks is not None:  # the transitions across the boundaries of blocks
+        chains = packing.blocks.chains
+        left, right = chains[:, :-1], chains[:, 1:]
+        valid = right >= 0
+        left, right = packing.last[left[valid]], right[valid]  # a block's first row is b
+        pairs = torch.cat([pairs, labels[left] * k + labels[right]])
+        pair_w = torch.cat([pair_w, w[right]])
+    trans = torch.zeros(k * k, dtype=f64, device=labels.device).index_add_(0, pairs, pair_w)
     return first, trans.view(k, k)
