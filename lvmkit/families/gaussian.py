@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from lvmkit import _validation as v
-from lvmkit.families._base import EPS_NK, LOG_2PI
+from lvmkit.families._base import EPS_NK, LOG_2PI, column_sums
 from lvmkit.families._base import buffer as _buffer
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -228,7 +228,7 @@ class Gaussian:
             Ys = cache.mul_(root.unsqueeze(-1))  # (K, n, D); overwrites the cache
             syy = torch.bmm(Ys.transpose(1, 2), Ys).to(f64)
             return {"nk": nk, "sx": sx, "syy": syy}
-        stats = {"nk": resp.sum(0, dtype=f64)}
+        stats = {"nk": column_sums(resp)}
         if ct == "tied":
             X64 = X.to(f64)
             r64 = resp.to(f64)

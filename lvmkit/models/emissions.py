@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lvmkit.families._base import EPS_NK
+from lvmkit.families._base import EPS_NK, column_sums
 from lvmkit.families.gaussian import Gaussian, GaussianParams
 
 f64 = torch.float64
@@ -205,7 +205,7 @@ class MixtureEmission(Emission):
         stats = self.family.statistics(F, resp, params.gaussians, gcache)
         out = self.family.portable(stats, params.gaussians)
         out["mix"] = out.pop("nk")
-        out["nk"] = gamma.sum(0, dtype=f64)
+        out["nk"] = column_sums(gamma)
         return out
 
     def m_step(self, stats, params: MixtureEmissionParams, reseed, update: str):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from lvmkit.families._base import column_sums
 from lvmkit.models.stats import Stats
 from lvmkit.posteriors import chain
 
@@ -94,8 +95,10 @@ class HMM:
     def e_step(self, batch, weights, params: HMMParams) -> Stats:
         """The exact posterior of every sequence of ``batch`` and the batch's statistics."""
         pi, A, ep = self._compute(params)
-        log_e, cache = self.emission.log_prob(batch.features, ep)
-        post = chain.forward_backward(log_e, pi, A, batch.packing, batch.row_weights)
+        log_e, cache = self.emission.log_prob(batch.features, ep, self.workspace)
+        post = chain.forward_backward(
+            log_e, pi, A, batch.packing, batch.row_weights, self.workspace
+        )
         stats = self.emission.statistics(batch.features, post.gamma, ep, cache)
         ll = post.log_likelihood
         if batch.seq_weights is None:
@@ -112,7 +115,7 @@ class HMM:
             stats,
             start=post.first.to(f64),
             trans=post.xi.to(f64),
-            occupancy=post.gamma.sum(0, dtype=f64),
+            occupancy=stats["nk"] if "nk" in stats else column_sums(post.gamma),
             log_likelihood=total,
             n_samples=n,
             n_sequences=n_seq,

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lvmkit.families._base import buffer
+
 # A per-step scale below this (float32's tiny · 2²⁴) sends the sequence to the log-space path.
 UNDERFLOW = {torch.float32: 2.0e-31, torch.float64: 1.0e-290}
 # Sequences longer than this are cut into blocks of ⌈√T_max⌉ steps (see :func:`pack`).
@@ -204,12 +206,15 @@ def forward_backward(
     transmat: Tensor,
     packing: Packing,
     row_weights: Tensor | None = None,
+    workspace: dict | None = None,
 ) -> Posterior:
     """State posteriors of every packed row, and the summed pairwise posteriors.
 
     ``log_emission`` (n, K) log p(x_t | z_t = k) of the packed rows; ``startprob`` (K,) and
     ``transmat`` (K, K) in the same (compute) dtype; ``row_weights`` (n,) the weight of each packed
-    row's sequence.
+    row's sequence. ``workspace``: a dict the caller keeps across calls, whose buffers the messages
+    reuse (fresh multi-MiB allocations cost page faults every iteration); the returned ``gamma``
+    then lives in it and is overwritten by the next call.
     """
     dtype, device = log_emission.dtype, log_emission.device
     n, K = log_emission.shape
@@ -224,15 +229,16 @@ def forward_backward(
         )
     top = log_emission.amax(1, keepdim=True)
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    E = torch.sub(log_emission, top).exp_()
+    E = torch.sub(log_emission, top, out=buffer(workspace, "E", (n, K), log_emission)).exp_()
     B = packing.width
     start = startprob.expand(B, K)
     end = None
     bridge = None
     if packing.blocks is not None:
         start, end, bridge = _across_blocks(E, transmat, startprob, packing)
-    alpha, scale = _forward(E, transmat, start, packing)
-    beta, U = _backward(E, transmat, scale, end, packing)
+    w = None if row_weights is None else row_weights.to(dtype)
+    alpha, scale = _forward(E, transmat, start, packing, workspace)
+    beta, pairs = _backward(E, transmat, scale, end, packing, alpha, w, workspace)
     bad_steps = (scale < UNDERFLOW[dtype]) | ~torch.isfinite(scale)
     bad_seq = None
     if bool(bad_steps.any()):  # left out here, recomputed in log space below
@@ -241,17 +247,14 @@ def forward_backward(
         rows = bad_seq[packing.row_seq]
         alpha[rows] = 0.0
         beta[rows] = 0.0
-        U[rows] = 0.0
         scale[rows] = 1.0
-    gamma = alpha * beta
-    n0 = packing.sizes[0]
-    if row_weights is not None:
-        w = row_weights.to(dtype)
-        gamma.mul_(w[:, None])
-        U[n0:] *= w[n0:, None]
-    xi = (alpha.index_select(0, packing.prev).T @ U[n0:]) * transmat
+        pairs = _pairs(E, alpha, beta, scale, packing, w)
+    xi = pairs * transmat
     if bridge is not None:
         xi = xi + bridge(alpha, beta, scale, row_weights)
+    gamma = alpha.mul_(beta)
+    if w is not None:
+        gamma.mul_(w[:, None])
     first = _first_rows(gamma, packing).sum(0)
     ll_rows = torch.log(scale.to(torch.float64)).add_(top.squeeze(1).to(torch.float64))
     ll = torch.zeros(n_seq, dtype=torch.float64, device=device).index_add_(
@@ -264,11 +267,14 @@ def forward_backward(
     return Posterior(gamma, xi, first, ll)
 
 
-def _forward(E: Tensor, A: Tensor, start: Tensor, packing: Packing) -> tuple[Tensor, Tensor]:
+def _forward(E: Tensor, A: Tensor, start: Tensor, packing: Packing, workspace=None):
     """Scaled forward pass over packed rows: α̂ (n, K) and the scales c (n,)."""
     sizes, offsets = packing.sizes, packing.offsets
-    alpha = torch.empty_like(E)
-    scale = torch.empty(E.shape[0], dtype=E.dtype, device=E.device)
+    n_rows, K = E.shape
+    alpha = buffer(workspace, "alpha", (n_rows, K), E)
+    alpha = torch.empty_like(E) if alpha is None else alpha
+    scale = buffer(workspace, "scale", (n_rows,), E)
+    scale = torch.empty(n_rows, dtype=E.dtype, device=E.device) if scale is None else scale
     n0 = sizes[0]
     a = alpha[:n0]
     torch.mul(start, E[:n0], out=a)
@@ -285,21 +291,38 @@ def _forward(E: Tensor, A: Tensor, start: Tensor, packing: Packing) -> tuple[Ten
     return alpha, scale
 
 
-def _backward(E: Tensor, A: Tensor, scale: Tensor, end: Tensor | None, packing: Packing):
-    """Scaled backward pass: β̂ (n, K), and U (n, K) = e_t ∘ β̂_t / c_t (the rows of a first step
-    are left undefined), whose products with α̂_{t−1} are the pairwise posteriors."""
+def _backward(E, A, scale, end, packing: Packing, alpha, w, workspace=None):
+    """Scaled backward pass: β̂ (n, K), and Σ_t α̂_{t−1}ᵀ (w ∘ u_t) (K, K) with
+    u_t = e_t ∘ β̂_t / c_t, which times A (elementwise) is the summed pairwise posterior."""
     sizes, offsets = packing.sizes, packing.offsets
-    beta = torch.empty_like(E)
-    U = torch.empty_like(E)
+    n_rows, K = E.shape
+    beta = buffer(workspace, "beta", (n_rows, K), E)
+    beta = torch.empty_like(E) if beta is None else beta
+    width = sizes[1] if len(sizes) > 1 else 0
+    ubuf = torch.empty(width, K, dtype=E.dtype, device=E.device)
+    wbuf = torch.empty(width, K, dtype=E.dtype, device=E.device) if w is not None else None
+    pairs = torch.zeros(K, K, dtype=E.dtype, device=E.device)
     beta[packing.last] = 1.0 if end is None else end
     At = A.T.contiguous()
     for t in range(len(sizes) - 2, -1, -1):
         n, o, q = sizes[t + 1], offsets[t], offsets[t + 1]
-        u = U[q : q + n]
+        u = ubuf[:n]
         torch.mul(E[q : q + n], beta[q : q + n], out=u)
         u.div_(scale[q : q + n, None])
         torch.mm(u, At, out=beta[o : o + n])
-    return beta, U
+        if w is not None:
+            u = torch.mul(u, w[q : q + n, None], out=wbuf[:n])
+        pairs.addmm_(alpha[o : o + n].T, u)
+    return beta, pairs
+
+
+def _pairs(E, alpha, beta, scale, packing: Packing, w) -> Tensor:
+    """Σ_t α̂_{t−1}ᵀ (w ∘ e_t ∘ β̂_t / c_t) from the stored messages (one gather and one product)."""
+    n0 = packing.sizes[0]
+    U = E[n0:] * beta[n0:] / scale[n0:, None]
+    if w is not None:
+        U = U * w[n0:, None]
+    return alpha.index_select(0, packing.prev).T @ U
 
 
 def _first_rows(gamma: Tensor, packing: Packing) -> Tensor:
@@ -442,24 +465,134 @@ def _repair(bad_seq, log_emission, startprob, transmat, packing, row_weights, ga
 def viterbi(
     log_emission: Tensor, log_startprob: Tensor, log_transmat: Tensor, packing: Packing
 ) -> tuple[Tensor, Tensor]:
-    """The most probable state path of every sequence (packed, no blocks) and its
-    log-probability: ``(states (n,) int64 packed, log_prob (n_sequences,) float64)``."""
+    """The most probable state path of every sequence and its log-probability log p(x, path):
+    ``(states (n,) int64 packed, log_prob (n_sequences,) float64)``. Log space; every step's δ is
+    shifted by its maximum (the shifts summed in float64), so a long sequence in float32 still
+    tells paths apart by 1e-7 of one step's values, not of the whole sequence's.
+
+    Long sequences cut into blocks (``packing.blocks``) are decoded as the blocks of
+    forward-backward are: each block's max-product transfer matrix for all blocks at once, the
+    messages across boundaries, the blocks' own recursion from those messages with their paths
+    back from every possible end state, then the end states chosen from the last block backwards.
+    """
+    if packing.blocks is None:
+        start = log_startprob.expand(packing.width, -1)
+        delta, back, shift = _max_product(log_emission, start, log_transmat, packing)
+        score, final = delta[packing.last].max(dim=1)
+        states = torch.empty(packing.n_rows, dtype=torch.int64, device=log_emission.device)
+        states[packing.last] = final
+        for t in range(len(packing.sizes) - 1, 0, -1):
+            n, o, p = packing.sizes[t], packing.offsets[t], packing.offsets[t - 1]
+            states[p : p + n] = back[o : o + n].gather(1, states[o : o + n, None]).squeeze(1)
+        total = torch.zeros(packing.n_sequences, dtype=torch.float64, device=shift.device)
+        total.index_add_(0, packing.row_seq, shift)
+        total[packing.seq] += score.to(torch.float64)
+        return states, total
+    return _viterbi_blocks(log_emission, log_startprob, log_transmat, packing)
+
+
+def _max_product(LE: Tensor, start: Tensor, log_a: Tensor, packing: Packing):
+    """δ (n, K), the back pointers (n, K) and the shifts (n,) float64 of the max-product recursion
+    from ``start`` (B, K); each step's δ is shifted to a maximum of 0."""
     sizes, offsets = packing.sizes, packing.offsets
-    delta = torch.empty_like(log_emission)
-    back = torch.empty(log_emission.shape, dtype=torch.int64, device=log_emission.device)
+    delta = torch.empty_like(LE)
+    shift = torch.empty(LE.shape[0], dtype=LE.dtype, device=LE.device)
+    back = torch.empty(LE.shape, dtype=torch.int64, device=LE.device)
     n0 = sizes[0]
-    torch.add(log_startprob, log_emission[:n0], out=delta[:n0])
+    torch.add(start, LE[:n0], out=delta[:n0])
+    torch.amax(delta[:n0], 1, out=shift[:n0])
+    delta[:n0] -= shift[:n0, None]
     for t in range(1, len(sizes)):
         n, o, p = sizes[t], offsets[t], offsets[t - 1]
-        best, arg = (delta[p : p + n, :, None] + log_transmat).max(dim=1)
-        torch.add(best, log_emission[o : o + n], out=delta[o : o + n])
+        best, arg = (delta[p : p + n, :, None] + log_a).max(dim=1)
+        d = torch.add(best, LE[o : o + n], out=delta[o : o + n])
+        torch.amax(d, 1, out=shift[o : o + n])
+        d -= shift[o : o + n, None]
         back[o : o + n] = arg
-    score, final = delta[packing.last].max(dim=1)
-    states = torch.empty(packing.n_rows, dtype=torch.int64, device=log_emission.device)
-    states[packing.last] = final
+    bad = ~torch.isfinite(shift)
+    if bool(bad.any()):  # a step no state can explain: -inf for its sequence, as without shifts
+        shift = torch.where(bad, torch.full_like(shift, -math.inf), shift)
+    return delta, back, shift.to(torch.float64)
+
+
+def _viterbi_blocks(LE: Tensor, log_pi: Tensor, log_a: Tensor, packing: Packing):
+    dev, K = LE.device, LE.shape[1]
+    f64 = torch.float64
+    B = packing.width
+    chains, counts = packing.blocks.chains, packing.blocks.counts.to(dev)
+    members = chains[chains >= 0]
+    lengths = packing.lengths[members]
+    order = torch.argsort(lengths, descending=True, stable=True)
+    members, lengths = members[order], lengths[order]
+    # W_b[i, j]: the best log-probability of block b's steps from state i at its first step to
+    # state j at its last (emissions included), for every block at once; shifted by its maximum
+    W = torch.full((members.numel(), K, K), -math.inf, dtype=LE.dtype, device=dev)
+    W.diagonal(dim1=1, dim2=2).copy_(LE[members])
+    w_shift = W.amax((1, 2)).to(f64)
+    W -= w_shift.to(W.dtype)[:, None, None]
+    for t in range(1, int(lengths[0])):
+        m = int((lengths > t).sum())
+        step = LE[packing.offsets[t] + members[:m]][:, None, :]
+        W[:m] = (W[:m, :, :, None] + log_a).amax(2) + step
+        top = W[:m].amax((1, 2))
+        W[:m] -= top[:, None, None]
+        w_shift[:m] += top.to(f64)
+    transfer = torch.empty(B, K, K, dtype=LE.dtype, device=dev)
+    transfer[members] = W
+    offset = torch.zeros(B, dtype=f64, device=dev)
+    offset[members] = w_shift
+    # across blocks: each block's start vector and, per state, the best state before it
+    start = log_pi.expand(B, K).clone()
+    S, J = chains.shape
+    ends = torch.empty(S, J, K, dtype=LE.dtype, device=dev)
+    came_from = torch.zeros(S, J, K, dtype=torch.int64, device=dev)
+    chain_shift = torch.zeros(S, J, dtype=f64, device=dev)  # Σ of the shifts up to block j
+    prior = log_pi.expand(S, K).clone()
+    for j in range(J):
+        live = torch.nonzero(counts > j).reshape(-1)
+        blk = chains[live, j]
+        before = (
+            chain_shift[live, j - 1] if j > 0 else torch.zeros(live.numel(), dtype=f64, device=dev)
+        )
+        if j > 0:
+            best, arg = (ends[live, j - 1, :, None] + log_a).max(dim=1)
+            prior[live], came_from[live, j] = best, arg
+        start[blk] = prior[live]
+        e = (prior[live, :, None] + transfer[blk]).amax(1)
+        top = e.amax(1, keepdim=True)
+        ends[live, j] = e - top
+        chain_shift[live, j] = before + offset[blk] + top.squeeze(1).to(f64)
+    delta, back, shift = _max_product(LE, start, log_a, packing)
+    # every (sub)sequence's path back from each of the K end states
+    sizes, offsets = packing.sizes, packing.offsets
+    paths = torch.empty(packing.n_rows, K, dtype=torch.int64, device=dev)
+    paths[packing.last] = torch.arange(K, device=dev)
     for t in range(len(sizes) - 1, 0, -1):
         n, o, p = sizes[t], offsets[t], offsets[t - 1]
-        states[p : p + n] = back[o : o + n].gather(1, states[o : o + n, None]).squeeze(1)
-    inverse = torch.empty_like(packing.seq)
-    inverse[packing.seq] = torch.arange(packing.width, device=log_emission.device)
-    return states, score.to(torch.float64)[inverse]
+        paths[p : p + n] = back[o : o + n].gather(1, paths[o : o + n])
+    # end states: a plain sequence's best; a chain's from its last block backwards
+    score, end_state = delta[packing.last].max(dim=1)
+    seq_score = torch.zeros(packing.n_sequences, dtype=f64, device=dev)
+    seq_score.index_add_(0, packing.row_seq, shift)  # the chains' entries are replaced below
+    seq_score[packing.seq] += score.to(f64)
+    rows = torch.arange(S, device=dev)
+    state = ends[rows, counts - 1].argmax(1)
+    last_blk = chains[rows, counts - 1]
+    seq_score[packing.seq[last_blk]] = chain_shift[rows, counts - 1]  # the final max is 0
+    for j in range(J - 1, -1, -1):
+        live = torch.nonzero(counts > j).reshape(-1)
+        blk = chains[live, j]
+        mine = torch.where(counts[live] - 1 == j, ends[live, j].argmax(1), state[live])
+        end_state[blk] = mine
+        first_state = paths[blk, mine]  # the block's first row is its position b
+        state[live] = came_from[live, j].gather(1, first_state[:, None]).squeeze(1)
+    states = paths.gather(1, end_state[_position_of_rows(packing, dev)][:, None]).squeeze(1)
+    return states, seq_score
+
+
+def _position_of_rows(packing: Packing, device) -> Tensor:
+    """The (sub)sequence position b of every packed row (n,)."""
+    out = torch.empty(packing.n_rows, dtype=torch.int64, device=device)
+    for n, o in zip(packing.sizes, packing.offsets, strict=True):
+        out[o : o + n] = torch.arange(n, device=device)
+    return out

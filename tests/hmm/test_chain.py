@@ -138,3 +138,21 @@ def test_viterbi_equals_brute_force():
         _, _, _, path, best = brute(log_e[start[s] : start[s + 1]], pi, A)
         np.testing.assert_array_equal(states[start[s] : start[s + 1]].numpy(), path)
         np.testing.assert_allclose(score[s].item(), best, rtol=1e-12)
+
+
+def test_viterbi_in_blocks_equals_one_recursion():
+    rng = np.random.default_rng(4)
+    K = 4
+    lengths = [2000, 30, 1, 1500]
+    pi, A = random_model(rng, K)
+    log_e = torch.tensor(rng.normal(size=(sum(lengths), K)) * 2)
+    results = []
+    for block in (0, 37):
+        packing = chain.pack(lengths, "cpu", block=block)
+        states, score = chain.viterbi(
+            log_e[packing.order], torch.tensor(np.log(pi)), torch.tensor(np.log(A)), packing
+        )
+        results.append((packing.unpack(states).numpy(), score.numpy()))
+    (plain, plain_score), (blocked, blocked_score) = results
+    np.testing.assert_allclose(blocked_score, plain_score, rtol=1e-12)
+    np.testing.assert_array_equal(blocked, plain)
