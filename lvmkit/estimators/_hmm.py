@@ -94,7 +94,40 @@ class _Letters:
 
 
 class BaseHMM(Persistent, BaseEstimator):
-    """Shared machinery; see a subclass for the parameters."""
+    """What every hidden Markov model estimator shares (use a subclass: GaussianHMM, PoissonHMM,
+    BernoulliHMM, CategoricalHMM, GMMHMM).
+
+    Parameters every subclass takes
+    -------------------------------
+    n_components : int, default=1
+        Number of hidden states K.
+    startprob_prior, transmat_prior : float or array, default=1.0
+        Dirichlet parameters of the start and transition probabilities (1.0: maximum
+        likelihood); the M-step is max(prior − 1 + counts, 0), normalised.
+    algorithm : {'viterbi', 'map'}, default='viterbi'
+        What ``predict`` and ``decode`` use.
+    random_state : int, RandomState or None
+    n_iter : int, default=10
+        Maximum number of EM iterations.
+    tol : float, default=1e-2
+        EM stops when the total log-likelihood changes by less than ``tol``.
+    verbose : bool
+        Print every iteration's log-likelihood.
+    params, init_params : str
+        Letters of the parameters that EM updates / that ``fit`` initialises ('s' start,
+        't' transitions, then the emission's). Parameters left out of ``init_params`` must be
+        set before ``fit``.
+    n_init : int, default=1
+        Restarts from different initialisations; the best final log-likelihood is kept.
+    device : str or torch.device, optional
+        Where the E-step runs (default: where X is, else the CPU).
+    dtype : {'float32', 'float64'}, default='float32'
+        Compute dtype of the E-step; statistics are summed and the M-step solved in float64.
+    chunk_size : int, optional
+        Most rows of whole sequences per chunk of the E-step (None: sized from memory).
+    learning_decay, learning_offset : float
+        Stepwise EM's step sizes γ_t = (t + learning_offset)^(−learning_decay) (``partial_fit``).
+    """
 
     _letters = "st"  # start, transitions; subclasses add their emission's
     _shifts_data = False  # whether rows are centred on their mean (Gaussian emissions)
@@ -468,7 +501,7 @@ class BaseHMM(Persistent, BaseEstimator):
         if algorithm == "map":
             _, post = self.score_samples(X, lengths)
             return float(post.max(1).sum()), post.argmax(1)
-        model, params, chunks = self._inference(X, lengths, block=0)
+        model, params, chunks = self._inference(X, lengths)
         pi, A, _ = model._compute(params)
         log_pi, log_a = torch.log(pi), torch.log(A)
         total, parts = 0.0, []

@@ -36,37 +36,6 @@ from lvmkit.models.mixture import Mixture
 
 f64 = torch.float64
 
-_COMMON_DOC = """
-    n_components : int, default=1
-        Number of hidden states K.
-    startprob_prior, transmat_prior : float or array, default=1.0
-        Dirichlet parameters of the start and transition probabilities (1.0: maximum
-        likelihood); the M-step is max(prior − 1 + counts, 0), normalised.
-    algorithm : {'viterbi', 'map'}, default='viterbi'
-        What ``predict`` and ``decode`` use.
-    random_state : int, RandomState or None
-    n_iter : int, default=10
-        Maximum number of EM iterations.
-    tol : float, default=1e-2
-        EM stops when the total log-likelihood changes by less than ``tol``.
-    verbose : bool
-        Print every iteration's log-likelihood.
-    params, init_params : str
-        Letters of the parameters that EM updates / that ``fit`` initialises ('s' start,
-        't' transitions, then the emission's). Parameters left out of ``init_params`` must be
-        set before ``fit``.
-    n_init : int, default=1
-        Restarts from different initialisations; the best final log-likelihood is kept.
-    device : str or torch.device, optional
-        Where the E-step runs (default: where X is, else the CPU).
-    dtype : {'float32', 'float64'}, default='float32'
-        Compute dtype of the E-step; statistics are summed and the M-step solved in float64.
-    chunk_size : int, optional
-        Most rows of whole sequences per chunk of the E-step (None: sized from memory).
-    learning_decay, learning_offset : float
-        Stepwise EM's step sizes γ_t = (t + learning_offset)^(−learning_decay) (``partial_fit``).
-"""
-
 
 def _common_init(
     self,
@@ -114,8 +83,12 @@ def _kmeans_components(family, k, rows, weights, shift, device, dtype, generator
 # ====================================================================== Gaussian
 @register
 class GaussianHMM(BaseHMM):
-    __doc__ = (
-        """Hidden Markov model with multivariate Gaussian emissions (hmmlearn's GaussianHMM).
+    """Hidden Markov model with multivariate Gaussian emissions (hmmlearn's GaussianHMM).
+
+    Besides the parameters below, it takes those every HMM shares (see
+    :class:`lvmkit.estimators._hmm.BaseHMM`): ``n_components, startprob_prior,
+    transmat_prior, algorithm, random_state, n_iter, tol, verbose, params, init_params,
+    n_init, device, dtype, chunk_size, learning_decay, learning_offset``.
 
     Parameters
     ----------
@@ -125,9 +98,8 @@ class GaussianHMM(BaseHMM):
     means_prior, means_weight, covars_prior, covars_weight : float or array
         hmmlearn's priors of the means (normal) and covariances (inverse gamma / Wishart); the
         defaults (0, 0, 1e-2, 1) make every covariance (0.01 + scatter) / N_k, as hmmlearn's.
-    """
-        + _COMMON_DOC
-        + """
+
+
     Attributes
     ----------
     startprob_ (K,), transmat_ (K, K), means_ (K, D), covars_ (K, D, D) full matrices whatever
@@ -135,7 +107,6 @@ class GaussianHMM(BaseHMM):
     lower_bounds_ (the total log-likelihood entering every iteration), monitor_, converged_,
     n_iter_, restarts_, n_features_in_.
     """
-    )
 
     _letters = "stmc"
     _shifts_data = True
@@ -381,9 +352,13 @@ class _IndependentHMM(BaseHMM):
 
 @register
 class PoissonHMM(_IndependentHMM):
-    __doc__ = (
-        """Hidden Markov model with independent Poisson counts per feature (hmmlearn's
+    """Hidden Markov model with independent Poisson counts per feature (hmmlearn's
     PoissonHMM).
+
+    Besides the parameters below, it takes those every HMM shares (see
+    :class:`lvmkit.estimators._hmm.BaseHMM`): ``n_components, startprob_prior,
+    transmat_prior, algorithm, random_state, n_iter, tol, verbose, params, init_params,
+    n_init, device, dtype, chunk_size, learning_decay, learning_offset``.
 
     Parameters
     ----------
@@ -392,14 +367,12 @@ class PoissonHMM(_IndependentHMM):
         (maximum likelihood by default).
     min_rate : float, default=1e-6
         Lower bound of every rate (a rate of 0 would make a count of 1 impossible).
-    """
-        + _COMMON_DOC
-        + """
+
+
     Attributes
     ----------
     startprob_, transmat_, lambdas_ (K, D), and the fit's record as GaussianHMM's.
     """
-    )
 
     _letters = "stl"
     _attribute = "lambdas_"
@@ -492,22 +465,24 @@ class PoissonHMM(_IndependentHMM):
 
 @register
 class BernoulliHMM(_IndependentHMM):
-    __doc__ = (
-        """Hidden Markov model with independent binary features (a multivariate Bernoulli
+    """Hidden Markov model with independent binary features (a multivariate Bernoulli
     per state; not in hmmlearn 0.3).
+
+    Besides the parameters below, it takes those every HMM shares (see
+    :class:`lvmkit.estimators._hmm.BaseHMM`): ``n_components, startprob_prior,
+    transmat_prior, algorithm, random_state, n_iter, tol, verbose, params, init_params,
+    n_init, device, dtype, chunk_size, learning_decay, learning_offset``.
 
     Parameters
     ----------
     min_prob : float, default=1e-6
         Every fitted probability lies in [min_prob, 1 − min_prob].
-    """
-        + _COMMON_DOC
-        + """
+
+
     Attributes
     ----------
     startprob_, transmat_, emissionprob_ (K, D): p(x_d = 1 | state), and the fit's record.
     """
-    )
 
     _letters = "ste"
     _attribute = "emissionprob_"
@@ -589,8 +564,12 @@ class BernoulliHMM(_IndependentHMM):
 
 @register
 class CategoricalHMM(_IndependentHMM):
-    __doc__ = (
-        """Hidden Markov model of one column of symbols 0 … M−1 (hmmlearn's CategoricalHMM).
+    """Hidden Markov model of one column of symbols 0 … M−1 (hmmlearn's CategoricalHMM).
+
+    Besides the parameters below, it takes those every HMM shares (see
+    :class:`lvmkit.estimators._hmm.BaseHMM`): ``n_components, startprob_prior,
+    transmat_prior, algorithm, random_state, n_iter, tol, verbose, params, init_params,
+    n_init, device, dtype, chunk_size, learning_decay, learning_offset``.
 
     Parameters
     ----------
@@ -601,14 +580,12 @@ class CategoricalHMM(_IndependentHMM):
     min_prob : float, default=1e-10
         Every fitted probability is at least this (a symbol no state has emitted keeps a finite
         log-probability instead of −inf), exactly: the M-step maximises over the clipped simplex.
-    """
-        + _COMMON_DOC
-        + """
+
+
     Attributes
     ----------
     startprob_, transmat_, emissionprob_ (K, M), n_features_ (M), and the fit's record.
     """
-    )
 
     _letters = "ste"
     _attribute = "emissionprob_"
@@ -780,9 +757,13 @@ class CategoricalHMM(_IndependentHMM):
 # ====================================================================== mixtures per state
 @register
 class GMMHMM(BaseHMM):
-    __doc__ = (
-        """Hidden Markov model whose states each emit from a Gaussian mixture (hmmlearn's
+    """Hidden Markov model whose states each emit from a Gaussian mixture (hmmlearn's
     GMMHMM).
+
+    Besides the parameters below, it takes those every HMM shares (see
+    :class:`lvmkit.estimators._hmm.BaseHMM`): ``n_components, startprob_prior,
+    transmat_prior, algorithm, random_state, n_iter, tol, verbose, params, init_params,
+    n_init, device, dtype, chunk_size, learning_decay, learning_offset``.
 
     Parameters
     ----------
@@ -792,15 +773,13 @@ class GMMHMM(BaseHMM):
         'tied': the components of a state share one covariance.
     min_covar : float, default=1e-3
         Added to the diagonal of every covariance estimate.
-    """
-        + _COMMON_DOC
-        + """
+
+
     Attributes
     ----------
     startprob_, transmat_, weights_ (K, M), means_ (K, M, D), covars_ (diag (K, M, D), full
     (K, M, D, D), spherical (K, M), tied (K, D, D)), and the fit's record.
     """
-    )
 
     _letters = "stmcw"
     _shifts_data = True
