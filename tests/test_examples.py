@@ -14,6 +14,7 @@ CASES = {
     "soft_clustering": (["--quick"], "adjusted Rand index", []),
     "anomaly_detection": (["--quick"], "ROC AUC", []),
     "image_segmentation": (["--n-fit", "5000", "--n-components", "5"], "segment", ["PIL"]),
+    "hmm_regimes": (["--quick"], "NBER recession", ["statsmodels"]),
 }
 
 
