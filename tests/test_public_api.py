@@ -21,6 +21,11 @@ def test_all_is_pinned():
             "gradient_variance",
             "GapReport",
             "GradientVariance",
+            "GaussianHMM",
+            "PoissonHMM",
+            "BernoulliHMM",
+            "CategoricalHMM",
+            "GMMHMM",
         ]
     )
 

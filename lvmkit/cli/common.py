@@ -105,6 +105,18 @@ def _progress_option(f):
     )(f)
 
 
+def _lengths_option(f):
+    return click.option(
+        "--lengths-column",
+        default=None,
+        metavar="NAME",
+        help="Sequence models (hmm): the column naming each row's sequence (a header name or "
+        "0-based position; not a feature). The rows of a sequence are together, in time order. "
+        "Default: the model's (as fitted), else the whole file is one sequence; '-' reads the "
+        "whole file as one sequence.",
+    )(f)
+
+
 # ====================================================================== helpers
 def _echo_json(obj) -> None:
     click.echo(json.dumps(_jsonable(obj), indent=2, allow_nan=False))
@@ -182,7 +194,7 @@ def _load_data(
     from lvmkit.data.readers import read_dataset
 
     recipe = dict((meta or {}).get("data") or {})
-    cols = _parse_columns(columns)
+    cols = _parse_columns(columns) if columns is None or isinstance(columns, str) else columns
     if cols is None and recipe.get("columns") is not None:
         cols = recipe["columns"]
     if binarize is None:
@@ -195,6 +207,8 @@ def _load_data(
         path, cols, key=key if key is not None else recipe.get("key"), keep_index=_keep_index()
     )
     X = dataset.matrix() if flatten else dataset.X
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        X = X.copy()  # a read-only view (one CSV column through pandas): torch warns on those
     if binarize is not None:
         X = (np.asarray(X) > binarize).astype(np.float64)
     elif scale is not None:
@@ -282,7 +296,7 @@ def _write_rows(header: list[str], columns: list, out: str | None) -> None:
     lines = [",".join(header)]
     arrays = [np.asarray(c) for c in columns]
     for row in zip(*[a.tolist() for a in arrays], strict=False):
-        lines.append(",".join(repr(v) if isinstance(v, float) else str(v) for v in row))
+        lines.append(",".join(_csv_field(v) for v in row))
     text = "\n".join(lines) + "\n"
     if out is None or out == "-":
         click.echo(text, nl=False)
@@ -293,6 +307,15 @@ def _write_rows(header: list[str], columns: list, out: str | None) -> None:
     from lvmkit._persist import write_atomic
 
     write_atomic(path, text.encode("utf-8"))
+
+
+def _csv_field(value) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value)
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _save_figure(fig, out: str) -> Path:
@@ -357,7 +380,15 @@ def _fit_summary(model) -> dict:
     return out
 
 
-def _describe_fit(model, n: int, d: int, seconds: float) -> str:
+def _describe_fit(model, n: int, d: int, seconds: float, n_sequences: int | None = None) -> str:
+    if n_sequences is not None:  # a sequence model: its bound is the total log-likelihood
+        return (
+            f"{type(model).__name__} fitted on {n} rows x {d} features in {n_sequences} "
+            f"sequence(s), {model.n_components} states, {model.n_iter_} iterations "
+            f"({'converged' if model.converged_ else 'did not converge'}), log-likelihood "
+            f"{model.lower_bound_:.4f} nats ({model.lower_bound_ / max(n, 1):.4f} per row), "
+            f"{seconds:.2f} s"
+        )
     parts = [f"{type(model).__name__} fitted on {n} samples x {d} features"]
     if hasattr(model, "n_components"):
         parts.append(f"{model.n_components} components")

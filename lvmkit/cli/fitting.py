@@ -23,6 +23,7 @@ from lvmkit.cli.common import (
     _echo_json,
     _fit_summary,
     _json_option,
+    _lengths_option,
     _load_data,
     _parse_components,
     _progress,
@@ -33,6 +34,7 @@ from lvmkit.cli.common import (
     _write_rows,
 )
 from lvmkit.cli.kinds import FitSettings, ModelKind, ensure_kinds
+from lvmkit.cli.sequences import _load_sequences
 
 
 class _KindGroup(click.Group):
@@ -99,6 +101,8 @@ def _make_fit_command(kind: ModelKind) -> click.Command:
     )
     for deco in (_data_options, _seed_option, _device_option, _json_option, _progress_option):
         deco(cmd)
+    if kind.sequences:
+        _lengths_option(cmd)
     return cmd
 
 
@@ -147,39 +151,57 @@ def _do_fit(kind: ModelKind, kw: dict):
     with ranks.quiet_unless_main(comm, kw):
         if _streamed(kind, kw):
             return _do_fit_streamed(kind, kw, out, comm)
-        X, dataset, recipe = _load_data(
-            kw["data"], kw["columns"], kw["key"], kw["binarize"], flatten=kind.flatten
-        )
+        sequences = None
+        if kind.sequences:
+            X, sequences, recipe = _load_sequences(
+                kw["data"], kw["columns"], kw["key"], kw["binarize"], kw["lengths_column"]
+            )
+        else:
+            X, dataset, recipe = _load_data(
+                kw["data"], kw["columns"], kw["key"], kw["binarize"], flatten=kind.flatten
+            )
         model = kind.build(
             _kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"])
         )
-        mine = ranks.my_rows(X, kind, comm)
         start = time.perf_counter()
-        if kind.own_progress:
+        if sequences is not None:
+            rows, lengths = ranks.my_sequences(X, sequences.lengths, comm)
+            with _progress(kw["progress"], f"fit {kind.name}"):
+                model.fit(rows, lengths)
+        elif kind.own_progress:
             show = kw["progress"] if kw["progress"] is not None else sys.stderr.isatty()
             model.set_params(verbose=int(bool(show)))
-            model.fit(mine)
+            model.fit(ranks.my_rows(X, kind, comm))
         else:
             with _progress(kw["progress"], f"fit {kind.name}"):
-                model.fit(mine)
+                model.fit(ranks.my_rows(X, kind, comm))
         seconds = time.perf_counter() - start
         if not comm.is_main:
             return None
         model.save(out, metadata={"kind": kind.name, "data": recipe})
         n, d = X.shape[0], int(math.prod(X.shape[1:]))
+        n_sequences = None if sequences is None else len(sequences.lengths)
         if kw["as_json"]:
+            extra = {}
+            if sequences is not None:
+                extra = {
+                    "n_sequences": n_sequences,
+                    "lengths_column": sequences.column,
+                    "log_likelihood": model.lower_bound_,
+                }
             _echo_json(
                 {
                     "model": str(out),
                     "kind": kind.name,
                     **_fit_summary(model),
                     "n_samples": n,
+                    **extra,
                     "seconds": seconds,
                     "world_size": comm.world,
                 }
             )
         else:
-            click.echo(_describe_fit(model, n, d, seconds) + ranks.describe(comm))
+            click.echo(_describe_fit(model, n, d, seconds, n_sequences) + ranks.describe(comm))
             click.echo(f"saved {out}")
 
 

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 
 import click
 
+from lvmkit.cli.common import UserError
+
 
 @dataclass
 class FitSettings:
@@ -76,6 +78,11 @@ class ModelKind:
         convolutional network
     own_progress : the estimator draws its own progress bar (its ``verbose`` parameter is set
         from ``--progress``) instead of the EM iteration bar
+    sequences : the rows are sequences (a hidden Markov model): ``fit``, ``predict``, ``score``,
+        ``plot`` and ``report`` take ``--lengths-column`` (the column naming each row's sequence,
+        remembered in the saved model) and hand the estimator ``(X, lengths)``; ``score`` writes
+        one log-likelihood per sequence and ``sample`` one sequence with its states
+    label_name : what ``predict`` (and ``sample``) call a row's label (``state`` for an HMM)
     """
 
     name: str
@@ -88,6 +95,8 @@ class ModelKind:
     score_name: str = "log_likelihood"
     flatten: bool = True
     own_progress: bool = False
+    sequences: bool = False
+    label_name: str = "label"
 
 
 KINDS: dict[str, ModelKind] = {}
@@ -120,6 +129,7 @@ def builtin_kinds() -> list[ModelKind]:
     """The kinds lvmkit ships. Add a kind here with one line."""
     kinds = mixture_kinds()
     kinds.append(vae_kind())
+    kinds.append(hmm_kind())
     return kinds
 
 
@@ -423,3 +433,113 @@ def bernoulli_kind() -> ModelKind:
 
 def mixture_kinds() -> list[ModelKind]:
     return [gmm_kind(), poisson_kind(), bernoulli_kind()]
+
+
+# ====================================================================== hidden Markov models
+HMM_EMISSIONS = {
+    "gaussian": "GaussianHMM",
+    "poisson": "PoissonHMM",
+    "bernoulli": "BernoulliHMM",
+    "categorical": "CategoricalHMM",
+    "gmm": "GMMHMM",
+}
+
+
+def hmm_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators import hmm
+
+        emission = options["emission"]
+        covariance = options["covariance_type"]
+        if covariance is not None and emission not in ("gaussian", "gmm"):
+            raise UserError(
+                f"--covariance-type applies to --emission gaussian (or gmm), not {emission}; "
+                "drop it."
+            )
+        if options["n_mix"] is not None and emission != "gmm":
+            raise UserError(f"--n-mix applies to --emission gmm, not {emission}; drop it.")
+        common = dict(
+            n_components=options["states"],
+            n_iter=options["n_iter"],
+            tol=options["tol"],
+            n_init=options["n_init"],
+            dtype=options["dtype"],
+            random_state=settings.seed,
+            device=settings.device,
+        )
+        if emission in ("gaussian", "gmm"):
+            common["covariance_type"] = covariance or "diag"
+        if emission == "gmm":
+            common["n_mix"] = options["n_mix"] or 2
+        return getattr(hmm, HMM_EMISSIONS[emission])(**common)
+
+    return ModelKind(
+        name="hmm",
+        estimator="BaseHMM",  # every HMM class: GaussianHMM, PoissonHMM, ... GMMHMM
+        help="Hidden Markov model (lvmkit.GaussianHMM, PoissonHMM, BernoulliHMM, CategoricalHMM, "
+        "GMMHMM) fitted by Baum-Welch: rows in time order, one or several sequences. "
+        "--lengths-column names the column holding each row's sequence id (the rows of a "
+        "sequence together, in time order); without it the whole file is one sequence. "
+        "Example: lvmkit fit hmm steps.csv --states 4 --lengths-column id -o hmm.lvm",
+        options=[
+            click.Option(
+                ["--states", "-k", "--components", "states"],
+                type=click.IntRange(1),
+                default=2,
+                show_default=True,
+                help="Number of hidden states K.",
+            ),
+            click.Option(
+                ["--emission"],
+                type=click.Choice(list(HMM_EMISSIONS)),
+                default="gaussian",
+                show_default=True,
+                help="What a state emits: real-valued features (gaussian, or a Gaussian mixture "
+                "per state: gmm), counts (poisson), 0/1 features (bernoulli), or one column of "
+                "symbols 0..M-1 (categorical).",
+            ),
+            click.Option(
+                ["--covariance-type", "--covariance", "covariance_type"],
+                type=click.Choice(["full", "tied", "diag", "spherical"]),
+                default=None,
+                help="Covariance structure of --emission gaussian or gmm.  [default: diag]",
+            ),
+            click.Option(
+                ["--n-mix"],
+                type=click.IntRange(1),
+                default=None,
+                help="Gaussian components per state of --emission gmm.  [default: 2]",
+            ),
+            click.Option(
+                ["--n-iter"],
+                type=click.IntRange(0),
+                default=100,
+                show_default=True,
+                help="Most Baum-Welch (EM) iterations per restart.",
+            ),
+            click.Option(
+                ["--tol"],
+                type=click.FloatRange(0),
+                default=1e-2,
+                show_default=True,
+                help="Stop when the total log-likelihood (nats) changes by less.",
+            ),
+            click.Option(
+                ["--n-init"],
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Restarts (initialisations); the best is kept.",
+            ),
+            click.Option(
+                ["--dtype"],
+                type=click.Choice(["float32", "float64"]),
+                default="float32",
+                show_default=True,
+                help="Compute precision of the E-step.",
+            ),
+        ],
+        build=build,
+        sequences=True,
+        label_name="state",
+    )

@@ -42,6 +42,7 @@ from lvmkit.cli.common import (
     _fit_summary,
     _image_shape,
     _json_option,
+    _lengths_option,
     _load_data,
     _load_model,
     _save_figure,
@@ -51,6 +52,7 @@ from lvmkit.cli.common import (
 )
 from lvmkit.cli.fitting import fit_group, select_group
 from lvmkit.cli.kinds import kind_of
+from lvmkit.cli.sequences import _load_sequences
 
 
 # ====================================================================== the group
@@ -79,16 +81,27 @@ cli.add_command(select_group)
 
 
 # ====================================================================== using a model
-def _model_and_data(model_path, data, columns, key, binarize, device):
+def _model_and_data(model_path, data, columns, key, binarize, device, lengths_column=None):
+    """(model, saved state, metadata, X, data recipe, Sequences or None): the data as the model
+    reads it; for a sequence model (an HMM) also how the rows split into sequences."""
     _check_device(device)
     model, state = _load_model(model_path, device)
     meta = state.get("metadata") or {}
     kind = kind_of(model)
-    X, dataset, recipe = _load_data(
-        data, columns, key, binarize, meta, flatten=kind.flatten if kind else True
-    )
+    sequences = None
+    if kind is not None and kind.sequences:
+        X, sequences, recipe = _load_sequences(data, columns, key, binarize, lengths_column, meta)
+    else:
+        if lengths_column is not None:
+            raise UserError(
+                f"--lengths-column is for sequence models (hmm); {model_path} is a "
+                f"{type(model).__name__}. Drop --lengths-column."
+            )
+        X, dataset, recipe = _load_data(
+            data, columns, key, binarize, meta, flatten=kind.flatten if kind else True
+        )
     _check_features(model, X, data, meta)
-    return model, state, meta, X, recipe
+    return model, state, meta, X, recipe, sequences
 
 
 @cli.command(context_settings=CONTEXT)
@@ -105,18 +118,24 @@ def _model_and_data(model_path, data, columns, key, binarize, device):
 )
 @_seed_option
 @_data_options
+@_lengths_option
 @_device_option
 @_json_option
-def score(model, data, output, k, seed, columns, key, binarize, device, as_json):
+def score(model, data, output, k, seed, columns, key, binarize, lengths_column, device, as_json):
     """Per-sample log-likelihood (or bound) of DATA under MODEL, as CSV.
 
     One row per sample, in order. For mixtures the exact log p(x) in nats; a model that can
     only bound it (a VAE) names its column after what it returns, or with --k estimates
-    log p(x) by importance sampling (column log_px).
+    log p(x) by importance sampling (column log_px). For a sequence model (an HMM) one row per
+    sequence: its id, length and log-likelihood (the total in --json).
     """
     import numpy as np
 
-    est, state, meta, X, _ = _model_and_data(model, data, columns, key, binarize, device)
+    est, state, meta, X, _, sequences = _model_and_data(
+        model, data, columns, key, binarize, device, lengths_column
+    )
+    if sequences is not None and k is None:
+        return _score_sequences(est, X, sequences, model, data, output, as_json)
     summary = {}
     if k is None:
         scores = est.score_samples(X)
@@ -149,6 +168,40 @@ def score(model, data, output, k, seed, columns, key, binarize, device, as_json)
         click.echo(f"wrote {len(scores)} scores to {output} ({note})")
     elif summary:
         click.echo(note, err=True)
+
+
+def _score_sequences(est, X, sequences, model, data, output, as_json):
+    """``lvmkit score`` of a sequence model: the log-likelihood of every sequence."""
+    import numpy as np
+
+    scores = est.score_sequences(X, sequences.lengths)
+    total = float(scores.sum())
+    header = ["sequence", "length", "log_likelihood"]
+    columns_out = [np.array(sequences.ids, dtype=object), sequences.lengths, scores]
+    if as_json:
+        if output:
+            _write_rows(header, columns_out, output)
+        _echo_json(
+            {
+                "model": model,
+                "data": data,
+                "n_samples": int(X.shape[0]),
+                "n_sequences": len(scores),
+                "score": "log_likelihood",
+                "total": total,
+                "per_row": total / max(int(X.shape[0]), 1),
+                "sequences": sequences.ids,
+                "lengths": sequences.lengths,
+                "scores": scores,
+            }
+        )
+        return
+    _write_rows(header, columns_out, output)
+    if output:
+        click.echo(
+            f"wrote {len(scores)} sequence scores to {output} (total {total:.4f} nats, "
+            f"{total / max(int(X.shape[0]), 1):.4f} per row)"
+        )
 
 
 def _importance_scores(est, X, model_path, k, seed):
@@ -184,24 +237,31 @@ def _importance_scores(est, X, model_path, k, seed):
 )
 @click.option("-o", "--output", default=None, help="CSV file (default: stdout).")
 @_data_options
+@_lengths_option
 @_device_option
 @_json_option
-def predict(model, data, proba, output, columns, key, binarize, device, as_json):
+def predict(model, data, proba, output, columns, key, binarize, lengths_column, device, as_json):
     """Most probable component (label) of every sample of DATA, or with --proba the posterior
-    probability of each component."""
-    est, state, meta, X, _ = _model_and_data(model, data, columns, key, binarize, device)
+    probability of each component. For a sequence model (an HMM): every row's state on the
+    most probable path (Viterbi; column 'state'), or with --proba p(state | its sequence)."""
+    est, state, meta, X, _, sequences = _model_and_data(
+        model, data, columns, key, binarize, device, lengths_column
+    )
     method = "predict_proba" if proba else "predict"
     if not hasattr(est, method):
         raise UserError(
             f"{model}: a {type(est).__name__} has no {method}; 'lvmkit score' gives "
             "its per-sample scores."
         )
-    result = getattr(est, method)(X)
+    args = (X,) if sequences is None else (X, sequences.lengths)
+    result = getattr(est, method)(*args)
+    kind = kind_of(est)
+    label = kind.label_name if kind else "label"
     if proba:
         header = [f"p{k}" for k in range(result.shape[1])]
         columns_out = [result[:, k] for k in range(result.shape[1])]
     else:
-        header, columns_out = ["label"], [result]
+        header, columns_out = [label], [result]
     if as_json:
         if output:
             _write_rows(header, columns_out, output)
@@ -210,7 +270,7 @@ def predict(model, data, proba, output, columns, key, binarize, device, as_json)
                 "model": model,
                 "data": data,
                 "n_samples": len(result),
-                ("probabilities" if proba else "labels"): result,
+                ("probabilities" if proba else f"{label}s"): result,
             }
         )
         return
@@ -256,6 +316,9 @@ def sample(model, n_samples, output, seed, device, as_json):
     samples = np.asarray(samples)
     meta = state.get("metadata") or {}
     recipe = meta.get("data") or {}
+    kind = kind_of(est)
+    if kind is not None and kind.sequences:
+        return _sample_sequence(est, model, samples, labels, recipe, output, as_json)
     shape = _image_shape(est, recipe)
     if samples.ndim > 2:  # samples in their own shape (images)
         shape = tuple(samples.shape[1:])
@@ -289,6 +352,33 @@ def sample(model, n_samples, output, seed, device, as_json):
         click.echo(f"wrote {n_samples} samples to {output}")
 
 
+def _sample_sequence(est, model, samples, states, recipe, output, as_json):
+    """``lvmkit sample`` of a sequence model: one sequence of n steps and its states."""
+    n = len(samples)
+    names = recipe.get("feature_names") or [f"x{i}" for i in range(samples.shape[1])]
+    if as_json and not output:
+        _echo_json({"model": model, "samples": samples, "states": states})
+        return
+    if output and Path(output).suffix.lower() in IMAGE_SUFFIXES:
+        from lvmkit.plot.hmm import plot_sequence
+
+        fig = plot_sequence(
+            est,
+            samples,
+            states,
+            feature_names=names,
+            title=f"a sequence of {n} steps drawn from {Path(model).name}, by its states",
+        )
+        _save_figure(fig, output)
+    else:
+        columns_out = [samples[:, j] for j in range(samples.shape[1])] + [states]
+        _write_rows([*names, "state"], columns_out, output)
+    if as_json:
+        _echo_json({"model": model, "output": output, "n_samples": n})
+    elif output:
+        click.echo(f"wrote a sequence of {n} steps to {output}")
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("model")
 @click.argument("data")
@@ -298,25 +388,58 @@ def sample(model, n_samples, output, seed, device, as_json):
     default=None,
     metavar="I,J",
     help="Two features (0-based) to draw; default: the first two principal components "
-    "(the two features of 2-D data).",
+    "(the two features of 2-D data). For an HMM one to three features (default: the first "
+    "three).",
+)
+@click.option(
+    "--sequence",
+    default=None,
+    metavar="ID",
+    help="Sequence models (hmm): the sequence to draw, an id of the --lengths-column or a 0-based "
+    "position (default: the first).",
 )
 @_data_options
+@_lengths_option
 @_device_option
-def plot(model, data, output, dims, columns, key, binarize, device):
+def plot(model, data, output, dims, sequence, columns, key, binarize, lengths_column, device):
     """Draw MODEL over DATA: clusters with covariance ellipses for Gaussian mixtures, the
-    components (as images for image data) for Poisson and Bernoulli mixtures."""
+    components (as images for image data) for Poisson and Bernoulli mixtures; for an HMM one
+    sequence coloured by its Viterbi states with the state posteriors beneath, and the
+    transition matrix."""
     from lvmkit.plot.figures import plot_model
 
-    est, state, meta, X, recipe = _model_and_data(model, data, columns, key, binarize, device)
+    est, state, meta, X, recipe, sequences = _model_and_data(
+        model, data, columns, key, binarize, device, lengths_column
+    )
+    wanted = (1, 2, 3) if sequences is not None else (2,)
     if dims is not None:
         try:
             dims = tuple(int(t) for t in dims.split(","))
         except ValueError:
             dims = ()
-        if len(dims) != 2:
+        if len(dims) not in wanted:
             raise click.BadParameter(
-                "give two 0-based feature positions, e.g. --dims 0,3.", param_hint="'--dims'"
+                "give two 0-based feature positions, e.g. --dims 0,3"
+                + (" (for an HMM one to three)." if sequences is not None else "."),
+                param_hint="'--dims'",
             )
+    if sequences is not None:
+        from lvmkit.plot.hmm import plot_hmm
+
+        which = sequences.find(sequence)
+        fig = plot_hmm(
+            est,
+            X,
+            sequences.lengths,
+            sequence=which,
+            features=dims,
+            feature_names=recipe.get("feature_names"),
+            sequence_name=sequences.ids[which] if sequences.column is not None else None,
+        )
+        click.echo(f"wrote {_save_figure(fig, output)}")
+        return
+    if sequence is not None:
+        raise UserError(f"--sequence is for sequence models (hmm); drop it for {model}.")
     fig = plot_model(
         est,
         X.reshape(len(X), -1),
@@ -371,23 +494,32 @@ def info(model, as_json):
 )
 @click.option("--title", default=None, help="Page title.")
 @_data_options
+@_lengths_option
 @_seed_option
 @_device_option
 @_json_option
-def report(model, data, output, bic, title, columns, key, binarize, seed, device, as_json):
+def report(
+    model, data, output, bic, title, columns, key, binarize, lengths_column, seed, device, as_json
+):
     """One self-contained HTML page on MODEL and DATA: summary, training curve, pictures."""
     from lvmkit.plot.report import ReportContext, write_report
 
     if Path(output).suffix.lower() not in (".html", ".htm"):
         raise UserError(f"-o {output}: the report is an HTML page; give a .html file name.")
     _seed_everything(seed)
-    est, state, meta, X, recipe = _model_and_data(model, data, columns, key, binarize, device)
+    est, state, meta, X, recipe, sequences = _model_and_data(
+        model, data, columns, key, binarize, device, lengths_column
+    )
     context = ReportContext(
         feature_names=recipe.get("feature_names"),
         image_shape=_image_shape(est, recipe),
         seed=seed,
         bic=bic,
     )
+    if sequences is not None:
+        context.lengths = sequences.lengths
+        if sequences.column is not None:
+            context.extra["sequence_ids"] = sequences.ids
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = write_report(
@@ -546,6 +678,7 @@ CLI_OPTIONS = {
     "max_iter": "--max-iter",
     "tol": "--tol",
     "n_init": "--n-init",
+    "n_iter": "--n-iter",
     "init_params": "--init",
     "covariance_type": "--covariance",
     "chunk_size": "--chunk-size",

@@ -3,10 +3,11 @@
 ``torchrun --standalone --nproc-per-node=2 -m lvmkit fit gmm 'shards/*.parquet' -o model.lvm``
 starts the same command on every rank. For a mixture each rank fits its share of the rows (a glob
 or ``--stream`` source is sharded by the estimator; a file loaded into memory is read whole by
-every rank and split here by row ranges); a VAE gets all the rows on every rank and trains on its
-share of every batch (DistributedDataParallel). Every rank ends with the same model; rank 0 alone
-shows progress, prints and writes the model file (and the checkpoints). Only ``lvmkit fit`` runs
-under a launcher; the other commands are quick and run in one process.
+every rank and split here by row ranges), for an HMM its share of whole sequences; a VAE gets all
+the rows on every rank and trains on its share of every batch (DistributedDataParallel). Every
+rank ends with the same model; rank 0 alone shows progress, prints and writes the model file (and
+the checkpoints). Only ``lvmkit fit`` runs under a launcher; the other commands are quick and run
+in one process.
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ def my_rows(X, kind, comm):
         return X
     lo, hi = distributed.split(X.shape[0], comm.rank, comm.world)
     return X[lo:hi]
+
+
+def my_sequences(X, lengths, comm):
+    """This rank's share of whole sequences ``[r S / W, (r + 1) S / W)`` (all of them in one
+    process): ``(rows, lengths)``. EM adds the ranks' statistics, so every rank ends with the
+    model of all the sequences."""
+    if not comm.active:
+        return X, list(lengths)
+    lo, hi = distributed.split(len(lengths), comm.rank, comm.world)
+    start = int(sum(lengths[:lo]))
+    stop = start + int(sum(lengths[lo:hi]))
+    return X[start:stop], list(lengths[lo:hi])
 
 
 def describe(comm) -> str:

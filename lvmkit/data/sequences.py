@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lvmkit._validation import as_tensor
 from lvmkit.posteriors import chain
 
 # Working memory of one chunk (forward and backward messages, emissions, posteriors: about
@@ -164,7 +165,7 @@ class SequenceChunks:
             chunk_rows = max(1, budget // max(int(bytes_per_row), 1))
         self.batches: list[SequenceBatch] = []
         starts = np.concatenate([[0], np.cumsum(self.lengths)])
-        base = torch.as_tensor(rows) if not isinstance(rows, Tensor) else rows
+        base = rows if isinstance(rows, Tensor) else as_tensor(rows)  # read-only arrays too
         w_all = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         for a, b in _groups(self.lengths, int(chunk_rows)):
             X = base[starts[a] : starts[b]].to(device=self.device, dtype=torch.float64)

@@ -478,11 +478,14 @@ class BaseHMM(Persistent, BaseEstimator):
 
     def score(self, X, lengths=None) -> float:
         """The total log-likelihood log p(X) of the sequences (forward algorithm)."""
+        return float(self.score_sequences(X, lengths).sum())
+
+    def score_sequences(self, X, lengths=None) -> np.ndarray:
+        """The log-likelihood of every sequence (n_sequences,), all computed at once (not in
+        hmmlearn, whose ``score`` gives only their sum)."""
         model, params, chunks = self._inference(X, lengths)
-        total = 0.0
-        for batch in chunks:
-            total += float(model.posterior(batch, params).log_likelihood.sum())
-        return total
+        parts = [v.to_numpy(model.posterior(b, params).log_likelihood) for b in chunks]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def predict_proba(self, X, lengths=None) -> np.ndarray:
         """State posteriors p(z_t = k | x) of every row (n_samples, n_components)."""

@@ -69,6 +69,8 @@ class ReportContext:
     bic_rows: int = 2000
     n_samples: int = 500
     extra: dict = field(default_factory=dict)
+    #: sequence models (HMMs): the rows of each sequence of X, in order (None: one sequence)
+    lengths: list[int] | None = None
 
 
 #: class name -> provider(model, X, context) -> list[Section]
@@ -112,17 +114,36 @@ _FACTS = (
 )
 
 
-def model_summary(model, X=None) -> list[tuple[str, str]]:
-    """(label, value) rows describing a fitted model (and its fit to ``X`` when given)."""
+# what the facts are for a sequence model (an HMM): its bound is the total log-likelihood
+_SEQUENCE_FACTS = {
+    "n_components": "hidden states",
+    "lower_bound_": "final log-likelihood (nats, all training sequences)",
+}
+
+
+def _is_sequence_model(model) -> bool:
+    """Whether ``model`` reads sequences (hmmlearn's ``score(X, lengths)``)."""
+    import inspect
+
+    try:
+        return "lengths" in inspect.signature(model.score).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def model_summary(model, X=None, lengths=None) -> list[tuple[str, str]]:
+    """(label, value) rows describing a fitted model (and its fit to ``X`` when given; for a
+    sequence model ``lengths`` splits the rows of ``X`` into sequences)."""
     from lvmkit import __version__
 
+    sequences = _is_sequence_model(model)
     rows = [("model", type(model).__name__)]
     for attr, label in _FACTS:
         value = getattr(model, attr, None)
         if value is not None:
-            rows.append((label, _fmt(value)))
+            rows.append((_SEQUENCE_FACTS.get(attr, label) if sequences else label, _fmt(value)))
     weights = getattr(model, "weights_", None)
-    if weights is not None:
+    if weights is not None and np.ndim(weights) == 1:
         shown = ", ".join(f"{w:.3f}" for w in np.asarray(weights)[:12])
         rows.append(("mixing weights", shown + (", ..." if len(weights) > 12 else "")))
     if X is not None:
@@ -135,20 +156,43 @@ def model_summary(model, X=None) -> list[tuple[str, str]]:
                 else f"{X.shape[0]} samples of shape {shape}",
             )
         )
-        if hasattr(model, "score_samples"):
+        if sequences:
+            rows += _sequence_fit(model, X, lengths)
+        elif hasattr(model, "score_samples"):
             rows.append(
                 (
                     getattr(model, "_score_label", "mean log-likelihood on the data (nats/sample)"),
                     _fmt(float(np.mean(model.score_samples(X)))),
                 )
             )
-        for crit in ("bic", "aic"):
+        for crit in ("bic", "aic") if not sequences else ():
             if hasattr(model, crit):
                 rows.append((f"{crit.upper()} on the data", _fmt(float(getattr(model, crit)(X)))))
     params = model.get_params(deep=False) if hasattr(model, "get_params") else {}
     shown = ", ".join(f"{k}={_short(v)}" for k, v in params.items() if not _is_default_noise(k, v))
     rows.append(("hyperparameters", shown))
     rows.append(("lvmkit version", __version__))
+    return rows
+
+
+def _sequence_fit(model, X, lengths) -> list[tuple[str, str]]:
+    lengths = [len(X)] if lengths is None else [int(n) for n in lengths]
+    total = float(model.score(X, lengths))
+    rows = [
+        (
+            "sequences",
+            f"{len(lengths)} ({min(lengths)} to {max(lengths)} rows)"
+            if len(lengths) > 1
+            else f"1 ({lengths[0]} rows)",
+        ),
+        ("log-likelihood of the data (nats, total)", _fmt(total)),
+        ("mean log-likelihood per row (nats)", _fmt(total / max(len(X), 1))),
+    ]
+    for crit in ("bic", "aic"):
+        if hasattr(model, crit):
+            rows.append(
+                (f"{crit.upper()} on the data", _fmt(float(getattr(model, crit)(X, lengths))))
+            )
     return rows
 
 
@@ -402,7 +446,7 @@ def write_report(
 
     context = context or ReportContext()
     X = np.asarray(X, dtype=np.float64)  # in the model's input shape (images may stay (n, H, W))
-    summary = model_summary(model, X) + list(summary_extra or [])
+    summary = model_summary(model, X, context.lengths) + list(summary_extra or [])
     sections = _provider(model)(model, X, context)
     page = render_html(title or f"lvmkit report: {type(model).__name__}", summary, sections)
     return write_atomic(Path(path), page.encode("utf-8"))

@@ -53,6 +53,15 @@ def test_fit_from_data_recovers_a_known_model():
     np.testing.assert_array_equal(m.decode(X, lengths, algorithm="map")[1], post.argmax(1))
 
 
+def test_score_sequences_gives_every_sequence_at_once():
+    true, X, lengths = simulate(13)
+    per = true.score_sequences(X, lengths)
+    starts = np.cumsum([0, *lengths])
+    expected = [true.score(X[a:b]) for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    np.testing.assert_allclose(per, expected, rtol=1e-6)
+    assert per.sum() == pytest.approx(true.score(X, lengths), rel=1e-12)
+
+
 def test_list_of_arrays_equals_concatenation_and_lengths():
     _, X, lengths = simulate(1)
     parts = np.split(X, np.cumsum(lengths)[:-1])
