@@ -41,8 +41,13 @@ from lvmkit.families._base import buffer
 
 # A per-step scale below this (float32's tiny · 2²⁴) sends the sequence to the log-space path.
 UNDERFLOW = {torch.float32: 2.0e-31, torch.float64: 1.0e-290}
-# Sequences longer than this are cut into blocks of ⌈√T_max⌉ steps (see :func:`pack`).
+# Sequences longer than this are cut into blocks of ⌈√T_max⌉ steps (see :func:`pack`) ...
 BLOCK_FROM = 1024
+# ... and so are sequences from this long when few sequences run side by side (fewer than
+# NARROW on average): then a step's work is tiny and its fixed cost (a few kernel launches,
+# ~50 µs) is the whole cost, so 3√T steps beat T. A wide batch keeps its steps.
+BLOCK_NARROW_FROM = 64
+NARROW = 32
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Blocks:
 
     chains: Tensor
     counts: Tensor
+    plan: dict | None = None  # index work cached by _block_plan
 
 
 @dataclass
@@ -118,14 +124,17 @@ def pack(lengths, device="cpu", block: int | None = None) -> Packing:
 
     ``block`` cuts every sequence longer than it into blocks of that many steps (the last
     shorter); ``None`` chooses: no blocks unless the longest sequence has more than
-    :data:`BLOCK_FROM` steps, then blocks of ⌈√T_max⌉ steps; 0 never cuts.
+    :data:`BLOCK_FROM` steps (or :data:`BLOCK_NARROW_FROM` when fewer than :data:`NARROW`
+    sequences run side by side on average), then blocks of ⌈√T_max⌉ steps; 0 never cuts.
     """
     lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu().reshape(-1)
     n_sequences = int(lengths.numel())
     starts = torch.cumsum(lengths, 0) - lengths
     longest = int(lengths.max()) if n_sequences else 0
     if block is None:
-        block = math.ceil(math.sqrt(longest)) if longest > BLOCK_FROM else 0
+        narrow = n_sequences and int(lengths.sum()) < NARROW * longest
+        cut = longest > BLOCK_FROM or (narrow and longest >= BLOCK_NARROW_FROM)
+        block = math.ceil(math.sqrt(longest)) if cut else 0
     seq = torch.arange(n_sequences)
     chains = None
     if block and longest > block:
@@ -338,6 +347,45 @@ def _first_rows(gamma: Tensor, packing: Packing) -> Tensor:
 
 
 # ---------------------------------------------------------------------- long sequences in blocks
+def _block_plan(packing: Packing, device) -> dict:
+    """The index work of :func:`_across_blocks` and :func:`_viterbi_blocks`, done once per packing
+    (it depends on the lengths only): the blocks by length, which blocks run at each step of the
+    first pass, and which chains are still running at each block index."""
+    blocks = packing.blocks
+    if blocks.plan is not None:
+        return blocks.plan
+    chains, counts = blocks.chains.to(device), blocks.counts.to(device)
+    members = chains[chains >= 0]
+    lengths = packing.lengths.to(device)[members]
+    order = torch.argsort(lengths, descending=True, stable=True)
+    members, lengths = members[order], lengths[order]
+    running = torch.bincount(lengths.cpu(), minlength=int(lengths[0]) + 1)
+    running = (members.numel() - torch.cumsum(running, 0)).tolist()  # blocks longer than t
+    steps = [
+        (running[t], packing.offsets[t] + members[: running[t]]) for t in range(1, int(lengths[0]))
+    ]
+    S, J = chains.shape
+    live = [torch.nonzero(counts > j).reshape(-1) for j in range(J)]
+    blk = [chains[live[j], j] for j in range(J)]
+    ends_here = [(counts[live[j]] == j + 1)[:, None] for j in range(J)]
+    left = [chains[counts > j + 1, j] for j in range(J - 1)]
+    right = [chains[counts > j + 1, j + 1] for j in range(J - 1)]
+    left = torch.cat(left) if left else chains.new_zeros(0)
+    right = torch.cat(right) if right else chains.new_zeros(0)
+    blocks.plan = {
+        "members": members,
+        "steps": steps,
+        "live": live,
+        "blk": blk,
+        "ends_here": ends_here,
+        "left_last": packing.last.to(device)[left],
+        "right": right,
+        "chains": chains,
+        "counts": counts,
+    }
+    return blocks.plan
+
+
 def _across_blocks(E: Tensor, A: Tensor, startprob: Tensor, packing: Packing):
     """Messages across the boundaries of the blocks of long sequences.
 
@@ -348,27 +396,22 @@ def _across_blocks(E: Tensor, A: Tensor, startprob: Tensor, packing: Packing):
     """
     dev, K = E.device, E.shape[1]
     B = packing.width
-    chains, counts = packing.blocks.chains, packing.blocks.counts.to(dev)
-    members = chains[chains >= 0]
-    lengths = packing.lengths[members]
-    order = torch.argsort(lengths, descending=True, stable=True)
-    members, lengths = members[order], lengths[order]
+    plan = _block_plan(packing, dev)
+    members = plan["members"]
     # R_b for every block at once, rescaled by its largest entry at every step
     R = torch.diag_embed(E[members])  # step 0 rows are positions 0..B-1: E[b] for block b
-    for t in range(1, int(lengths[0])):
-        m = int((lengths > t).sum())
-        Rt = torch.matmul(R[:m], A).mul_(E[packing.offsets[t] + members[:m]][:, None, :])
+    for m, rows in plan["steps"]:
+        Rt = torch.matmul(R[:m], A).mul_(E[rows][:, None, :])
         R[:m] = Rt / Rt.amax(dim=(1, 2), keepdim=True)
     transfer = torch.empty(B, K, K, dtype=E.dtype, device=dev)
     transfer[members] = R
     start = startprob.expand(B, K).clone()
     end = torch.ones(B, K, dtype=E.dtype, device=dev)
-    S, J = chains.shape
+    S, J = plan["chains"].shape
     prior = startprob.expand(S, K).clone()
     alpha_end = torch.zeros(S, J, K, dtype=E.dtype, device=dev)
     for j in range(J):  # forward across blocks
-        live = torch.nonzero(counts > j).reshape(-1)
-        blk = chains[live, j]
+        live, blk = plan["live"][j], plan["blk"][j]
         start[blk] = prior[live]
         a = torch.bmm(prior[live, None, :], transfer[blk]).squeeze(1)
         a = a / a.sum(1, keepdim=True)
@@ -376,19 +419,15 @@ def _across_blocks(E: Tensor, A: Tensor, startprob: Tensor, packing: Packing):
         prior[live] = a @ A
     v = torch.ones(S, K, dtype=E.dtype, device=dev)
     for j in range(J - 1, -1, -1):  # backward: v_j = A R_{j+1} v_{j+1}; end_j ∝ v_j, α̂·end = 1
-        live = torch.nonzero(counts > j).reshape(-1)
-        blk = chains[live, j]
-        vv = torch.where((counts[live] == j + 1)[:, None], torch.ones_like(v[live]), v[live])
+        live, blk = plan["live"][j], plan["blk"][j]
+        vv = torch.where(plan["ends_here"][j], 1.0, v[live])
         end[blk] = vv / (alpha_end[live, j] * vv).sum(1, keepdim=True)
         nxt = torch.bmm(transfer[blk], vv[:, :, None]).squeeze(-1) @ A.T
         v[live] = nxt / nxt.amax(1, keepdim=True)
-    left = [chains[counts > j + 1, j] for j in range(J - 1)]
-    right = [chains[counts > j + 1, j + 1] for j in range(J - 1)]
-    left = torch.cat(left) if left else chains.new_zeros(0)
-    right = torch.cat(right) if right else chains.new_zeros(0)
+    left_last, right = plan["left_last"], plan["right"]
 
     def bridge(alpha, beta, scale, row_weights):
-        a_last = alpha[packing.last[left]]  # α̂ at the left block's last step
+        a_last = alpha[left_last]  # α̂ at the left block's last step
         u = E[right] * beta[right] / scale[right][:, None]  # right block's first step: row b
         if row_weights is not None:
             u = u * row_weights[right].to(u.dtype)[:, None]
@@ -519,20 +558,16 @@ def _viterbi_blocks(LE: Tensor, log_pi: Tensor, log_a: Tensor, packing: Packing)
     dev, K = LE.device, LE.shape[1]
     f64 = torch.float64
     B = packing.width
-    chains, counts = packing.blocks.chains, packing.blocks.counts.to(dev)
-    members = chains[chains >= 0]
-    lengths = packing.lengths[members]
-    order = torch.argsort(lengths, descending=True, stable=True)
-    members, lengths = members[order], lengths[order]
+    plan = _block_plan(packing, dev)
+    chains, counts, members = plan["chains"], plan["counts"], plan["members"]
     # W_b[i, j]: the best log-probability of block b's steps from state i at its first step to
     # state j at its last (emissions included), for every block at once; shifted by its maximum
     W = torch.full((members.numel(), K, K), -math.inf, dtype=LE.dtype, device=dev)
     W.diagonal(dim1=1, dim2=2).copy_(LE[members])
     w_shift = W.amax((1, 2)).to(f64)
     W -= w_shift.to(W.dtype)[:, None, None]
-    for t in range(1, int(lengths[0])):
-        m = int((lengths > t).sum())
-        step = LE[packing.offsets[t] + members[:m]][:, None, :]
+    for m, rows in plan["steps"]:
+        step = LE[rows][:, None, :]
         W[:m] = (W[:m, :, :, None] + log_a).amax(2) + step
         top = W[:m].amax((1, 2))
         W[:m] -= top[:, None, None]
@@ -549,8 +584,7 @@ def _viterbi_blocks(LE: Tensor, log_pi: Tensor, log_a: Tensor, packing: Packing)
     chain_shift = torch.zeros(S, J, dtype=f64, device=dev)  # Σ of the shifts up to block j
     prior = log_pi.expand(S, K).clone()
     for j in range(J):
-        live = torch.nonzero(counts > j).reshape(-1)
-        blk = chains[live, j]
+        live, blk = plan["live"][j], plan["blk"][j]
         before = (
             chain_shift[live, j - 1] if j > 0 else torch.zeros(live.numel(), dtype=f64, device=dev)
         )
@@ -580,8 +614,7 @@ def _viterbi_blocks(LE: Tensor, log_pi: Tensor, log_a: Tensor, packing: Packing)
     last_blk = chains[rows, counts - 1]
     seq_score[packing.seq[last_blk]] = chain_shift[rows, counts - 1]  # the final max is 0
     for j in range(J - 1, -1, -1):
-        live = torch.nonzero(counts > j).reshape(-1)
-        blk = chains[live, j]
+        live, blk = plan["live"][j], plan["blk"][j]
         mine = torch.where(counts[live] - 1 == j, ends[live, j].argmax(1), state[live])
         end_state[blk] = mine
         first_state = paths[blk, mine]  # the block's first row is its position b

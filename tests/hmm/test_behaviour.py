@@ -79,6 +79,7 @@ def test_blocks_for_long_sequences_equal_one_recursion(monkeypatch):
     assert chain.pack([3000, 40]).blocks is not None
     blocked = lvmkit.GaussianHMM(**kw).fit(X, [3000, 40])
     monkeypatch.setattr(chain, "BLOCK_FROM", 10**9)
+    monkeypatch.setattr(chain, "BLOCK_NARROW_FROM", 10**9)
     assert chain.pack([3000, 40]).blocks is None
     plain = lvmkit.GaussianHMM(**kw).fit(X, [3000, 40])
     np.testing.assert_allclose(blocked.lower_bounds_, plain.lower_bounds_, rtol=1e-10)
