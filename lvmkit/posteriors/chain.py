@@ -400,9 +400,13 @@ def _across_blocks(E: Tensor, A: Tensor, startprob: Tensor, packing: Packing):
     members = plan["members"]
     # R_b for every block at once, rescaled by its largest entry at every step
     R = torch.diag_embed(E[members])  # step 0 rows are positions 0..B-1: E[b] for block b
-    for m, rows in plan["steps"]:
-        Rt = torch.matmul(R[:m], A).mul_(E[rows][:, None, :])
-        R[:m] = Rt / Rt.amax(dim=(1, 2), keepdim=True)
+    work = torch.empty_like(R)
+    top = torch.empty(R.shape[0], dtype=E.dtype, device=dev)
+    for m, rows in plan["steps"]:  # in place: no allocation per step
+        Rt = torch.matmul(R[:m], A, out=work[:m])
+        Rt.mul_(E[rows][:, None, :])
+        torch.amax(Rt, dim=(1, 2), out=top[:m])
+        torch.div(Rt, top[:m, None, None], out=R[:m])
     transfer = torch.empty(B, K, K, dtype=E.dtype, device=dev)
     transfer[members] = R
     start = startprob.expand(B, K).clone()
