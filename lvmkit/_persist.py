@@ -101,6 +101,20 @@ def _qualname(klass: type) -> str:
     return f"{klass.__module__}.{klass.__qualname__}"
 
 
+def learned_state(estimator, skip: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Every learned attribute of ``estimator`` (public, ending in ``_``, not in ``skip``):
+    numeric arrays as tensors, the rest as JSON-able extra state (the usual ``_get_state``)."""
+    tensors, extra = {}, {}
+    for name, value in vars(estimator).items():
+        if name.startswith("_") or not name.endswith("_") or name in skip:
+            continue
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            tensors[name] = value
+        else:
+            extra[name] = value
+    return tensors, extra
+
+
 class Persistent:
     """Mixin adding ``save(path)`` to an estimator that implements the state hooks."""
 

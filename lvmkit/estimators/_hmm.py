@@ -25,7 +25,7 @@ from sklearn.utils import check_random_state
 
 from lvmkit import _validation as v
 from lvmkit import distributed
-from lvmkit._persist import Persistent
+from lvmkit._persist import Persistent, learned_state
 from lvmkit.data.chunks import DataChunks
 from lvmkit.data.sequences import SequenceChunks, concatenate, rows_bytes
 from lvmkit.estimators import _ranks as ranks
@@ -344,8 +344,8 @@ class BaseHMM(Persistent, BaseEstimator):
     def _model(self, shift, device, dtype) -> HMM:
         k = self.n_components
         emission = self._make_emission(self._n_features(), shift, device)
-        start_prior = _prior(self.startprob_prior, (k,), "startprob_prior")
-        trans_prior = _prior(self.transmat_prior, (k, k), "transmat_prior")
+        start_prior = broadcast_param(self.startprob_prior, (k,), "startprob_prior")
+        trans_prior = broadcast_param(self.transmat_prior, (k, k), "transmat_prior")
         return HMM(
             emission, k, dtype, start_prior.to(device), trans_prior.to(device), update=self.params
         )
@@ -562,15 +562,7 @@ class BaseHMM(Persistent, BaseEstimator):
     # ================================================================== persistence
     def _get_state(self) -> tuple[dict, dict]:
         self._check_usable()
-        tensors, extra = {}, {}
-        for name, value in vars(self).items():
-            if name.startswith("_") or not name.endswith("_") or name == "monitor_":
-                continue
-            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-                tensors[name] = value
-            else:
-                extra[name] = value
-        return tensors, extra
+        return learned_state(self, skip=("monitor_",))  # monitor_ is rebuilt on load
 
     def _set_state(self, tensors: dict, extra: dict) -> None:
         for name, value in {**extra, **tensors}.items():
@@ -641,7 +633,8 @@ def _sequence_weights(sample_weight, n_sequences: int):
     return w
 
 
-def _prior(value, shape, name) -> torch.Tensor:
+def broadcast_param(value, shape, name, device=None) -> torch.Tensor:
+    """A hyperparameter (a number or an array) broadcast to ``shape``, float64 on ``device``."""
     arr = as_float64(value, name)
     try:
         arr = np.broadcast_to(arr, shape)
@@ -649,7 +642,7 @@ def _prior(value, shape, name) -> torch.Tensor:
         raise ValueError(
             f"{name} must be a number or an array broadcastable to {shape}; got shape {arr.shape}."
         ) from None
-    return torch.as_tensor(np.array(arr), dtype=torch.float64)
+    return torch.as_tensor(np.array(arr), dtype=torch.float64, device=device)
 
 
 def _check_startprob(value, k: int, device) -> torch.Tensor:

@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 
 from lvmkit import _validation as v
 from lvmkit import distributed
-from lvmkit._persist import Persistent
+from lvmkit._persist import Persistent, learned_state
 from lvmkit.data.chunks import DataChunks
 from lvmkit.data.sources import Source, as_source
 from lvmkit.estimators import _ranks as ranks
@@ -535,15 +535,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         ``means_``, so a loaded model gives identical ``score_samples``.
         """
         v.check_fitted(self)
-        tensors, extra = {}, {}
-        for name, value in vars(self).items():
-            if name.startswith("_") or not name.endswith("_"):
-                continue
-            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-                tensors[name] = value
-            else:
-                extra[name] = value
-        return tensors, extra
+        return learned_state(self)
 
     def _set_state(self, tensors: dict, extra: dict) -> None:
         for name, value in {**extra, **tensors}.items():

@@ -200,32 +200,7 @@ class PoissonMixture(_IndependentFeaturesMixture):
         return self.min_rate, float("inf")
 
     def _check_values(self, X, origin=None, start=0) -> None:
-        A = _as_numpy(X)
-        negative = A < 0
-        if negative.any():
-            row, col = _first_bad(negative)
-            raise ValueError(
-                f"PoissonMixture needs non-negative counts; X has {int(negative.sum())} negative "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Check "
-                f"the data, or use GaussianMixture for real-valued features."
-            )
-        fractional = A != np.floor(A)
-        if fractional.any():
-            row, col = _first_bad(fractional)
-            raise ValueError(
-                f"PoissonMixture needs integer counts; X has {int(fractional.sum())} non-integer "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Round "
-                f"them (np.rint) if they are counts, or use GaussianMixture for real-valued "
-                f"features."
-            )
-        if A.size:
-            check_representable(
-                float(A.max()),
-                A.shape[1],
-                self.dtype,
-                "largest count",
-                "Check that these are counts",
-            )
+        check_counts(X, "PoissonMixture", self.dtype, "GaussianMixture", origin, start)
 
 
 @register
@@ -331,14 +306,45 @@ class BernoulliMixture(_IndependentFeaturesMixture):
         return self.min_prob, 1.0 - self.min_prob
 
     def _check_values(self, X, origin=None, start=0) -> None:
-        A = _as_numpy(X)
-        bad = (A != 0) & (A != 1)
-        if bad.any():
-            row, col = _first_bad(bad)
-            raise ValueError(
-                f"BernoulliMixture needs binary data (0 or 1); X has {int(bad.sum())} other "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. "
-                f"Binarize first, e.g. (X > threshold).astype(float) or "
-                f"sklearn.preprocessing.Binarizer; for grey levels in [0, 1] a random draw "
-                f"np.random.rand(*X.shape) < X is the standard 'dynamic' binarization."
-            )
+        check_binary(X, "BernoulliMixture", origin, start)
+
+
+def check_counts(X, owner: str, dtype, alternative: str, origin=None, start: int = 0) -> None:
+    """Raise a ValueError naming ``owner`` unless ``X`` holds non-negative integer counts whose
+    size the compute ``dtype`` can square (rows numbered from ``start`` within ``origin``)."""
+    A = _as_numpy(X)
+    negative = A < 0
+    if negative.any():
+        row, col = _first_bad(negative)
+        raise ValueError(
+            f"{owner} needs non-negative counts; X has {int(negative.sum())} negative "
+            f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Check "
+            f"the data, or use {alternative} for real-valued features."
+        )
+    fractional = A != np.floor(A)
+    if fractional.any():
+        row, col = _first_bad(fractional)
+        raise ValueError(
+            f"{owner} needs integer counts; X has {int(fractional.sum())} non-integer "
+            f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. Round "
+            f"them (np.rint) if they are counts, or use {alternative} for real-valued features."
+        )
+    if A.size:
+        check_representable(
+            float(A.max()), A.shape[1], dtype, "largest count", "Check that these are counts"
+        )
+
+
+def check_binary(X, owner: str, origin=None, start: int = 0) -> None:
+    """Raise a ValueError naming ``owner`` unless every value of ``X`` is 0 or 1."""
+    A = _as_numpy(X)
+    bad = (A != 0) & (A != 1)
+    if bad.any():
+        row, col = _first_bad(bad)
+        raise ValueError(
+            f"{owner} needs binary data (0 or 1); X has {int(bad.sum())} other "
+            f"value(s), the first {A[row, col]:g} at {_where(row, col, origin, start)}. "
+            f"Binarize first, e.g. (X > threshold).astype(float) or "
+            f"sklearn.preprocessing.Binarizer; for grey levels in [0, 1] a random draw "
+            f"np.random.rand(*X.shape) < X is the standard 'dynamic' binarization."
+        )

@@ -19,9 +19,15 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
-from lvmkit.estimators._hmm import BaseHMM, hmm_constraints, rows_for_init
-from lvmkit.estimators._mixture import as_float64, check_representable
-from lvmkit.estimators.discrete_mixtures import _as_numpy, _first_bad, _where
+from lvmkit.estimators._hmm import BaseHMM, broadcast_param, hmm_constraints, rows_for_init
+from lvmkit.estimators._mixture import as_float64
+from lvmkit.estimators.discrete_mixtures import (
+    _as_numpy,
+    _first_bad,
+    _where,
+    check_binary,
+    check_counts,
+)
 from lvmkit.families.bernoulli import Bernoulli
 from lvmkit.families.categorical import Categorical
 from lvmkit.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
@@ -37,41 +43,12 @@ from lvmkit.models.mixture import Mixture
 f64 = torch.float64
 
 
-def _common_init(
-    self,
-    n_components,
-    startprob_prior,
-    transmat_prior,
-    algorithm,
-    random_state,
-    n_iter,
-    tol,
-    verbose,
-    params,
-    init_params,
-    n_init,
-    device,
-    dtype,
-    chunk_size,
-    learning_decay,
-    learning_offset,
-):
-    self.n_components = n_components
-    self.startprob_prior = startprob_prior
-    self.transmat_prior = transmat_prior
-    self.algorithm = algorithm
-    self.random_state = random_state
-    self.n_iter = n_iter
-    self.tol = tol
-    self.verbose = verbose
-    self.params = params
-    self.init_params = init_params
-    self.n_init = n_init
-    self.device = device
-    self.dtype = dtype
-    self.chunk_size = chunk_size
-    self.learning_decay = learning_decay
-    self.learning_offset = learning_offset
+def _keep(estimator, arguments: dict) -> None:
+    """Store every ``__init__`` argument as the attribute of its name (scikit-learn's contract:
+    the signature lists the parameters; ``__init__`` only stores them)."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
 
 
 def _kmeans_components(family, k, rows, weights, shift, device, dtype, generator, comm):
@@ -136,31 +113,7 @@ class GaussianHMM(BaseHMM):
         learning_decay=0.6,
         learning_offset=1.0,
     ):
-        _common_init(
-            self,
-            n_components,
-            startprob_prior,
-            transmat_prior,
-            algorithm,
-            random_state,
-            n_iter,
-            tol,
-            verbose,
-            params,
-            init_params,
-            n_init,
-            device,
-            dtype,
-            chunk_size,
-            learning_decay,
-            learning_offset,
-        )
-        self.covariance_type = covariance_type
-        self.min_covar = min_covar
-        self.means_prior = means_prior
-        self.means_weight = means_weight
-        self.covars_prior = covars_prior
-        self.covars_weight = covars_weight
+        _keep(self, locals())
 
     _constraints = {
         **hmm_constraints("stmc"),
@@ -193,27 +146,17 @@ class GaussianHMM(BaseHMM):
 
     def _make_emission(self, d, shift, device):
         k, ct = self.n_components, self.covariance_type
-        t = dict(dtype=f64, device=device)
-        mp = torch.as_tensor(
-            np.broadcast_to(as_float64(self.means_prior, "means_prior"), (k, d)).copy(), **t
-        )
-        mw = torch.as_tensor(
-            np.broadcast_to(
-                as_float64(self.means_weight, "means_weight").reshape(-1, 1)
-                if np.ndim(self.means_weight)
-                else as_float64(self.means_weight, "means_weight"),
-                (k, 1),
-            ).copy(),
-            **t,
-        )
+        mp = broadcast_param(self.means_prior, (k, d), "means_prior", device)
+        mw = as_float64(self.means_weight, "means_weight")
+        mw = broadcast_param(mw.reshape(-1, 1) if mw.ndim else mw, (k, 1), "means_weight", device)
         cp_shape = {"diag": (k, d), "spherical": (k, d), "full": (k, d, d), "tied": (d, d)}[ct]
-        cp = _broadcast(self.covars_prior, cp_shape, "covars_prior", t)
+        cp = broadcast_param(self.covars_prior, cp_shape, "covars_prior", device)
         cw_shape = {"diag": (k, 1), "spherical": (k, 1), "full": (k, 1, 1), "tied": ()}[ct]
-        cw_value = as_float64(self.covars_weight, "covars_weight")
-        if cw_value.ndim == 1 and ct in ("diag", "spherical", "full"):
-            cw_value = cw_value.reshape(cw_shape)
-        cw = _broadcast(cw_value, cw_shape, "covars_weight", t)
-        return GaussianEmission(ct, mp - shift.to(**t), mw, cp, cw)
+        cw = as_float64(self.covars_weight, "covars_weight")
+        if cw.ndim == 1 and ct in ("diag", "spherical", "full"):
+            cw = cw.reshape(cw_shape)
+        cw = broadcast_param(cw, cw_shape, "covars_weight", device)
+        return GaussianEmission(ct, mp - shift.to(mp), mw, cp, cw)
 
     def _emission_from_attributes(self, shift, device):
         k, ct = self.n_components, self.covariance_type
@@ -305,17 +248,6 @@ class GaussianHMM(BaseHMM):
         super()._set_state(tensors, extra)
 
 
-def _broadcast(value, shape, name, t):
-    arr = as_float64(value, name)
-    try:
-        arr = np.broadcast_to(arr, shape)
-    except ValueError:
-        raise ValueError(
-            f"{name} must broadcast to shape {shape}; got shape {arr.shape}."
-        ) from None
-    return torch.as_tensor(np.array(arr), **t)
-
-
 # ====================================================================== counts and binary data
 class _IndependentHMM(BaseHMM):
     """Emissions of independent features (a family with one parameter per state and feature)."""
@@ -399,28 +331,7 @@ class PoissonHMM(_IndependentHMM):
         learning_decay=0.6,
         learning_offset=1.0,
     ):
-        _common_init(
-            self,
-            n_components,
-            startprob_prior,
-            transmat_prior,
-            algorithm,
-            random_state,
-            n_iter,
-            tol,
-            verbose,
-            params,
-            init_params,
-            n_init,
-            device,
-            dtype,
-            chunk_size,
-            learning_decay,
-            learning_offset,
-        )
-        self.lambdas_prior = lambdas_prior
-        self.lambdas_weight = lambdas_weight
-        self.min_rate = min_rate
+        _keep(self, locals())
 
     _constraints = {**hmm_constraints("stl"), "min_rate": v.Interval(0, None, open_low=True)}
 
@@ -435,23 +346,7 @@ class PoissonHMM(_IndependentHMM):
         return IndependentEmission(self._family(), "l", self.lambdas_prior, self.lambdas_weight)
 
     def _check_values(self, X) -> None:
-        A = _as_numpy(X)
-        bad = (A < 0) | (A != np.floor(A))
-        if bad.any():
-            row, col = _first_bad(bad)
-            raise ValueError(
-                f"PoissonHMM needs non-negative integer counts; X has {int(bad.sum())} other "
-                f"value(s), the first {A[row, col]:g} at {_where(row, col, None, 0)}. Use "
-                "GaussianHMM for real-valued data."
-            )
-        if A.size:
-            check_representable(
-                float(A.max()),
-                A.shape[1],
-                self.dtype,
-                "largest count",
-                "Check that these are counts",
-            )
+        check_counts(X, "PoissonHMM", self.dtype, "GaussianHMM")
 
     def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
         mixture = _kmeans_components(
@@ -507,26 +402,7 @@ class BernoulliHMM(_IndependentHMM):
         learning_decay=0.6,
         learning_offset=1.0,
     ):
-        _common_init(
-            self,
-            n_components,
-            startprob_prior,
-            transmat_prior,
-            algorithm,
-            random_state,
-            n_iter,
-            tol,
-            verbose,
-            params,
-            init_params,
-            n_init,
-            device,
-            dtype,
-            chunk_size,
-            learning_decay,
-            learning_offset,
-        )
-        self.min_prob = min_prob
+        _keep(self, locals())
 
     _constraints = {**hmm_constraints("ste"), "min_prob": v.Interval(0, 0.5, open_low=True)}
 
@@ -541,15 +417,7 @@ class BernoulliHMM(_IndependentHMM):
         return IndependentEmission(self._family(), "e")
 
     def _check_values(self, X) -> None:
-        A = _as_numpy(X)
-        bad = (A != 0) & (A != 1)
-        if bad.any():
-            row, col = _first_bad(bad)
-            raise ValueError(
-                f"BernoulliHMM needs binary data (0 or 1); X has {int(bad.sum())} other value(s), "
-                f"the first {A[row, col]:g} at {_where(row, col, None, 0)}. Binarize first, e.g. "
-                "(X > threshold).astype(float)."
-            )
+        check_binary(X, "BernoulliHMM")
 
     def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
         mixture = _kmeans_components(
@@ -612,28 +480,7 @@ class CategoricalHMM(_IndependentHMM):
         learning_decay=0.6,
         learning_offset=1.0,
     ):
-        _common_init(
-            self,
-            n_components,
-            startprob_prior,
-            transmat_prior,
-            algorithm,
-            random_state,
-            n_iter,
-            tol,
-            verbose,
-            params,
-            init_params,
-            n_init,
-            device,
-            dtype,
-            chunk_size,
-            learning_decay,
-            learning_offset,
-        )
-        self.emissionprob_prior = emissionprob_prior
-        self.n_features = n_features
-        self.min_prob = min_prob
+        _keep(self, locals())
 
     _constraints = {
         **hmm_constraints("ste"),
@@ -806,28 +653,7 @@ class GMMHMM(BaseHMM):
         learning_decay=0.6,
         learning_offset=1.0,
     ):
-        _common_init(
-            self,
-            n_components,
-            startprob_prior,
-            transmat_prior,
-            algorithm,
-            random_state,
-            n_iter,
-            tol,
-            verbose,
-            params,
-            init_params,
-            n_init,
-            device,
-            dtype,
-            chunk_size,
-            learning_decay,
-            learning_offset,
-        )
-        self.n_mix = n_mix
-        self.covariance_type = covariance_type
-        self.min_covar = min_covar
+        _keep(self, locals())
 
     _constraints = {
         **hmm_constraints("stmcw"),

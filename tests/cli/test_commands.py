@@ -303,3 +303,45 @@ def test_every_option_the_advice_names_exists():
     options = {opt for kind in ensure_kinds().values() for o in kind.options for opt in o.opts}
     options |= {"--components"}  # added to every kind with components
     assert set(CLI_OPTIONS.values()) <= options, set(CLI_OPTIONS.values()) - options
+
+
+@pytest.mark.slow
+def test_vae_from_8_bit_images(cli, tmp_path):
+    """fit vae on uint8 images (N, 8, 8) with --scale and dynamic binarization; the model file
+    remembers the scaling, so score, sample and report need only the data. (In-process: the
+    console script's round trip is covered by test_cli.py.)"""
+    from sklearn.datasets import load_digits
+
+    np.save(
+        tmp_path / "digits.npy", (load_digits().data[:400] * 15).astype(np.uint8).reshape(-1, 8, 8)
+    )
+    out, _ = cli(
+        "fit", "vae", "digits.npy", "--scale", "240", "--binarization", "dynamic",
+        "--latent-dim", "2", "--hidden", "32", "--epochs", "2", "--network", "conv",
+        "-o", "vae.lvm", "--json",
+    )  # fmt: skip
+    summary = json.loads(out)
+    assert summary["class"] == "VAE" and summary["n_iter"] == 2
+    model = lvmkit.load(tmp_path / "vae.lvm")
+    assert model.input_shape_ == (8, 8)
+    scores = cli("score", "vae.lvm", "digits.npy")[0].split()
+    assert scores[0] == "elbo" and len(scores) == 401
+    X = np.load(tmp_path / "digits.npy") / 240.0
+    np.testing.assert_allclose(np.array(scores[1:], dtype=float), model.score_samples(X), rtol=1e-6)
+    cli("sample", "vae.lvm", "-n", "16", "-o", "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 1000
+    cli("report", "vae.lvm", "digits.npy", "-o", "r.html")
+    assert "Reconstructions" in (tmp_path / "r.html").read_text()
+    # Grey levels without a binarization: one line naming the fix, exit 2.
+    _, err = cli(
+        "fit", "vae", "digits.npy", "--scale", "240", "--epochs", "1", "-o", "x.lvm", code=2
+    )
+    line = one_error_line(err)
+    assert "not a valid likelihood" in line and "--binarization dynamic" in line
+    _, err = cli(
+        "fit", "vae", "digits.npy", "--binarization", "dynamic", "--epochs", "1", "-o", "x.lvm",
+        code=2,
+    )  # fmt: skip
+    assert "--scale 255" in one_error_line(err)
+    _, err = cli("fit", "vae", "digits.npy", "--hidden", "a,b", "-o", "x.lvm", code=2)
+    assert "layer widths" in err

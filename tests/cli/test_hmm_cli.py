@@ -237,7 +237,7 @@ def test_other_emissions_round_trip(cli, tmp_path, options, cls):
         (["fit", "hmm", "walks.csv", "--lengths-column", "id", "--states", "0"],
          ["'--states'", "0 is not in the range x>=1"]),
         (["fit", "hmm", "walks.csv", "--lengths-column", "id", "--emission", "poisson",
-          "--columns", "a,b"], ["PoissonHMM needs non-negative integer counts"]),
+          "--columns", "a,b"], ["PoissonHMM needs non-negative counts"]),
         (["fit", "hmm", "walks.csv", "--columns", "a,b", "--n-iter", "1", "--tol", "-1"],
          ["'--tol'"]),
     ],

@@ -303,7 +303,7 @@ def test_bad_data_is_named():
         lvmkit.GaussianHMM(2).fit(bad, lengths)
     with pytest.raises(ValueError, match="fewer rows than states"):
         lvmkit.GaussianHMM(5).fit(X[:3], [3])
-    with pytest.raises(ValueError, match="non-negative integer counts"):
+    with pytest.raises(ValueError, match="PoissonHMM needs non-negative counts"):
         lvmkit.PoissonHMM(2).fit(X, lengths)
     with pytest.raises(ValueError, match="binary data"):
         lvmkit.BernoulliHMM(2).fit(X, lengths)
