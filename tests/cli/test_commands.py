@@ -13,30 +13,17 @@ from PIL import Image
 import lvmkit
 from lvmkit.cli.kinds import KINDS, ModelKind, ensure_kinds, kind_of, register_kind
 from lvmkit.cli.main import main
+from tests.cli.conftest import one_error_line
 from tests.conftest import blobs
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LVMKIT_DEBUG", raising=False)
-
-    def run(*args, code=0):
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        assert status == code, (status, out, err)
-        return out, err
-
+def cli(tmp_path, run_cli):
+    run = run_cli
     X = blobs(n=150, d=3, k=3)[0]
     np.savetxt(tmp_path / "data.csv", X, delimiter=",", header="a,b,c", comments="", fmt="%.10g")
     run.X = np.loadtxt(tmp_path / "data.csv", delimiter=",", skiprows=1)  # as written
     return run
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def test_fit_score_predict_sample_info(cli, tmp_path):

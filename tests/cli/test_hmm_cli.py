@@ -12,14 +12,8 @@ import pytest
 import lvmkit
 from lvmkit import GaussianHMM
 from lvmkit._persist import describe
-from lvmkit.cli.main import main
+from tests.cli.conftest import one_error_line
 from tests.conftest import quiet
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def _gaussian_sequences(lengths, seed=0):
@@ -33,16 +27,8 @@ def _gaussian_sequences(lengths, seed=0):
 
 
 @pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("LVMKIT_DEBUG", raising=False)
-
-    def run(*args, code=0):
-        status = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        assert status == code, (status, out, err)
-        return out, err
-
+def cli(tmp_path, run_cli):
+    run = run_cli
     # three sequences with text ids and a time column left out by --columns
     lengths = [40, 55, 35]
     parts = _gaussian_sequences(lengths)
