@@ -210,7 +210,7 @@ class BaseHMM(Persistent, BaseEstimator):
             )
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, rows)
-        shift = self._shift(rows, comm, device)
+        shift = self._shift(_weighted_rows(rows, lengths, weights), comm, device)
         model = self._model(shift, device, dtype)
         chunks = self._chunks(rows, lengths, weights, shift, dtype, device, model)
         rng = ranks.random_state(self.random_state, comm)
@@ -229,6 +229,7 @@ class BaseHMM(Persistent, BaseEstimator):
             return result
 
         result, restarts = best_of_restarts(self.n_init, run_one)
+        self._stepwise_ = None  # a later partial_fit continues from these parameters afresh
         self._store(result.params, shift)
         self.n_features_in_ = int(rows.shape[1])
         self.lower_bounds_ = list(result.lower_bounds)
@@ -271,7 +272,7 @@ class BaseHMM(Persistent, BaseEstimator):
     def _partial_fit_on(self, comm, X, lengths, sample_weight):
         k = self.n_components
         state = getattr(self, "_stepwise_", None)
-        first = state is None and not hasattr(self, "startprob_fitted_")
+        first = state is None and not hasattr(self, "converged_")  # fit or partial_fit ran
         (rows, (lengths, weights)), n_total, _ = ranks.prepare_together(
             comm, self, lambda: self._prepare(X, lengths, sample_weight, comm, first, 1)
         )
@@ -282,7 +283,10 @@ class BaseHMM(Persistent, BaseEstimator):
             )
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, rows)
-        shift = self._shift(rows, comm, device) if first else self._prediction_shift(device)
+        if first:
+            shift = self._shift(_weighted_rows(rows, lengths, weights), comm, device)
+        else:
+            shift = self._prediction_shift(device)
         model = self._model(shift, device, dtype)
         chunks = self._chunks(rows, lengths, weights, shift, dtype, device, model)
         if first:
@@ -307,7 +311,6 @@ class BaseHMM(Persistent, BaseEstimator):
             raise FloatingPointError(f"The log-likelihood of this batch is {ll}. {model.advice}")
         self._store(params, shift)
         self.n_features_in_ = int(rows.shape[1])
-        self.startprob_fitted_ = True
         self.lower_bound_ = ll
         self.lower_bounds_ = history + [ll]
         self.n_iter_ = progress.t
@@ -445,7 +448,11 @@ class BaseHMM(Persistent, BaseEstimator):
         """(model, params, chunks) for the rows of ``X`` under the current parameters."""
         self._check_usable()
         rows, lengths = concatenate(X, lengths)
-        rows = v.check_X(self, rows, reset=not hasattr(self, "n_features_in_"))
+        stale = getattr(self, "n_features_in_", None) not in (
+            None,
+            self._n_features_from_attributes(),
+        )
+        rows = v.check_X(self, rows, reset=stale or not hasattr(self, "n_features_in_"))
         self._check_values(rows)
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, rows)
@@ -522,12 +529,20 @@ class BaseHMM(Persistent, BaseEstimator):
     def sample(self, n_samples=1, random_state=None, currstate=None):
         """Draw one sequence of ``n_samples`` steps: ``(X (n_samples, n_features), states)``.
 
-        ``currstate``: the state of the step before the first (None: the first state is drawn
-        from ``startprob_``). ``random_state`` defaults to the estimator's.
+        ``currstate``: the state of the first sample (hmmlearn's meaning; None: drawn from
+        ``startprob_``). ``random_state`` defaults to the estimator's.
         """
         self._check_usable()
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be an int >= 1; got {n_samples!r}.")
+        k = self.n_components
+        if currstate is not None and not (
+            isinstance(currstate, (int, np.integer)) and 0 <= currstate < k
+        ):
+            raise ValueError(
+                f"currstate must be a state number in 0 … {k - 1} (the first sample's state), or "
+                f"None to draw it from startprob_; got {currstate!r}."
+            )
         rng = check_random_state(self.random_state if random_state is None else random_state)
         start = np.asarray(self.startprob_, dtype=np.float64)
         cum = np.cumsum(np.asarray(self.transmat_, dtype=np.float64), axis=1)
@@ -536,9 +551,7 @@ class BaseHMM(Persistent, BaseEstimator):
         if currstate is None:
             state = int(min(np.searchsorted(np.cumsum(start), u[0], side="right"), len(start) - 1))
         else:
-            state = int(
-                min(np.searchsorted(cum[int(currstate)], u[0], side="right"), len(start) - 1)
-            )
+            state = int(currstate)
         states[0] = state
         last = cum.shape[1] - 1
         for t in range(1, n_samples):  # a Markov chain: each state depends on the one before
@@ -614,6 +627,17 @@ class BaseHMM(Persistent, BaseEstimator):
 
 
 # ====================================================================== helpers
+def _weighted_rows(rows, lengths, weights):
+    """The rows of the sequences of positive weight (what the data's shift and scale are taken
+    from: a sequence of weight 0 is left out, wherever its values lie)."""
+    if weights is None or (weights > 0).all():
+        return rows
+    keep = np.repeat(weights > 0, lengths)
+    if isinstance(rows, torch.Tensor):
+        return rows[torch.as_tensor(keep, device=rows.device)]
+    return rows[keep]
+
+
 def _sequence_weights(sample_weight, n_sequences: int):
     if sample_weight is None:
         return None

@@ -6,7 +6,10 @@ params, init_params, startprob_prior, transmat_prior, random_state``, the emissi
 learned attributes (``startprob_, transmat_, means_, covars_, lambdas_, emissionprob_,
 weights_``), ``fit(X, lengths)``, ``score``, ``score_samples``, ``decode``, ``predict``,
 ``predict_proba``, ``sample``, ``bic`` and ``aic`` mean what they mean there, and from the same
-parameters every Baum-Welch iteration gives the same log-likelihood. lvmkit adds ``n_init``
+parameters every Baum-Welch iteration gives the same log-likelihood (GaussianHMM with its priors,
+PoissonHMM without rate priors, CategoricalHMM; hmmlearn 0.3.3's Poisson rate prior divides by the
+posterior mass of all states, lvmkit's by each state's, and GMMHMM's M-step is lvmkit's own, with
+``min_covar`` on every covariance). lvmkit adds ``n_init``
 restarts, ``sample_weight`` per sequence, ``partial_fit`` (stepwise EM), ``device``, ``dtype``,
 fits across processes, and the E-step of all sequences at once (see
 :mod:`lvmkit.posteriors.chain`).
@@ -158,13 +161,28 @@ class GaussianHMM(BaseHMM):
         cw = broadcast_param(cw, cw_shape, "covars_weight", device)
         return GaussianEmission(ct, mp - shift.to(mp), mw, cp, cw)
 
-    def _emission_from_attributes(self, shift, device):
-        k, ct = self.n_components, self.covariance_type
+    def _user_means(self, shift, device) -> torch.Tensor:
+        """The means you set (``means_``), checked, in model coordinates."""
+        k = self.n_components
+        if not hasattr(self, "means_"):
+            raise ValueError(
+                f"init_params={self.init_params!r} leaves out 'm', so means_ must be set before "
+                "fit (shape (n_components, n_features)); set it, or add 'm' to init_params."
+            )
         means = as_float64(self.means_, "means_")
-        d = means.shape[-1] if means.ndim == 2 else -1
         if means.ndim != 2 or means.shape[0] != k:
             raise ValueError(
                 f"means_ must have shape (n_components, n_features) = ({k}, D); got {means.shape}."
+            )
+        return torch.as_tensor(means, dtype=f64, device=device) - shift
+
+    def _user_covariances(self, d: int, device) -> torch.Tensor:
+        """The covariances you set (``covars_``, in the type's own shape), checked."""
+        k, ct = self.n_components, self.covariance_type
+        if not hasattr(self, "_covars_"):
+            raise ValueError(
+                f"init_params={self.init_params!r} leaves out 'c', so covars_ must be set before "
+                "fit; set it, or add 'c' to init_params."
             )
         expected = {"full": (k, d, d), "diag": (k, d), "spherical": (k,), "tied": (d, d)}[ct]
         cov = as_float64(self._covars_, "covars_")
@@ -174,20 +192,33 @@ class GaussianHMM(BaseHMM):
                 f"{cov.shape}. (hmmlearn's: spherical (K,), diag (K, D), full (K, D, D), "
                 "tied (D, D).)"
             )
-        family = Gaussian(ct, 0.0)
         c = torch.as_tensor(cov, dtype=f64, device=device)
-        if ct in ("diag", "spherical") and not bool((c > 0).all()):
-            raise ValueError("covars_ must be positive; got a non-positive variance.")
-        P, c = family.precisions_cholesky(c)
-        return GaussianParams(
-            torch.as_tensor(means, dtype=f64, device=device) - shift, P, covariances=c
-        )
+        if ct in ("diag", "spherical"):
+            if not bool((c > 0).all()):
+                raise ValueError("covars_ must be positive; got a non-positive variance.")
+            return c
+        if not torch.allclose(c, c.mT, rtol=1e-10, atol=0):
+            raise ValueError("covars_ must be symmetric; got a matrix that is not.")
+        if bool((torch.linalg.cholesky_ex(c).info > 0).any()):
+            raise ValueError(
+                "covars_ must be positive-definite; a matrix you set is not (its Cholesky "
+                "factorisation failed). Set covariance matrices, e.g. A @ A.T + eps * I."
+            )
+        return c
+
+    def _emission_from_attributes(self, shift, device):
+        means = self._user_means(shift, device)
+        c = self._user_covariances(means.shape[1], device)
+        P, c = Gaussian(self.covariance_type, 0.0).precisions_cholesky(c)
+        return GaussianParams(means, P, covariances=c)
 
     def _emission_to_attributes(self, params: GaussianParams, shift) -> None:
         self.means_ = v.to_numpy(params.means + shift)
         self._covars_ = v.to_numpy(params.covariances)
 
     def _init_emission(self, emission, rows, weights, shift, device, dtype, generator, comm):
+        """'m': k-means centres (and, with 'c', the clusters' covariances); 'c' alone: the data's
+        covariance for every state, as hmmlearn; a letter left out: the attribute you set."""
         init = self.init_params
         k, ct = self.n_components, self.covariance_type
         family = Gaussian(ct, reg_covar=self.min_covar)
@@ -197,29 +228,21 @@ class GaussianHMM(BaseHMM):
             )
             means, cov = mixture.components.means, mixture.components.covariances
         else:
-            current = self._emission_from_attributes(shift, device)
-            means, cov = current.means, current.covariances
-            if "c" in init:  # the data's covariance for every state, as hmmlearn
-                single = _kmeans_components(
-                    Gaussian("full", self.min_covar),
-                    1,
-                    rows,
-                    weights,
-                    shift,
-                    device,
-                    dtype,
-                    generator,
-                    comm,
-                )
-                full = single.components.covariances[0]
-                cov = {
-                    "full": full.expand(k, -1, -1).clone(),
-                    "tied": full,
-                    "diag": torch.diagonal(full).expand(k, -1).clone(),
-                    "spherical": torch.diagonal(full).mean().expand(k).clone(),
-                }[ct]
+            means, cov = self._user_means(shift, device), None
         if "c" not in init:
-            cov = self._emission_from_attributes(shift, device).covariances
+            cov = self._user_covariances(means.shape[1], device)
+        elif cov is None:
+            single = _kmeans_components(
+                Gaussian("full", self.min_covar), 1, rows, weights, shift, device, dtype,
+                generator, comm,
+            )  # fmt: skip
+            full = single.components.covariances[0]
+            cov = {
+                "full": full.expand(k, -1, -1).clone(),
+                "tied": full,
+                "diag": torch.diagonal(full).expand(k, -1).clone(),
+                "spherical": torch.diagonal(full).mean().expand(k).clone(),
+            }[ct]
         P, cov = family.precisions_cholesky(cov)
         return GaussianParams(means.to(f64), P, covariances=cov)
 
@@ -261,6 +284,8 @@ class _IndependentHMM(BaseHMM):
     def _n_features_from_attributes(self) -> int:
         return int(np.asarray(getattr(self, self._attribute)).shape[-1])
 
+    _support = (0.0, 1.0)  # where the values you set must lie (rates: (0, inf))
+
     def _values_from_attributes(self, device):
         k = self.n_components
         values = as_float64(getattr(self, self._attribute), self._attribute)
@@ -269,7 +294,16 @@ class _IndependentHMM(BaseHMM):
                 f"{self._attribute} must have shape (n_components, n_features) = ({k}, D); got "
                 f"{values.shape}."
             )
+        self._check_set_values(values)
         return torch.as_tensor(values, dtype=f64, device=device)
+
+    def _check_set_values(self, values: np.ndarray) -> None:
+        low, high = self._support
+        if (values < low).any() or (values > high).any():
+            raise ValueError(
+                f"{self._attribute} must lie in [{low:g}, {high:g}]; got values from "
+                f"{values.min():.3g} to {values.max():.3g}."
+            )
 
     def _emission_from_attributes(self, shift, device):
         family = self._family()
@@ -342,8 +376,17 @@ class PoissonHMM(_IndependentHMM):
     def _values(params):
         return params.rates
 
+    _support = (0.0, np.inf)
+
     def _make_emission(self, d, shift, device):
-        return IndependentEmission(self._family(), "l", self.lambdas_prior, self.lambdas_weight)
+        k = self.n_components
+        priors = []
+        for name in ("lambdas_prior", "lambdas_weight"):
+            value = as_float64(getattr(self, name), name)
+            if value.ndim == 1 and value.shape[0] == k:  # hmmlearn's (n_components,): per state
+                value = value[:, None]
+            priors.append(broadcast_param(value, (k, d), name, device))
+        return IndependentEmission(self._family(), "l", *priors)
 
     def _check_values(self, X) -> None:
         check_counts(X, "PoissonHMM", self.dtype, "GaussianHMM")
@@ -529,6 +572,13 @@ class CategoricalHMM(_IndependentHMM):
                 f"emissionprob_ must have shape (n_components, n_features) = ({k}, {m}); got "
                 f"{values.shape}."
             )
+        self._check_set_values(values)
+        sums = values.sum(1)
+        if not np.allclose(sums, 1.0, rtol=0, atol=1e-6):
+            raise ValueError(
+                f"each row of emissionprob_ must sum to 1 (a distribution over the {m} symbols); "
+                f"got row sums {sums.min():.6g} to {sums.max():.6g}. Normalise the rows."
+            )
         return torch.as_tensor(values, dtype=f64, device=device)
 
     def _check_values(self, X) -> None:
@@ -671,38 +721,62 @@ class GMMHMM(BaseHMM):
     def _make_emission(self, d, shift, device):
         return MixtureEmission(self.n_components, self.n_mix, self.covariance_type, self.min_covar)
 
-    def _emission_from_attributes(self, shift, device):
+    def _set_parts(self, letters: str, d: int, shift, device) -> dict:
+        """The parts you set (``weights_``, ``means_``, ``covars_``) for ``letters`` of 'w', 'm',
+        'c', checked, in the model's layout (K·M rows, model coordinates)."""
         k, m, ct = self.n_components, self.n_mix, self.covariance_type
-        weights = as_float64(self.weights_, "weights_")
-        means = as_float64(self.means_, "means_")
-        d = means.shape[-1]
-        if weights.shape != (k, m) or means.shape != (k, m, d):
-            raise ValueError(
-                f"weights_ must have shape ({k}, {m}) and means_ ({k}, {m}, D); got "
-                f"{weights.shape} and {means.shape}."
-            )
-        cov = as_float64(self.covars_, "covars_")
-        expected = {
-            "full": (k, m, d, d),
-            "diag": (k, m, d),
-            "spherical": (k, m),
-            "tied": (k, d, d),
-        }[ct]
-        if cov.shape != expected:
-            raise ValueError(
-                f"covars_ for covariance_type={ct!r} must have shape {expected}; got {cov.shape}."
-            )
-        if ct == "tied":
-            cov = np.repeat(cov, m, axis=0)
-        else:
-            cov = cov.reshape(k * m, *cov.shape[2:])
-        emission = self._make_emission(d, shift, device)
-        c = torch.as_tensor(cov, dtype=f64, device=device)
-        P, c = emission.family.precisions_cholesky(c)
-        mu = torch.as_tensor(means.reshape(k * m, d), dtype=f64, device=device) - shift
-        return MixtureEmissionParams(
-            torch.as_tensor(weights, dtype=f64, device=device), GaussianParams(mu, P, covariances=c)
-        )
+        names = {"w": "weights_", "m": "means_", "c": "covars_"}
+        out = {}
+        for letter in letters:
+            if not hasattr(self, names[letter]):
+                raise ValueError(
+                    f"init_params={self.init_params!r} leaves out {letter!r}, so "
+                    f"{names[letter]} must be set before fit; set it, or add the letter to "
+                    "init_params."
+                )
+        if "w" in letters:
+            w = as_float64(self.weights_, "weights_")
+            if w.shape != (k, m) or (w < 0).any() or not np.allclose(w.sum(1), 1.0, atol=1e-6):
+                raise ValueError(
+                    f"weights_ must be ({k}, {m}) non-negative rows summing to 1 (each state's "
+                    f"mixture weights); got shape {w.shape}, row sums "
+                    f"{np.round(w.sum(-1), 6).tolist() if w.ndim == 2 else '?'}."
+                )
+            out["w"] = torch.as_tensor(w, dtype=f64, device=device)
+        if "m" in letters:
+            mu = as_float64(self.means_, "means_")
+            if mu.shape != (k, m, d):
+                raise ValueError(f"means_ must have shape ({k}, {m}, {d}); got {mu.shape}.")
+            out["m"] = torch.as_tensor(mu.reshape(k * m, d), dtype=f64, device=device) - shift
+        if "c" in letters:
+            cov = as_float64(self.covars_, "covars_")
+            expected = {
+                "full": (k, m, d, d), "diag": (k, m, d), "spherical": (k, m), "tied": (k, d, d),
+            }[ct]  # fmt: skip
+            if cov.shape != expected:
+                raise ValueError(
+                    f"covars_ for covariance_type={ct!r} must have shape {expected}; got "
+                    f"{cov.shape}."
+                )
+            cov = np.repeat(cov, m, axis=0) if ct == "tied" else cov.reshape(k * m, *cov.shape[2:])
+            c = torch.as_tensor(cov, dtype=f64, device=device)
+            if ct in ("diag", "spherical"):
+                bad = not bool((c > 0).all())
+            else:
+                bad = bool((torch.linalg.cholesky_ex(0.5 * (c + c.mT)).info > 0).any())
+            if bad:
+                raise ValueError(
+                    "covars_ must hold positive variances / positive-definite matrices; got one "
+                    "that is not."
+                )
+            out["c"] = c
+        return out
+
+    def _emission_from_attributes(self, shift, device):
+        parts = self._set_parts("wmc", self._n_features_from_attributes(), shift, device)
+        emission = self._make_emission(parts["m"].shape[1], shift, device)
+        P, c = emission.family.precisions_cholesky(parts["c"])
+        return MixtureEmissionParams(parts["w"], GaussianParams(parts["m"], P, covariances=c))
 
     def _emission_to_attributes(self, params: MixtureEmissionParams, shift) -> None:
         k, m, ct = self.n_components, self.n_mix, self.covariance_type
@@ -739,8 +813,12 @@ class GMMHMM(BaseHMM):
         else:
             sd = torch.sqrt(states.covariances)[:, None].expand(k, d)
         means = (states.means[:, None, :] + 0.5 * sd[:, None, :] * spread).reshape(k * m, d)
-        P, cov = emission.family.precisions_cholesky(cov)
         weights_km = torch.full((k, m), 1.0 / m, dtype=f64, device=device)
+        given = self._set_parts("".join(c for c in "wmc" if c not in self.init_params), d,
+                                shift, device)  # fmt: skip
+        weights_km = given.get("w", weights_km)
+        means, cov = given.get("m", means), given.get("c", cov)
+        P, cov = emission.family.precisions_cholesky(cov)
         return MixtureEmissionParams(weights_km, GaussianParams(means, P, covariances=cov))
 
     def _n_emission_parameters(self, d: int) -> int:

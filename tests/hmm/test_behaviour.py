@@ -338,3 +338,101 @@ def test_tensors_and_float32_on_the_default_device():
     _, X, lengths = simulate()
     m = lvmkit.GaussianHMM(3, n_iter=5, random_state=0).fit(torch.as_tensor(X), lengths)
     assert m.means_.dtype == np.float64 and np.isfinite(m.lower_bound_)
+
+
+# ---------------------------------------------------------------------------- review findings
+def test_partial_fit_after_fit_continues_and_fit_restarts_the_stepwise_state():
+    true, X, lengths = simulate(14)
+    m = lvmkit.GaussianHMM(3, n_iter=30, random_state=0, dtype="float64").fit(X, lengths)
+    batch_score = m.score(X[:10])
+    m.partial_fit(X[:10])  # one step from the fitted parameters, not a new start
+    assert m.n_iter_ == 1 and m.lower_bound_ == pytest.approx(batch_score, rel=1e-10)
+    m.partial_fit(X[10:30])
+    assert m.n_iter_ == 2
+    m.fit(X, lengths)
+    m.partial_fit(X[:10])
+    assert m.n_iter_ == 1  # fit left no running statistics behind
+
+
+def test_a_sequence_of_weight_zero_is_left_out_even_far_away_in_float32():
+    true, X, lengths = simulate(15, lengths=(60, 60, 20))
+    far = X.copy()
+    far[120:] += 1e6
+    kw = dict(n_components=3, random_state=0, n_iter=20, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        left_out = lvmkit.GaussianHMM(**kw).fit(far, lengths, sample_weight=[1, 1, 0])
+        reference = lvmkit.GaussianHMM(**kw).fit(X[:120], [60, 60])
+    assert left_out.score(X[:120], [60, 60]) == pytest.approx(
+        reference.score(X[:120], [60, 60]), rel=1e-4
+    )
+
+
+def test_parameters_you_set_are_checked():
+    _, X, lengths = simulate(16)
+    g = lvmkit.GMMHMM(2, n_mix=2, init_params="")
+    g.startprob_, g.transmat_ = np.array([0.5, 0.5]), np.full((2, 2), 0.5)
+    g.weights_ = np.array([[0.9, 0.9], [0.5, 0.5]])
+    g.means_, g.covars_ = np.zeros((2, 2, 2)), np.ones((2, 2, 2))
+    with pytest.raises(ValueError, match="weights_ must be"):
+        g.score(X, lengths)
+    c = lvmkit.CategoricalHMM(2, init_params="")
+    c.startprob_, c.transmat_ = np.array([0.5, 0.5]), np.full((2, 2), 0.5)
+    c.emissionprob_ = np.array([[0.6, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match="must sum to 1"):
+        c.score(np.array([[0], [1]]))
+    b = lvmkit.BernoulliHMM(2, init_params="")
+    b.startprob_, b.transmat_ = np.array([0.5, 0.5]), np.full((2, 2), 0.5)
+    b.emissionprob_ = np.array([[1.2, 0.5], [0.5, 0.5]])
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        b.score(np.array([[0.0, 1.0]]))
+    f = lvmkit.GaussianHMM(2, covariance_type="full", init_params="")
+    f.startprob_, f.transmat_ = np.array([0.5, 0.5]), np.full((2, 2), 0.5)
+    f.means_ = np.zeros((2, 2))
+    f.covars_ = np.array([[[1.0, 0.5], [0.2, 1.0]]] * 2)
+    with pytest.raises(ValueError, match="symmetric"):
+        f.score(X, lengths)
+    f.covars_ = np.array([[[1.0, 2.0], [2.0, 1.0]]] * 2)
+    with pytest.raises(ValueError, match="positive-definite"):
+        f.score(X, lengths)
+
+
+def test_init_params_subsets_use_what_you_set():
+    true, X, lengths = simulate(17)
+    m = lvmkit.GaussianHMM(3, init_params="stm", params="stm", n_iter=3, random_state=0)
+    m.covars_ = true._covars_
+    m.fit(X, lengths)
+    np.testing.assert_array_equal(m._covars_, true._covars_)  # not initialised, not updated
+    m = lvmkit.GaussianHMM(3, init_params="stc", params="stc", n_iter=3, random_state=0)
+    m.means_ = true.means_
+    m.fit(X, lengths)
+    np.testing.assert_array_equal(m.means_, true.means_)
+    with pytest.raises(ValueError, match="covars_ must be set before fit"):
+        lvmkit.GaussianHMM(3, init_params="stm").fit(X, lengths)
+    g = lvmkit.GMMHMM(2, n_mix=2, init_params="stmc", params="stmc", n_iter=3, random_state=0)
+    g.weights_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g.fit(X, lengths)
+    np.testing.assert_array_equal(g.weights_, [[0.9, 0.1], [0.2, 0.8]])
+
+
+def test_sample_currstate_is_the_first_state_as_in_hmmlearn():
+    m = lvmkit.CategoricalHMM(2, init_params="")
+    m.startprob_, m.transmat_ = np.array([0.5, 0.5]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    m.emissionprob_ = np.array([[1.0, 0.0], [0.0, 1.0]])
+    _, states = m.sample(4, currstate=0, random_state=0)
+    np.testing.assert_array_equal(states, [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="currstate must be a state number in 0 … 1"):
+        m.sample(3, currstate=5)
+
+
+def test_poisson_rate_priors_per_state_and_new_parameters_with_other_features():
+    _, X, lengths = simulate(18)
+    counts = np.random.default_rng(0).poisson(3, size=(200, 3)).astype(float)
+    m = lvmkit.PoissonHMM(2, lambdas_prior=np.array([1.0, 2.0]), lambdas_weight=1.0, n_iter=3,
+                          random_state=0).fit(counts)  # fmt: skip
+    assert m.lambdas_.shape == (2, 3) and np.isfinite(m.lambdas_).all()
+    g = lvmkit.GaussianHMM(3, n_iter=2, random_state=0).fit(X, lengths)  # D = 2
+    g.means_, g.covars_ = np.zeros((3, 3)), np.ones((3, 3))  # replaced with D = 3
+    assert np.isfinite(g.score(np.zeros((5, 3))))
