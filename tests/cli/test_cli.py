@@ -1,14 +1,18 @@
 """The real ``lvmkit`` console script, run in a subprocess: every command and its error paths.
 
 Each run pays Python's start-up and the import of torch and scikit-learn (3-5 s on a loaded
-2-core machine), so every command beyond the core round trip is marked slow here; the same
-commands run in-process, fast, in test_commands.py.
+2-core machine): the core round trip, the error paths (exit status, one line on stderr, no
+traceback) and the launchers run the real script; the other commands of these files run
+in-process (``in_process``), as test_commands.py's do.
 """
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,26 @@ def lvmkit_cli(*args, cwd, check_exit=None):
         text=True,
         timeout=300,
     )
+    if check_exit is not None:
+        assert result.returncode == check_exit, (result.stdout, result.stderr)
+    return result
+
+
+def in_process(*args, cwd, check_exit=None):
+    """The same command run in this process (no start-up of a new interpreter): for the
+    round-trip tests whose subject is the command, not the console script; the result has
+    ``returncode``, ``stdout`` and ``stderr`` as :func:`lvmkit_cli`'s."""
+    from lvmkit.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main([str(a) for a in args])
+    finally:
+        os.chdir(previous)
+    result = types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
     if check_exit is not None:
         assert result.returncode == check_exit, (result.stdout, result.stderr)
     return result
@@ -96,7 +120,7 @@ def test_fit_then_score_matches_python_bitwise(workdir):
 
 @pytest.mark.slow
 def test_score_json_and_file(workdir):
-    result = lvmkit_cli(
+    result = in_process(
         "score", "model.lvm", "data.csv", "--json", "-o", "scores.csv", cwd=workdir, check_exit=0
     )
     out = json.loads(result.stdout)
@@ -107,11 +131,11 @@ def test_score_json_and_file(workdir):
 
 @pytest.mark.slow
 def test_predict_labels_and_probabilities(workdir):
-    labels = lvmkit_cli("predict", "model.lvm", "data.csv", cwd=workdir, check_exit=0)
+    labels = in_process("predict", "model.lvm", "data.csv", cwd=workdir, check_exit=0)
     lines = labels.stdout.splitlines()
     assert lines[0] == "label" and len(lines) == 241
     assert set(lines[1:]) <= {"0", "1", "2"}
-    proba = lvmkit_cli(
+    proba = in_process(
         "predict", "model.lvm", "data.csv", "--proba", "--json", cwd=workdir, check_exit=0
     )
     P = np.array(json.loads(proba.stdout)["probabilities"])
@@ -121,10 +145,10 @@ def test_predict_labels_and_probabilities(workdir):
 
 @pytest.mark.slow
 def test_sample_csv_and_png(workdir):
-    csv = lvmkit_cli("sample", "model.lvm", "-n", "10", "--seed", "1", cwd=workdir, check_exit=0)
+    csv = in_process("sample", "model.lvm", "-n", "10", "--seed", "1", cwd=workdir, check_exit=0)
     lines = csv.stdout.splitlines()
     assert lines[0] == "height,width" and len(lines) == 11
-    png = lvmkit_cli(
+    png = in_process(
         "sample", "model.lvm", "-n", "64", "-o", "samples.png", cwd=workdir, check_exit=0
     )
     assert "wrote 64 samples" in png.stdout
@@ -133,14 +157,14 @@ def test_sample_csv_and_png(workdir):
 
 @pytest.mark.slow
 def test_plot_and_info(workdir):
-    lvmkit_cli("plot", "model.lvm", "data.csv", "-o", "clusters.png", cwd=workdir, check_exit=0)
+    in_process("plot", "model.lvm", "data.csv", "-o", "clusters.png", cwd=workdir, check_exit=0)
     assert (workdir / "clusters.png").stat().st_size > 10_000
-    info = lvmkit_cli("info", "model.lvm", "--json", cwd=workdir, check_exit=0)
+    info = in_process("info", "model.lvm", "--json", cwd=workdir, check_exit=0)
     out = json.loads(info.stdout)
     assert out["class"] == "GaussianMixture" and out["format_version"] == 1
     assert out["fitted"]["n_components"] == 3 and out["metadata"]["kind"] == "gmm"
     assert out["metadata"]["data"]["feature_names"] == ["height", "width"]
-    text = lvmkit_cli("info", "model.lvm", cwd=workdir, check_exit=0).stdout
+    text = in_process("info", "model.lvm", cwd=workdir, check_exit=0).stdout
     assert "GaussianMixture" in text and "components: 3" in text
 
 
@@ -217,7 +241,7 @@ def test_debug_shows_the_traceback(workdir):
 # ====================================================================== the other commands
 @pytest.mark.slow
 def test_select(workdir):
-    result = lvmkit_cli(
+    result = in_process(
         "select",
         "gmm",
         "data.csv",
@@ -247,7 +271,7 @@ def test_poisson_and_bernoulli_fits(workdir):
     rng = np.random.default_rng(0)
     counts = rng.poisson(rng.choice([1.0, 8.0], size=(120, 1)), size=(120, 3))
     np.save(workdir / "counts.npy", counts.astype(float))
-    result = lvmkit_cli(
+    result = in_process(
         "fit",
         "poisson",
         "counts.npy",
@@ -262,7 +286,7 @@ def test_poisson_and_bernoulli_fits(workdir):
     assert json.loads(result.stdout)["class"] == "PoissonMixture"
     grey = rng.random((80, 5)) * 255
     np.savez(workdir / "grey.npz", images=grey, labels=np.zeros(80))
-    lvmkit_cli(
+    in_process(
         "fit",
         "bernoulli",
         "grey.npz",
@@ -278,11 +302,11 @@ def test_poisson_and_bernoulli_fits(workdir):
         check_exit=0,
     )
     # The model remembers the key and the threshold: scoring needs neither again.
-    scores = lvmkit_cli("score", "bern.lvm", "grey.npz", cwd=workdir, check_exit=0)
+    scores = in_process("score", "bern.lvm", "grey.npz", cwd=workdir, check_exit=0)
     assert len(scores.stdout.splitlines()) == 81
     # Without binarizing, the data are outside the Bernoulli family: a clear error.
     assert_user_error(
-        lvmkit_cli("fit", "bernoulli", "grey.npz", "--key", "images", cwd=workdir),
+        in_process("fit", "bernoulli", "grey.npz", "--key", "images", cwd=workdir),
         "binary data",
         "Binarize",
     )
@@ -290,7 +314,7 @@ def test_poisson_and_bernoulli_fits(workdir):
 
 @pytest.mark.slow
 def test_report(workdir):
-    lvmkit_cli("report", "model.lvm", "data.csv", "-o", "report.html", cwd=workdir, check_exit=0)
+    in_process("report", "model.lvm", "data.csv", "-o", "report.html", cwd=workdir, check_exit=0)
     page = (workdir / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 4
     assert "http://" not in page and "https://" not in page
