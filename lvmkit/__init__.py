@@ -15,6 +15,7 @@ from lvmkit.estimators.hmm import (
     PoissonHMM,
 )
 from lvmkit.estimators.marginal import MarginalLikelihood, log_marginal
+from lvmkit.estimators.ppca import ProbabilisticPCA
 from lvmkit.estimators.selection import restart_report, select_components
 from lvmkit.estimators.vae import VAE, Autoencoder
 from lvmkit.io import load
@@ -34,6 +35,7 @@ __all__ = [
     "MarginalLikelihood",
     "MixtureAnomalyDetector",
     "PoissonHMM",
+    "ProbabilisticPCA",
     "PoissonMixture",
     "__version__",
     "gap_report",

@@ -26,6 +26,7 @@ def test_all_is_pinned():
             "BernoulliHMM",
             "CategoricalHMM",
             "GMMHMM",
+            "ProbabilisticPCA",
         ]
     )
 

@@ -59,3 +59,16 @@ def test_partial_fit_on_two_ranks_equals_one_process(two_ranks):
         key = f"partial/{name}"
         assert np.array_equal(two_ranks[0][key], two_ranks[1][key])
         assert_close(two_ranks[0][key], value, key)
+
+
+@pytest.mark.parametrize("split", ["uneven", "empty"])
+def test_probabilistic_pca_on_two_ranks_equals_one_process(two_ranks, split):
+    """Probabilistic PCA's statistics pass (run by the same worker, to start no new processes)."""
+    from lvmkit import ProbabilisticPCA
+    from tests.distributed.cases import rows
+
+    expected = ProbabilisticPCA(2).fit(rows("full"))
+    for name in ("loadings_", "mean_", "noise_variance_", "loglike_"):
+        key = f"ppca/{split}/{name}"
+        assert np.array_equal(two_ranks[0][key], two_ranks[1][key])
+        assert_close(two_ranks[0][key], getattr(expected, name), key)
