@@ -6,6 +6,7 @@ The estimators follow scikit-learn's contract. See the README for the command li
 from lvmkit.estimators.anomaly import MixtureAnomalyDetector
 from lvmkit.estimators.diagnostics import GapReport, GradientVariance, gap_report, gradient_variance
 from lvmkit.estimators.discrete_mixtures import BernoulliMixture, PoissonMixture
+from lvmkit.estimators.factor import FactorAnalysis
 from lvmkit.estimators.gaussian_mixture import GaussianMixture
 from lvmkit.estimators.hmm import (
     GMMHMM,
@@ -26,6 +27,7 @@ __all__ = [
     "Autoencoder",
     "BernoulliHMM",
     "BernoulliMixture",
+    "FactorAnalysis",
     "CategoricalHMM",
     "GMMHMM",
     "GaussianHMM",

@@ -27,6 +27,7 @@ def test_all_is_pinned():
             "CategoricalHMM",
             "GMMHMM",
             "ProbabilisticPCA",
+            "FactorAnalysis",
         ]
     )
 

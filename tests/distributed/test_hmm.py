@@ -61,14 +61,17 @@ def test_partial_fit_on_two_ranks_equals_one_process(two_ranks):
         assert_close(two_ranks[0][key], value, key)
 
 
+@pytest.mark.parametrize("label", ["ppca", "fa"])
 @pytest.mark.parametrize("split", ["uneven", "empty"])
-def test_probabilistic_pca_on_two_ranks_equals_one_process(two_ranks, split):
-    """Probabilistic PCA's statistics pass (run by the same worker, to start no new processes)."""
-    from lvmkit import ProbabilisticPCA
+def test_linear_models_on_two_ranks_equal_one_process(two_ranks, split, label):
+    """Probabilistic PCA's and factor analysis's statistics pass (run by the same worker, to start
+    no new processes): every rank ends with the one-process fit."""
+    from lvmkit import FactorAnalysis, ProbabilisticPCA
     from tests.distributed.cases import rows
 
-    expected = ProbabilisticPCA(2).fit(rows("full"))
+    model = ProbabilisticPCA(2) if label == "ppca" else FactorAnalysis(2, tol=1e-6)
+    expected = model.fit(rows("full"))
     for name in ("loadings_", "mean_", "noise_variance_", "loglike_"):
-        key = f"ppca/{split}/{name}"
+        key = f"{label}/{split}/{name}"
         assert np.array_equal(two_ranks[0][key], two_ranks[1][key])
         assert_close(two_ranks[0][key], getattr(expected, name), key)

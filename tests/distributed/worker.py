@@ -185,7 +185,7 @@ def restarts(rank, world, out: Path):
 def hmms(rank, world, out: Path):
     """Hidden Markov models on each rank's whole sequences (uneven, and none on rank 0), and
     partial_fit steps with a rank's share of every batch of sequences; then probabilistic PCA on
-    each rank's rows."""
+    each rank's rows, and factor analysis."""
     from tests.distributed.hmm_cases import (
         HMM_CASES,
         HMM_SPLITS,
@@ -213,13 +213,14 @@ def hmms(rank, world, out: Path):
             est.partial_fit(*mine)
         results.update({f"partial/{k}": v for k, v in hmm_fitted(est).items()})
         # probabilistic PCA's one pass of statistics, on the same ranks (no new processes)
-        from lvmkit import ProbabilisticPCA
+        from lvmkit import FactorAnalysis, ProbabilisticPCA
 
         X = rows("full")
         for split, fraction in SPLITS.items():
-            est = ProbabilisticPCA(2).fit(share(X, fraction, rank))
-            for name in ("loadings_", "mean_", "noise_variance_", "loglike_"):
-                results[f"ppca/{split}/{name}"] = np.asarray(getattr(est, name))
+            for label, est in (("ppca", ProbabilisticPCA(2)), ("fa", FactorAnalysis(2, tol=1e-6))):
+                est.fit(share(X, fraction, rank))
+                for name in ("loadings_", "mean_", "noise_variance_", "loglike_"):
+                    results[f"{label}/{split}/{name}"] = np.asarray(getattr(est, name))
     np.savez(out / f"rank{rank}.npz", **results)
 
 
