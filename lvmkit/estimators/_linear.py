@@ -20,10 +20,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from lvmkit import _validation as v
+from lvmkit import distributed
 from lvmkit._persist import Persistent, learned_state
 from lvmkit.data.chunks import DataChunks
 from lvmkit.estimators import _ranks as ranks
-from lvmkit.estimators._mixture import _check_sample_weight
+from lvmkit.estimators._mixture import _atomic, _check_sample_weight
 from lvmkit.families._base import LOG_2PI
 from lvmkit.models.stats import Stats
 
@@ -66,6 +67,23 @@ def second_moments(estimator, X, sample_weight, comm, device, chunk_size):
 
 class LinearGaussian(Persistent, TransformerMixin, BaseEstimator):
     """The fitted model's densities, posteriors and draws (see the module docstring)."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit from one pass of statistics over ``X`` (an array-like (n_samples, n_features) or a
+        tensor; a row of weight w counts w times). Under ``torch.distributed`` every rank passes
+        its own rows and all end with the fit of all of them. A failed fit leaves the model as it
+        was. Returns ``self``."""
+        _atomic(self, self._fit_unsafe, X, sample_weight)
+        return self
+
+    def _fit_unsafe(self, X, sample_weight):
+        v.validate_params(self, self._constraints)
+        comm = distributed.current(self.device)
+        return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
+
+    def _fit_on(self, comm, X, sample_weight):
+        """The fit from :func:`second_moments` (a subclass's)."""
+        raise NotImplementedError
 
     def _noise(self) -> np.ndarray:
         """The per-feature noise variances Ψ (D,)."""

@@ -25,11 +25,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from lvmkit import _validation as v
-from lvmkit import distributed
 from lvmkit._persist import register
-from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._linear import LinearGaussian, second_moments
-from lvmkit.estimators._mixture import _atomic, as_float64
+from lvmkit.estimators._mixture import as_float64
 from lvmkit.families._base import LOG_2PI
 
 f64 = torch.float64
@@ -97,17 +95,6 @@ class FactorAnalysis(LinearGaussian):
         self.rotation = rotation
         self.device = device
         self.chunk_size = chunk_size
-
-    def fit(self, X, y=None, sample_weight=None):
-        """EM from one pass of statistics over ``X`` (rows of weight w count w times). Under
-        ``torch.distributed`` every rank passes its own rows. Returns ``self``."""
-        _atomic(self, self._fit_unsafe, X, sample_weight)
-        return self
-
-    def _fit_unsafe(self, X, sample_weight):
-        v.validate_params(self, self._constraints)
-        comm = distributed.current(self.device)
-        return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
     def _fit_on(self, comm, X, sample_weight):
         n, mean, S = second_moments(self, X, sample_weight, comm, self.device, self.chunk_size)

@@ -25,11 +25,8 @@ import numpy as np
 import torch
 
 from lvmkit import _validation as v
-from lvmkit import distributed
 from lvmkit._persist import register
-from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._linear import LinearGaussian, second_moments
-from lvmkit.estimators._mixture import _atomic
 from lvmkit.families._base import LOG_2PI
 
 f64 = torch.float64
@@ -68,20 +65,6 @@ class ProbabilisticPCA(LinearGaussian):
         self.n_components = n_components
         self.device = device
         self.chunk_size = chunk_size
-
-    # ================================================================== fitting
-    def fit(self, X, y=None, sample_weight=None):
-        """The maximum-likelihood W, μ and σ² from one pass of statistics over ``X`` (an
-        array-like (n_samples, n_features) or a tensor; rows of weight w count w times). Under
-        ``torch.distributed`` every rank passes its own rows and all end with the fit of all of
-        them. Returns ``self``."""
-        _atomic(self, self._fit_unsafe, X, sample_weight)
-        return self
-
-    def _fit_unsafe(self, X, sample_weight):
-        v.validate_params(self, self._constraints)
-        comm = distributed.current(self.device)
-        return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
     def _fit_on(self, comm, X, sample_weight):
         n, mean, cov = second_moments(self, X, sample_weight, comm, self.device, self.chunk_size)
