@@ -80,3 +80,25 @@ def test_transform_weights_chunks_files_and_errors(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(Warning, match="did not converge"):
             FactorAnalysis(3, tol=0, max_iter=3).fit(X)
+
+
+def test_r_factanal_two_factor_solution():
+    """R's factanal(covmat = 0.4^|i - j|, factors = 2) for p = 6 (as statsmodels' tests quote it,
+    3 digits): uniquenesses 0.782 0.367 0.696 0.696 0.367 0.782, and the loadings below (varimax,
+    so compared through the rotation-invariant W Wᵀ). Rows whose covariance over N is exactly
+    that matrix stand in for `covmat`."""
+    p = 6
+    ii = np.arange(p)
+    cm = 0.4 ** np.abs(np.subtract.outer(ii, ii))
+    Z = np.random.default_rng(0).normal(size=(2000, p))
+    Z -= Z.mean(0)
+    Z = Z @ np.linalg.inv(np.linalg.cholesky(Z.T @ Z / len(Z))).T  # covariance over N exactly I
+    X = Z @ np.linalg.cholesky(cm).T
+    np.testing.assert_allclose(np.cov(X.T, bias=True), cm, atol=1e-12)
+    model = FactorAnalysis(2, tol=1e-10, max_iter=100000).fit(X)
+    np.testing.assert_allclose(
+        model.noise_variance_, [0.782, 0.367, 0.696, 0.696, 0.367, 0.782], atol=1e-3
+    )
+    L = np.array([[0.323, 0.586, 0.519, 0.519, 0.586, 0.323],
+                  [0.337, 0.538, 0.187, -0.187, -0.538, -0.337]]).T  # fmt: skip
+    np.testing.assert_allclose(model.loadings_ @ model.loadings_.T, L @ L.T, atol=2e-3)
