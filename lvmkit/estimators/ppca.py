@@ -38,9 +38,10 @@ class ProbabilisticPCA(LinearGaussian):
 
     Parameters
     ----------
-    n_components : int, default=2
+    n_components : int or 'mle', default=2
         The latent dimension q, 1 ≤ q < n_features (σ² is estimated from the D − q discarded
-        directions).
+        directions); 'mle' chooses q by Minka's (2000) Laplace approximation of the evidence,
+        as scikit-learn's ``PCA(n_components='mle')``.
     device : str or torch.device, optional
         Where the statistics pass runs (default: where X is, else the CPU).
     chunk_size : int, optional
@@ -54,7 +55,11 @@ class ProbabilisticPCA(LinearGaussian):
     """
 
     _constraints = {
-        "n_components": v.Interval(1, None, integer=True),
+        "n_components": v.any_of(
+            v.Interval(1, None, integer=True),
+            v.Options(("mle",)),
+            description="an int >= 1 or 'mle'",
+        ),
         "device": v.DEVICE,
         "chunk_size": v.any_of(
             v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"
@@ -69,7 +74,7 @@ class ProbabilisticPCA(LinearGaussian):
     def _fit_on(self, comm, X, sample_weight):
         n, mean, cov = second_moments(self, X, sample_weight, comm, self.device, self.chunk_size)
         d, q = self.n_features_in_, self.n_components
-        if q >= d:
+        if q != "mle" and q >= d:
             raise ValueError(
                 f"n_components={q} must be smaller than n_features={d}: probabilistic PCA "
                 "estimates the noise variance from the directions it leaves out. Use "
@@ -77,6 +82,10 @@ class ProbabilisticPCA(LinearGaussian):
             )
         eigenvalues, vectors = torch.linalg.eigh(0.5 * (cov + cov.T))
         eigenvalues, vectors = eigenvalues.flip(0).clamp(min=0.0), vectors.flip(1)
+        if q == "mle":
+            if d < 2:
+                raise ValueError("n_components='mle' needs at least 2 features.")
+            q = minka_dimension(v.to_numpy(eigenvalues), n)
         sigma2 = float(eigenvalues[q:].mean())
         if not sigma2 > 1e-12 * float(eigenvalues[0]):  # zero up to rounding
             raise ValueError(
@@ -107,6 +116,38 @@ class ProbabilisticPCA(LinearGaussian):
     def _n_parameters(self) -> int:
         d, q = self.mean_.shape[0], self.n_components_
         return d + d * q - q * (q - 1) // 2 + 1  # μ, W up to rotation, σ²
+
+
+def minka_dimension(spectrum: np.ndarray, n_samples: float) -> int:
+    """The latent dimension 1 ≤ k < D of highest evidence under Minka's (2000) Laplace
+    approximation for probabilistic PCA, from the covariance eigenvalues ``spectrum``
+    (descending; their scale does not matter)."""
+    lam = np.maximum(np.asarray(spectrum, dtype=np.float64), np.finfo(np.float64).tiny)
+    d, n = lam.shape[0], float(n_samples)
+    from scipy.special import gammaln
+
+    best_k, best = 1, -np.inf
+    for k in range(1, d):
+        v_ = max(lam[k:].mean(), np.finfo(np.float64).eps)
+        i = np.arange(1, k + 1)
+        # log p(U): the uniform prior over the Stiefel manifold of k directions
+        log_pu = -k * math.log(2.0) + np.sum(
+            gammaln((d - i + 1) / 2.0) - np.log(np.pi) * (d - i + 1) / 2.0
+        )
+        log_pl = -n / 2.0 * np.log(lam[:k]).sum()
+        log_pv = -n * (d - k) / 2.0 * math.log(v_)
+        m = d * k - k * (k + 1) / 2.0
+        log_pp = math.log(2.0 * np.pi) * (m + k) / 2.0
+        hat = np.concatenate([lam[:k], np.full(d - k, v_)])
+        # log |A_Z|: the Hessian's determinant over the pairs (i < k, j > i)
+        ii, jj = np.triu_indices(d, 1)
+        keep = ii < k
+        ii, jj = ii[keep], jj[keep]
+        log_pa = np.sum(np.log((lam[ii] - lam[jj]) * (1.0 / hat[jj] - 1.0 / hat[ii])) + math.log(n))
+        value = log_pu + log_pl + log_pv + log_pp - log_pa / 2.0 - k * math.log(n) / 2.0
+        if value > best:
+            best_k, best = k, value
+    return best_k
 
 
 def _signed(vectors: torch.Tensor) -> torch.Tensor:

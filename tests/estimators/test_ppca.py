@@ -103,3 +103,12 @@ def test_save_load_and_errors(tmp_path):
         flat = np.c_[X[:, :2], X[:, :2]]  # rank 2 in 4 features
     with pytest.raises(ValueError, match="no variance outside"):
         ProbabilisticPCA(2).fit(flat)
+
+
+@pytest.mark.parametrize("seed, q", [(0, 2), (1, 3), (2, 5)])
+def test_mle_dimension_is_scikit_learns(seed, q):
+    """n_components='mle': Minka's evidence, the dimension scikit-learn's PCA picks."""
+    X = data(n=400, d=10, q=q, seed=seed)
+    model = ProbabilisticPCA("mle").fit(X)
+    assert model.n_components_ == PCA(n_components="mle").fit(X).n_components_
+    assert model.components_.shape == (model.n_components_, 10)
