@@ -143,6 +143,9 @@ class BaseHMM(Persistent, BaseEstimator):
     def _check_values(self, X) -> None:
         """Raise a ValueError if rows of ``X`` are outside the emission's support."""
 
+    def _check_fitted_values(self, X) -> None:
+        """Checks of new rows against the fitted model (a categorical alphabet); none by default."""
+
     def _emission_from_attributes(self, shift: torch.Tensor, device):
         """The emission's float64 parameters (model coordinates) from the public attributes."""
         raise NotImplementedError
@@ -454,6 +457,7 @@ class BaseHMM(Persistent, BaseEstimator):
         )
         rows = v.check_X(self, rows, reset=stale or not hasattr(self, "n_features_in_"))
         self._check_values(rows)
+        self._check_fitted_values(rows)
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, rows)
         shift = self._prediction_shift(device)
@@ -610,11 +614,10 @@ class BaseHMM(Persistent, BaseEstimator):
     def _report_reseeding(self, result: EMResult, init: int) -> None:
         if not result.reseeded:
             return
-        states = sorted({c for _, comps in result.reseeded for c in comps})
-        iterations = [it for it, _ in result.reseeded]
+        states, iterations = result.reseed_summary()
         v.warn(
             f"State(s) {states} were visited by no sequence (at EM iteration(s) "
-            f"{iterations[:10]}{'...' if len(iterations) > 10 else ''} of restart {init}) and were "
+            f"{iterations} of restart {init}) and were "
             "re-seeded at the worst-explained observation. The data may support fewer states: "
             "try a smaller n_components.",
             StateReseedWarning,

@@ -584,11 +584,10 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     def _report_reseeding(self, result: EMResult, init: int) -> None:
         if not result.reseeded:
             return
-        components = sorted({c for _, comps in result.reseeded for c in comps})
-        iterations = [it for it, _ in result.reseeded]
+        components, iterations = result.reseed_summary()
         v.warn(
             f"Component(s) {components} lost all their points (at EM iteration(s) "
-            f"{iterations[:10]}{'...' if len(iterations) > 10 else ''} of restart {init}) and "
+            f"{iterations} of restart {init}) and "
             "were re-seeded at the worst-explained sample. This suggests more components than "
             "the data supports: try fewer components.",
             ComponentReseedWarning,

@@ -596,40 +596,22 @@ class CategoricalHMM(_IndependentHMM):
                 f"{_where(row, col, None, 0)}. Map the categories to 0 … M−1 first (e.g. "
                 "sklearn.preprocessing.OrdinalEncoder)."
             )
-        if A.size and not hasattr(self, "_fitting_symbols"):
-            top = int(A.max())
-            try:
-                m = self._n_symbols()
-            except ValueError:
-                m = None
-            if m is not None and top >= m:
-                raise ValueError(
-                    f"Symbol {top} is outside the alphabet 0 … {m - 1} (n_features={m}). Set "
-                    f"n_features to at least {top + 1}, or check the data."
-                )
+
+    def _check_fitted_values(self, X) -> None:
+        if np.size(X):
+            _check_alphabet(int(np.max(_as_numpy(X))) + 1, self._n_symbols())
 
     def _prepare(self, X, lengths, sample_weight, comm, reset, least):
-        self._fitting_symbols = True  # the alphabet is checked below, once it is known
-        try:
-            rows, rest = super()._prepare(X, lengths, sample_weight, comm, reset, least)
-        finally:
-            del self._fitting_symbols
+        rows, rest = super()._prepare(X, lengths, sample_weight, comm, reset, least)
         top = int(np.max(_as_numpy(rows), initial=-1)) + 1
-        if (
-            reset
-            and self.n_features is None
-            and not ("e" not in self.init_params and hasattr(self, "emissionprob_"))
-        ):
-            self.n_features_ = top  # across ranks: the largest over every rank, agreed below
-            if comm.active:
-                self.n_features_ = int(comm.max(float(top)))
+        inferred = self.n_features is None and not (
+            "e" not in self.init_params and hasattr(self, "emissionprob_")
+        )
+        if reset and inferred:  # across ranks: the largest symbol over every rank
+            self.n_features_ = int(comm.max(float(top))) if comm.active else top
             return rows, rest
         m = self.n_features if self.n_features is not None else self._n_symbols()
-        if top > m:
-            raise ValueError(
-                f"Symbol {top - 1} is outside the alphabet 0 … {m - 1} (n_features={m}). Set "
-                f"n_features to at least {top}, or check the data."
-            )
+        _check_alphabet(top, m)
         if reset:
             self.n_features_ = int(m)
         return rows, rest
@@ -837,3 +819,12 @@ class GMMHMM(BaseHMM):
         generator = torch.Generator().manual_seed(int(rng.randint(np.iinfo(np.int32).max)))
         x = Gaussian(inner).sample(labels, means, torch.as_tensor(cov, dtype=f64), generator)
         return v.to_numpy(x)
+
+
+def _check_alphabet(n_seen: int, m: int) -> None:
+    """Symbols 0 … n_seen − 1 were seen; the alphabet has ``m``."""
+    if n_seen > m:
+        raise ValueError(
+            f"Symbol {n_seen - 1} is outside the alphabet 0 … {m - 1} (n_features={m}). Set "
+            f"n_features to at least {n_seen}, or check the data."
+        )

@@ -64,6 +64,13 @@ class EMResult:
     params: object = None
     state: object = None  # what an online loop carries on (stepwise EM's running statistics)
 
+    def reseed_summary(self) -> tuple[list[int], str]:
+        """The components re-seeded in this run (sorted) and the iterations, as text for a
+        warning (the first ten)."""
+        components = sorted({c for _, comps in self.reseeded for c in comps})
+        iterations = [it for it, _ in self.reseeded]
+        return components, f"{iterations[:10]}{'...' if len(iterations) > 10 else ''}"
+
     @property
     def final(self) -> float:
         return self.lower_bounds[-1] if self.lower_bounds else -math.inf

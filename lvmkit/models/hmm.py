@@ -201,22 +201,11 @@ def label_counts(labels: Tensor, packing: chain.Packing, k: int, weights: Tensor
         else weights.to(f64)
     )
     n0 = packing.sizes[0]
-    first = torch.zeros(k, dtype=f64, device=labels.device).index_add_(0, labels[:n0], w[:n0])
-    if packing.blocks is not None:  # only true first steps count
-        keep = torch.ones(n0, dtype=torch.bool, device=labels.device)
-        later = packing.blocks.chains[:, 1:]
-        keep[later[later >= 0]] = False
-        first = torch.zeros(k, dtype=f64, device=labels.device).index_add_(
-            0, labels[:n0][keep], w[:n0][keep]
-        )
-    pairs = labels[packing.prev] * k + labels[n0:]
-    pair_w = w[n0:]
-    if packing.blocks is not None:  # the transitions across the boundaries of blocks
-        chains = packing.blocks.chains
-        left, right = chains[:, :-1], chains[:, 1:]
-        valid = right >= 0
-        left, right = packing.last[left[valid]], right[valid]  # a block's first row is b
-        pairs = torch.cat([pairs, labels[left] * k + labels[right]])
-        pair_w = torch.cat([pair_w, w[right]])
+    first = torch.zeros(k, dtype=f64, device=labels.device).index_add_(
+        0, chain.first_rows(labels, packing), chain.first_rows(w, packing)
+    )
+    left, right = chain.boundary_pairs(packing)  # transitions across block boundaries too
+    pairs = torch.cat([labels[packing.prev] * k + labels[n0:], labels[left] * k + labels[right]])
+    pair_w = torch.cat([w[n0:], w[right]])
     trans = torch.zeros(k * k, dtype=f64, device=labels.device).index_add_(0, pairs, pair_w)
     return first, trans.view(k, k)

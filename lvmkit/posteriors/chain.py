@@ -264,7 +264,7 @@ def forward_backward(
     gamma = alpha.mul_(beta)
     if w is not None:
         gamma.mul_(w[:, None])
-    first = _first_rows(gamma, packing).sum(0)
+    first = first_rows(gamma, packing).sum(0)
     ll_rows = torch.log(scale.to(torch.float64)).add_(top.squeeze(1).to(torch.float64))
     ll = torch.zeros(n_seq, dtype=torch.float64, device=device).index_add_(
         0, packing.row_seq, ll_rows
@@ -334,16 +334,23 @@ def _pairs(E, alpha, beta, scale, packing: Packing, w) -> Tensor:
     return alpha.index_select(0, packing.prev).T @ U
 
 
-def _first_rows(gamma: Tensor, packing: Packing) -> Tensor:
-    """The rows of γ at the first step of an original sequence (the blocks after a long
-    sequence's first are not)."""
-    head = gamma[: packing.sizes[0]]
+def first_rows(values: Tensor, packing: Packing) -> Tensor:
+    """The packed rows of ``values`` at the first step of an original sequence (the blocks after
+    a long sequence's first are not)."""
+    head = values[: packing.sizes[0]]
     if packing.blocks is None:
         return head
-    keep = torch.ones(packing.sizes[0], dtype=torch.bool, device=gamma.device)
-    later = packing.blocks.chains[:, 1:]
-    keep[later[later >= 0]] = False
-    return head[keep]
+    return head[_block_plan(packing, values.device)["true_first"]]
+
+
+def boundary_pairs(packing: Packing) -> tuple[Tensor, Tensor]:
+    """The packed rows of the pairs of consecutive steps that straddle a block boundary: the
+    left block's last row and the right block's first (empty without blocks)."""
+    if packing.blocks is None:
+        empty = packing.prev.new_zeros(0)
+        return empty, empty
+    plan = _block_plan(packing, packing.prev.device)
+    return plan["left_last"], plan["right"]
 
 
 # ---------------------------------------------------------------------- long sequences in blocks
@@ -372,7 +379,11 @@ def _block_plan(packing: Packing, device) -> dict:
     right = [chains[counts > j + 1, j + 1] for j in range(J - 1)]
     left = torch.cat(left) if left else chains.new_zeros(0)
     right = torch.cat(right) if right else chains.new_zeros(0)
+    true_first = torch.ones(packing.sizes[0], dtype=torch.bool, device=device)
+    later = chains[:, 1:]
+    true_first[later[later >= 0]] = False
     blocks.plan = {
+        "true_first": true_first,
         "members": members,
         "steps": steps,
         "live": live,
