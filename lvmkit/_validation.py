@@ -115,6 +115,7 @@ RANDOM_STATE = _Predicate(
     ),
     "None, an int in [0, 2**32) or a numpy RandomState",
 )
+DTYPE = Options(("float32", "float64", torch.float32, torch.float64))
 DEVICE = _Predicate(
     lambda v: v is None or isinstance(v, (str, torch.device)),
     "None, 'cpu', 'cuda' or a torch.device",
@@ -170,16 +171,21 @@ def _describe_nonfinite(mask_nan, mask_inf, what: str) -> str | None:
             return (
                 f"{what} contains {count} {name} value(s) (the first at row {row}, column {col}); "
                 f"a {'missing' if name == 'NaN' else 'infinite'} value has no likelihood. "
-                "Drop those rows or impute them (for example sklearn.impute.SimpleImputer)."
+                "Drop those rows, impute them (sklearn.impute.SimpleImputer), or use a model that "
+                "marginalizes missing values (GaussianMixture full or diag, ProbabilisticPCA, "
+                "FactorAnalysis, MixtureOfFactorAnalyzers)."
             )
     return None
 
 
-def check_X(estimator, X, *, reset: bool, min_samples: int = 1, what: str = "X"):
+def check_X(
+    estimator, X, *, reset: bool, min_samples: int = 1, what: str = "X", allow_nan: bool = False
+):
     """Validate a 2-D data set; return a float tensor (kept on its device) or a NumPy array.
 
     ``reset=True`` (fit) records ``n_features_in_`` (and ``feature_names_in_`` for frames);
-    ``reset=False`` (predict, score) checks the feature count against them.
+    ``reset=False`` (predict, score) checks the feature count against them. ``allow_nan``: NaN
+    marks a missing value (models that marginalize them); infinities are still refused.
     """
     name = type(estimator).__name__
     if isinstance(X, torch.Tensor):
@@ -200,7 +206,10 @@ def check_X(estimator, X, *, reset: bool, min_samples: int = 1, what: str = "X")
         if X.shape[1] == 0:
             raise ValueError(f"{what} has 0 features (shape={tuple(X.shape)}); give at least 1.")
         if not bool(torch.isfinite(X).all()):
-            raise ValueError(_describe_nonfinite(torch.isnan(X).cpu(), torch.isinf(X).cpu(), what))
+            inf = torch.isinf(X).cpu()
+            if not allow_nan or bool(inf.any()):
+                nan = torch.zeros_like(inf) if allow_nan else torch.isnan(X).cpu()
+                raise ValueError(_describe_nonfinite(nan, inf, what))
         _check_n_features(estimator, X.shape[1], reset)
         return X
     memmap = isinstance(X, np.memmap)
@@ -217,16 +226,20 @@ def check_X(estimator, X, *, reset: bool, min_samples: int = 1, what: str = "X")
         # Check a file larger than memory a block at a time.
         step = max(1, 2**24 // max(X.shape[1], 1))
         for start in range(0, X.shape[0], step):
-            _raise_if_nonfinite(X[start : start + step], what, offset=start)
+            _raise_if_nonfinite(X[start : start + step], what, offset=start, allow_nan=allow_nan)
     else:
-        _raise_if_nonfinite(X, what)
+        _raise_if_nonfinite(X, what, allow_nan=allow_nan)
     return X
 
 
-def _raise_if_nonfinite(block: np.ndarray, what: str, offset: int = 0) -> None:
+def _raise_if_nonfinite(block: np.ndarray, what: str, offset: int = 0, allow_nan=False) -> None:
     if np.isfinite(block).all():
         return
-    message = _describe_nonfinite(np.isnan(block), np.isinf(block), what)
+    inf = np.isinf(block)
+    if allow_nan and not inf.any():
+        return
+    nan = np.zeros(block.shape, dtype=bool) if allow_nan else np.isnan(block)
+    message = _describe_nonfinite(nan, inf, what)
     if offset:
         message = message.replace("row ", f"row {offset} + ", 1)
     raise ValueError(message)

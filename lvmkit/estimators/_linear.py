@@ -7,6 +7,11 @@ G = (I + Wᵀ Ψ⁻¹ W)⁻¹ is exact. For complete data both models depend on 
 and summed over processes (:mod:`lvmkit.distributed`), as the mixtures' E-steps do, and the fits
 work on the D × D covariance from there. A subclass sets ``mean_``, ``loadings_`` (D, q) and a
 per-feature ``_noise()`` (D,); densities, posteriors, sampling and model files are here.
+
+With missing values (NaN) the moments are not enough: :func:`fit_em` runs the EM of
+:class:`lvmkit.models.factor.FactorMixture` (the mixtures of factor analyzers' model, K = 1 here)
+on the rows, which marginalizes each row's gaps exactly; the same posteriors give the observed
+rows' densities, latent coordinates and imputations of every linear-Gaussian model.
 """
 
 from __future__ import annotations
@@ -24,24 +29,32 @@ from lvmkit import distributed
 from lvmkit._persist import Persistent, learned_state
 from lvmkit.data.chunks import DataChunks
 from lvmkit.estimators import _ranks as ranks
-from lvmkit.estimators._mixture import _atomic, _check_sample_weight
-from lvmkit.families._base import LOG_2PI
+from lvmkit.estimators._mixture import _atomic, _check_sample_weight, _generator
+from lvmkit.fit.em import best_of_restarts, e_pass, run_em
+from lvmkit.models import factor
+from lvmkit.models.mixture import initial_responsibilities
 from lvmkit.models.stats import Stats
 
 f64 = torch.float64
 
 
-def second_moments(estimator, X, sample_weight, comm, device, chunk_size):
-    """``(n, mean (D,), S (D, D))``: the total weight, the weighted mean and the covariance over
-    ``n`` (maximum likelihood, not n − 1) of the rows of every rank, float64. Checks ``X``
-    (sets ``n_features_in_``) with every rank agreeing first."""
+def checked_rows(estimator, X, sample_weight, comm, allow_nan: bool = True):
+    """``(rows, weights)``: ``X`` checked (NaN allowed where the model marginalizes it; sets
+    ``n_features_in_``) and its sample weights, with every rank agreeing before any pass."""
 
     def prepare():
-        rows = v.check_X(estimator, X, reset=True, min_samples=0 if comm.active else 2)
+        rows = v.check_X(
+            estimator, X, reset=True, min_samples=0 if comm.active else 2, allow_nan=allow_nan
+        )
         return rows, _check_sample_weight(sample_weight, rows.shape[0], 0)
 
-    (rows, weights), _, _ = ranks.prepare_together(comm, estimator, prepare)
-    d = estimator.n_features_in_
+    return ranks.prepare_together(comm, estimator, prepare)[0]
+
+
+def second_moments(rows, weights, comm, device, chunk_size):
+    """``(n, mean (D,), S (D, D))``: the total weight, the weighted mean and the covariance over
+    ``n`` (maximum likelihood, not n − 1) of the rows of every rank, float64."""
+    d = rows.shape[1]
     device = v.resolve_device(device, rows)
     # a provisional centre (one pass), so the second moments are accumulated centred
     centre = torch.as_tensor(ranks.moments(rows, comm)[0], dtype=f64, device=device)
@@ -55,24 +68,177 @@ def second_moments(estimator, X, sample_weight, comm, device, chunk_size):
         n = torch.as_tensor(float(x.shape[0]) if w is None else w.sum(), **zero)
         total = total + Stats(n=n, s1=xw.sum(0), s2=xw.T @ x)
     total = comm.reduce(total)
-    n = total.scalar("n")
-    if n <= 0:
-        raise ValueError(
-            "There are no rows (of positive weight) to fit; give rows of positive weight."
-        )
+    n = _positive_total(total.scalar("n"))
     offset = total["s1"] / n
     cov = total["s2"] / n - offset[:, None] * offset[None, :]
     return n, centre + offset, 0.5 * (cov + cov.T)
 
 
-class LinearGaussian(Persistent, TransformerMixin, BaseEstimator):
-    """The fitted model's densities, posteriors and draws (see the module docstring)."""
+def _positive_total(n: float) -> float:
+    if n <= 0:
+        raise ValueError(
+            "There are no rows (of positive weight) to fit; give rows of positive weight."
+        )
+    return n
+
+
+def observed_moments(rows, weights, comm, device, chunk_size):
+    """``(n, count, mean, variance, gaps)``: the total weight, and per feature the weight of the
+    observed (non-NaN) values, their mean and variance (float64 (D,) tensors) over the rows of
+    every rank, and whether any value is missing. A feature no row observes is an error."""
+    d = rows.shape[1]
+    device = v.resolve_device(device, rows)
+    zero = torch.zeros(d, dtype=f64, device=device)
+
+    def pass_over(centre):
+        chunks = DataChunks(
+            rows,
+            centre,
+            f64,
+            device,
+            chunk_size,
+            32 * d,
+            transform=factor.features,
+            weights=weights,
+        )
+        total = Stats(n=0.0, count=zero, s1=zero, s2=zero, gaps=0.0)
+        for F, w in chunks.iter_weighted():
+            x, o = factor.split(F)
+            ow = o if w is None else o * w[:, None]
+            n = float(F.shape[0]) if w is None else w.sum()
+            gaps = (o.numel() - o.sum()).to(f64)
+            total = total + Stats(
+                n=n, count=ow.sum(0), s1=(ow * x).sum(0), s2=(ow * x.square()).sum(0), gaps=gaps
+            )
+        return comm.reduce(total)
+
+    first = pass_over(zero)
+    _positive_total(first.scalar("n"))
+    count = first["count"]
+    empty = torch.nonzero(count <= 0).reshape(-1).tolist()
+    if empty:
+        raise ValueError(
+            f"Feature(s) {empty[:10]} have no observed value (every row is missing them, or "
+            "only rows of weight 0 hold them), so nothing can be learned about them. Drop those "
+            "columns."
+        )
+    mean = first["s1"] / count
+    second = pass_over(mean)
+    variance = (second["s2"] / count - (second["s1"] / count).square()).clamp(min=0.0)
+    return first.scalar("n"), count, mean, variance, second.scalar("gaps") > 0
+
+
+def fit_em(
+    estimator, comm, rows, weights, moments, *, k, q, isotropic, floor, init, tol, noise=None
+):
+    """EM of :class:`lvmkit.models.factor.FactorMixture` on the rows (gaps marginalized), from
+    ``estimator.n_init`` starts (``init``: 'pca' (each component's probabilistic-PCA solution of
+    its rows with gaps filled by the column means), a mixture start such as 'kmeans', or
+    'random'); ``tol`` on the mean log-likelihood per sample. Returns ``(result, finals, shift,
+    model, chunks)`` with the best run's parameters in the frame of the data minus ``shift``."""
+    _, _, mean, variance, gaps = moments
+    device = v.resolve_device(estimator.device, rows)
+    dtype = v.resolve_dtype(estimator.dtype)
+    d = rows.shape[1]
+    itemsize = torch.finfo(dtype).bits // 8
+    per_row = itemsize * (4 * d + k * (2 * d + 2 * q * q + 3 * q))
+    chunks = DataChunks(
+        rows,
+        mean,
+        dtype,
+        device,
+        estimator.chunk_size,
+        per_row,
+        transform=factor.features,
+        weights=weights,
+    )
+    model = factor.FactorMixture(k, q, isotropic, dtype, floor.to(device), gaps)
+    rng = ranks.random_state(getattr(estimator, "random_state", None), comm)
+    n_init = getattr(estimator, "n_init", 1)
+    callback = getattr(estimator, "_iteration_callback", lambda *a: None)
+
+    def start(generator):
+        if init == "random":
+            return factor.random_start(variance, k, q, generator, isotropic, floor.to(device))
+        if init == "pca" or k == 1:
+            labels = _one_component
+        else:
+            filled = DataChunks(
+                rows,
+                mean,
+                dtype,
+                device,
+                estimator.chunk_size,
+                per_row,
+                transform=lambda X: torch.nan_to_num(X, nan=0.0),
+                weights=weights,
+            )
+            labels = initial_responsibilities(filled, k, generator, init, comm)
+        nk, means, cov = factor.filled_moments(chunks, labels, k, comm)
+        params = factor.ppca_start(nk, means, cov, q, isotropic, floor.to(device))
+        if noise is not None:  # the user's starting noise variances
+            params.noise = noise.to(device=device, dtype=f64)[None].expand(k, -1).contiguous()
+        return params
+
+    def run_one(i):
+        params = start(_generator(rng, device))
+        return run_em(
+            model,
+            chunks,
+            params,
+            estimator.max_iter,
+            tol,
+            on_iteration=callback(i, n_init),
+            comm=comm,
+        )
+
+    best, finals = best_of_restarts(n_init, run_one)
+    return best, finals, mean, model, chunks
+
+
+def has_gaps(rows, comm) -> bool:
+    """Whether any rank's rows hold a missing value (NaN)."""
+    gaps = (
+        bool(torch.isnan(rows).any())
+        if isinstance(rows, torch.Tensor)
+        else bool(np.isnan(rows).any())
+    )
+    return bool(comm.max(gaps))
+
+
+def check_not_constant(variance: torch.Tensor, what: str) -> None:
+    """Factor analysis's noise of a constant feature would be 0 (an unbounded likelihood)."""
+    constant = torch.nonzero(variance <= 0).reshape(-1).tolist()
+    if constant:
+        raise ValueError(
+            f"Feature(s) {constant[:10]} are constant (variance 0), so {what} would give them a "
+            "noise variance of 0 and an unbounded likelihood. Drop constant columns (for example "
+            "sklearn.feature_selection.VarianceThreshold)."
+        )
+
+
+def _one_component(x, start):
+    return torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
+
+
+def final_log_likelihood(model, chunks, params, comm) -> float:
+    """The mean log-likelihood per sample of the observed values under ``params`` (one pass)."""
+    return model.bound(e_pass(model, chunks, params, comm))
+
+
+class LatentFactorModel(Persistent, TransformerMixin, BaseEstimator):
+    """What every fitted linear-Gaussian model (probabilistic PCA, factor analysis, their
+    mixtures) answers from its :class:`lvmkit.models.factor.FactorParams`: densities of the
+    observed values, latent coordinates and imputations, for rows with or without gaps (NaN)."""
+
+    #: rows per block of the prediction passes
+    _block = 2048
 
     def fit(self, X, y=None, sample_weight=None):
-        """Fit from one pass of statistics over ``X`` (an array-like (n_samples, n_features) or a
-        tensor; a row of weight w counts w times). Under ``torch.distributed`` every rank passes
-        its own rows and all end with the fit of all of them. A failed fit leaves the model as it
-        was. Returns ``self``."""
+        """Fit to ``X`` (an array-like (n_samples, n_features) or a tensor; NaN marks a missing
+        value, marginalized exactly; a row of weight w counts w times). Under
+        ``torch.distributed`` every rank passes its own rows and all end with the fit of all of
+        them. A failed fit leaves the model as it was. Returns ``self``."""
         _atomic(self, self._fit_unsafe, X, sample_weight)
         return self
 
@@ -82,20 +248,109 @@ class LinearGaussian(Persistent, TransformerMixin, BaseEstimator):
         return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
     def _fit_on(self, comm, X, sample_weight):
-        """The fit from :func:`second_moments` (a subclass's)."""
         raise NotImplementedError
 
-    def _noise(self) -> np.ndarray:
-        """The per-feature noise variances Ψ (D,)."""
+    def _factor_params(self) -> factor.FactorParams:
+        """The fitted model as (K-component) parameters, float64, in the data's frame."""
         raise NotImplementedError
 
     def _n_parameters(self) -> int:
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ posteriors
     def _checked(self, X) -> np.ndarray:
         check_is_fitted(self, "loadings_")
-        X = v.check_X(self, X, reset=False)
+        X = v.check_X(self, X, reset=False, allow_nan=True)
         return v.to_numpy(X) if isinstance(X, torch.Tensor) else np.asarray(X, dtype=np.float64)
+
+    def _posterior_blocks(self, X: np.ndarray):
+        """``(rows, log p(x_o, k) (n, K), E[z | x_o, k] (K, n, q))`` per block of rows."""
+        params = self._factor_params()
+        k, d, q = params.loadings.shape[0], params.loadings.shape[1], params.loadings.shape[2]
+        model = factor.FactorMixture(k, q, False, f64, torch.zeros(d, dtype=f64), True)
+        for start in range(0, X.shape[0], self._block):
+            rows = torch.as_tensor(X[start : start + self._block], dtype=f64)
+            log_joint, mean, _ = model.posterior(factor.features(rows), params)
+            yield rows, log_joint, mean
+
+    def score_samples(self, X) -> np.ndarray:
+        """log p(x) of every row, exact (n_samples,); for a row with gaps (NaN), the
+        log-likelihood of its observed values (0 for a row with none)."""
+        X = self._checked(X)
+        parts = [torch.logsumexp(lj, 1) for _, lj, _ in self._posterior_blocks(X)]
+        return torch.cat(parts).numpy() if parts else np.zeros(0)
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample of ``X`` (nats; of the observed values)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def _latent(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[z | x_o, k̂] (n, q), p(k | x_o) (n, K))``, k̂ the most probable component."""
+        X = self._checked(X)
+        means, resp = [], []
+        for _, lj, mean in self._posterior_blocks(X):
+            r = torch.softmax(lj, 1)
+            best = torch.argmax(r, 1)
+            means.append(mean[best, torch.arange(mean.shape[1])])
+            resp.append(r)
+        q = self.loadings_.shape[-1]
+        if not means:
+            return np.zeros((0, q)), np.zeros(
+                (0, len(np.atleast_1d(self._factor_params().weights)))
+            )
+        return torch.cat(means).numpy(), torch.cat(resp).numpy()
+
+    def transform(self, X) -> np.ndarray:
+        """The posterior mean E[z | x] of every row (n_samples, q), from its observed values."""
+        return self._latent(X)[0]
+
+    def impute(self, X) -> np.ndarray:
+        """A copy of ``X`` (float64) with every missing value (NaN) replaced by its conditional
+        mean given the row's observed values, E[x_m | x_o] = Σ_k p(k | x_o) (μ_k + W_k E[z | x_o,
+        k])_m. Observed values are returned unchanged; a row with no observed value gets the
+        model's mean."""
+        X = self._checked(X)
+        params = self._factor_params()
+        out = []
+        for rows, lj, mean in self._posterior_blocks(X):
+            r = torch.softmax(lj, 1)  # (n, K)
+            fill = params.means[:, None, :] + mean @ params.loadings.transpose(1, 2)  # (K, n, D)
+            fill = torch.einsum("nk,knd->nd", r, fill)
+            out.append(torch.where(torch.isnan(rows), fill, rows))
+        return torch.cat(out).numpy() if out else X.copy()
+
+    def bic(self, X) -> float:
+        """−2 log L + p log N (lower is better)."""
+        n = np.asarray(X).shape[0]
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X) -> float:
+        """−2 log L + 2 p (lower is better)."""
+        return -2 * self.score(X) * np.asarray(X).shape[0] + 2 * self._n_parameters()
+
+    def _get_state(self):
+        check_is_fitted(self, "loadings_")
+        return learned_state(self)
+
+    def _set_state(self, tensors, extra):
+        for name, value in {**extra, **tensors}.items():
+            setattr(self, name, value)
+
+
+class LinearGaussian(LatentFactorModel):
+    """One factor model: probabilistic PCA or factor analysis (see the module docstring)."""
+
+    def _noise(self) -> np.ndarray:
+        """The per-feature noise variances Ψ (D,)."""
+        raise NotImplementedError
+
+    def _factor_params(self) -> factor.FactorParams:
+        return factor.FactorParams(
+            torch.ones(1, dtype=f64),
+            torch.as_tensor(self.mean_, dtype=f64)[None],
+            torch.as_tensor(self.loadings_, dtype=f64)[None],
+            torch.as_tensor(self._noise(), dtype=f64)[None],
+        )
 
     def get_covariance(self) -> np.ndarray:
         """C = W Wᵀ + Ψ (n_features, n_features)."""
@@ -110,25 +365,6 @@ class LinearGaussian(Persistent, TransformerMixin, BaseEstimator):
         G = np.linalg.inv(np.eye(W.shape[1]) + (W.T * inv_psi) @ W)
         A = W * inv_psi[:, None]
         return np.diag(inv_psi) - A @ G @ A.T
-
-    def score_samples(self, X) -> np.ndarray:
-        """log p(x) of every row under N(μ, W Wᵀ + Ψ), exact (n_samples,)."""
-        X = self._checked(X)
-        L = np.linalg.cholesky(self.get_covariance())
-        Y = np.linalg.solve(L, (X - self.mean_).T)
-        log_det = 2.0 * np.log(np.diag(L)).sum()
-        return -0.5 * (X.shape[1] * LOG_2PI + log_det + (Y * Y).sum(0))
-
-    def score(self, X, y=None) -> float:
-        """Mean log-likelihood per sample of ``X`` (nats)."""
-        return float(np.mean(self.score_samples(X)))
-
-    def transform(self, X) -> np.ndarray:
-        """The posterior mean E[z | x] = G Wᵀ Ψ⁻¹ (x − μ) of every row (n_samples, q)."""
-        X = self._checked(X)
-        W, inv_psi = self.loadings_, 1.0 / self._noise()
-        G = np.linalg.inv(np.eye(W.shape[1]) + (W.T * inv_psi) @ W)
-        return (X - self.mean_) @ (W * inv_psi[:, None]) @ G
 
     def inverse_transform(self, Z) -> np.ndarray:
         """The mean of p(x | z) = W z + μ for latent coordinates ``Z`` (n, q)."""
@@ -150,20 +386,3 @@ class LinearGaussian(Persistent, TransformerMixin, BaseEstimator):
         Z = rng.standard_normal((n_samples, self.loadings_.shape[1]))
         noise = rng.standard_normal((n_samples, self.mean_.shape[0])) * np.sqrt(self._noise())
         return self.inverse_transform(Z) + noise, Z
-
-    def bic(self, X) -> float:
-        """−2 log L + p log N (lower is better)."""
-        n = np.asarray(X).shape[0]
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
-
-    def aic(self, X) -> float:
-        """−2 log L + 2 p (lower is better)."""
-        return -2 * self.score(X) * np.asarray(X).shape[0] + 2 * self._n_parameters()
-
-    def _get_state(self):
-        check_is_fitted(self, "loadings_")
-        return learned_state(self)
-
-    def _set_state(self, tensors, extra):
-        for name, value in {**extra, **tensors}.items():
-            setattr(self, name, value)

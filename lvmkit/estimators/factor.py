@@ -14,6 +14,10 @@ and the log-likelihood per sample is −½ (D log 2π + log|C| + tr(C⁻¹ S)), 
 the Woodbury identity in O(D q²). EM starts from the probabilistic-PCA solution of S.
 ``rotation`` ('varimax', 'quartimax') rotates the fitted loadings afterwards (Kaiser 1958); the
 likelihood does not change.
+
+With missing values (NaN) the moments are not enough; EM then runs on the rows
+(:class:`lvmkit.models.factor.FactorMixture` with one component), marginalizing each row's gaps
+exactly, with ``loglike_`` the observed values' log-likelihood.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from sklearn.exceptions import ConvergenceWarning
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
-from lvmkit.estimators._linear import LinearGaussian, second_moments
+from lvmkit.estimators._linear import (
+    LinearGaussian,
+    check_not_constant,
+    checked_rows,
+    fit_em,
+    has_gaps,
+    observed_moments,
+    second_moments,
+)
 from lvmkit.estimators._mixture import as_float64
 from lvmkit.families._base import LOG_2PI
 
@@ -75,6 +87,7 @@ class FactorAnalysis(LinearGaussian):
         "chunk_size": v.any_of(
             v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"
         ),
+        "dtype": v.DTYPE,
     }
 
     def __init__(
@@ -87,6 +100,7 @@ class FactorAnalysis(LinearGaussian):
         rotation=None,
         device=None,
         chunk_size=None,
+        dtype="float64",
     ):
         self.n_components = n_components
         self.tol = tol
@@ -95,9 +109,10 @@ class FactorAnalysis(LinearGaussian):
         self.rotation = rotation
         self.device = device
         self.chunk_size = chunk_size
+        self.dtype = dtype
 
     def _fit_on(self, comm, X, sample_weight):
-        n, mean, S = second_moments(self, X, sample_weight, comm, self.device, self.chunk_size)
+        rows, weights = checked_rows(self, X, sample_weight, comm)
         d = self.n_features_in_
         q = d - 1 if self.n_components is None else self.n_components
         if not 1 <= q < d:
@@ -105,7 +120,11 @@ class FactorAnalysis(LinearGaussian):
                 f"n_components={q} must lie in 1 … n_features - 1 = {d - 1}: the noise of a "
                 "feature is what its factors leave unexplained. Use fewer factors."
             )
+        if has_gaps(rows, comm):
+            return self._fit_em(comm, rows, weights, q)
+        n, mean, S = second_moments(rows, weights, comm, self.device, self.chunk_size)
         S = S.cpu()
+        check_not_constant(torch.diagonal(S), "factor analysis")
         floor = NOISE_FLOOR * torch.clamp(torch.diagonal(S), min=1e-300)
         W, psi = _initial(S, q, self.noise_variance_init, floor)
         lls, previous, converged = [], -math.inf, False
@@ -120,19 +139,45 @@ class FactorAnalysis(LinearGaussian):
             W = torch.linalg.solve((G + B @ SB).T, SB.T).T
             psi = torch.clamp(torch.diagonal(S) - (W * SB).sum(1), min=floor)
         if not converged:
-            v.warn(
-                f"FactorAnalysis did not converge in max_iter={self.max_iter} EM iterations (the "
-                f"last change of the total log-likelihood was above tol={self.tol}). Increase "
-                "max_iter or tol.",
-                ConvergenceWarning,
-            )
-        W = W.numpy()
+            self._warn_unconverged()
+        return self._store(v.to_numpy(mean), W.numpy(), psi.numpy(), lls, converged, n)
+
+    def _fit_em(self, comm, rows, weights, q):
+        """EM on the rows, their gaps marginalized (see the module docstring)."""
+        moments = observed_moments(rows, weights, comm, self.device, self.chunk_size)
+        n, variance = moments[0], moments[3]
+        check_not_constant(variance, "factor analysis")
+        noise = None
+        if self.noise_variance_init is not None:
+            noise = _given_noise(self.noise_variance_init, variance.shape[0])
+        result, _, shift, _, _ = fit_em(
+            self,
+            comm,
+            rows,
+            weights,
+            moments,
+            k=1,
+            q=q,
+            isotropic=False,
+            floor=NOISE_FLOOR * variance,
+            init="pca",
+            tol=self.tol / n,
+            noise=noise,
+        )
+        if not result.converged:
+            self._warn_unconverged()
+        params = result.params
+        mean = v.to_numpy(params.means[0] + shift)
+        W, psi = v.to_numpy(params.loadings[0]), v.to_numpy(params.noise[0])
+        return self._store(mean, W, psi, list(result.lower_bounds), result.converged, n)
+
+    def _store(self, mean, W, psi, lls, converged, n):
         if self.rotation is not None:
             W = W @ _rotation(W, self.rotation)
-        self.mean_ = v.to_numpy(mean)
+        self.mean_ = mean
         self.loadings_ = W
         self.components_ = W.T.copy()
-        self.noise_variance_ = psi.numpy()
+        self.noise_variance_ = psi
         self.lower_bounds_ = lls
         self.loglike_ = [ll * n for ll in lls]
         self.lower_bound_ = lls[-1]
@@ -140,6 +185,14 @@ class FactorAnalysis(LinearGaussian):
         self.converged_ = converged
         self.n_samples_ = n
         return self
+
+    def _warn_unconverged(self):
+        v.warn(
+            f"FactorAnalysis did not converge in max_iter={self.max_iter} EM iterations (the "
+            f"last change of the total log-likelihood was above tol={self.tol}). Increase "
+            "max_iter or tol.",
+            ConvergenceWarning,
+        )
 
     def _noise(self) -> np.ndarray:
         return np.asarray(self.noise_variance_, dtype=np.float64)
@@ -158,13 +211,18 @@ def _initial(S, q, given, floor):
     if given is None:
         psi = torch.clamp(torch.diagonal(S) - (W * W).sum(1), min=floor)
     else:
-        psi = torch.as_tensor(as_float64(given, "noise_variance_init"), dtype=f64)
-        if psi.shape != floor.shape or not bool((psi > 0).all()):
-            raise ValueError(
-                f"noise_variance_init must hold {floor.shape[0]} positive variances (one per "
-                f"feature); got shape {tuple(psi.shape)}."
-            )
+        psi = _given_noise(given, floor.shape[0])
     return W, psi
+
+
+def _given_noise(given, d: int) -> torch.Tensor:
+    psi = torch.as_tensor(as_float64(given, "noise_variance_init"), dtype=f64)
+    if psi.shape != (d,) or not bool((psi > 0).all()):
+        raise ValueError(
+            f"noise_variance_init must hold {d} positive variances (one per feature); got "
+            f"shape {tuple(psi.shape)}."
+        )
+    return psi
 
 
 def _e_step(S, W, psi):

@@ -12,6 +12,12 @@ touches log p(x) here too. The data enter only through N, Σ x and Σ x xᵀ: ad
 one pass over the rows, in chunks (data on disk stream) and summed over processes
 (:mod:`lvmkit.distributed`), exactly as the mixtures' E-step statistics are.
 
+With missing values (NaN), or ``solver='em'``, the fit is EM on the rows
+(:class:`lvmkit.models.factor.FactorMixture` with one component and isotropic noise), which
+marginalizes each row's gaps exactly and reports the observed values' log-likelihood; it starts
+from the closed form of the rows with gaps filled by the column means (``init='pca'``) or from
+random loadings (``init='random'``).
+
 Attributes follow scikit-learn's PCA: ``components_`` (q, D) the principal axes, ``mean_``,
 ``explained_variance_`` (λ_1 … λ_q), ``explained_variance_ratio_``, ``noise_variance_`` (σ²),
 ``n_components_``; and ``loadings_`` (D, q), the W above, and ``loglike_``.
@@ -23,10 +29,19 @@ import math
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
-from lvmkit.estimators._linear import LinearGaussian, second_moments
+from lvmkit.estimators._linear import (
+    LinearGaussian,
+    checked_rows,
+    final_log_likelihood,
+    fit_em,
+    has_gaps,
+    observed_moments,
+    second_moments,
+)
 from lvmkit.families._base import LOG_2PI
 
 f64 = torch.float64
@@ -46,12 +61,28 @@ class ProbabilisticPCA(LinearGaussian):
         Where the statistics pass runs (default: where X is, else the CPU).
     chunk_size : int, optional
         Rows per chunk of the statistics pass (None: sized from memory).
+    solver : {'auto', 'eigen', 'em'}, default='auto'
+        'eigen': the closed form (complete data only); 'em': EM; 'auto': the closed form for
+        complete data, EM when a value is missing.
+    init : {'pca', 'random'}, default='pca'
+        EM's start: the closed form of the rows with gaps filled by the column means, or random
+        loadings.
+    tol : float, default=1e-6
+        EM stops when the mean log-likelihood per sample changes by less than ``tol``.
+    max_iter : int, default=1000
+        EM iterations at most.
+    random_state : int, RandomState or None
+        Seeds ``init='random'``.
+    dtype : {'float64', 'float32'} or torch dtype, default='float64'
+        The compute dtype of EM's posteriors (its statistics are float64).
 
     Attributes
     ----------
     components_ (q, D), mean_ (D,), explained_variance_ (q,), explained_variance_ratio_ (q,),
     noise_variance_, loadings_ (D, q), n_components_, loglike_ (the mean log-likelihood per sample
-    of the training data at the fit), n_samples_ (the total sample weight), n_features_in_.
+    of the training data at the fit, of the observed values), n_samples_ (the total sample weight),
+    n_features_in_; after EM also lower_bounds_ (the log-likelihood per sample entering every
+    iteration), n_iter_, converged_.
     """
 
     _constraints = {
@@ -64,15 +95,39 @@ class ProbabilisticPCA(LinearGaussian):
         "chunk_size": v.any_of(
             v.NONE, v.Interval(1, None, integer=True), description="None or an int >= 1"
         ),
+        "solver": v.Options(("auto", "eigen", "em")),
+        "init": v.Options(("pca", "random")),
+        "tol": v.Interval(0, None),
+        "max_iter": v.Interval(1, None, integer=True),
+        "random_state": v.RANDOM_STATE,
+        "dtype": v.DTYPE,
     }
 
-    def __init__(self, n_components=2, *, device=None, chunk_size=None):
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        device=None,
+        chunk_size=None,
+        solver="auto",
+        init="pca",
+        tol=1e-6,
+        max_iter=1000,
+        random_state=None,
+        dtype="float64",
+    ):
         self.n_components = n_components
         self.device = device
         self.chunk_size = chunk_size
+        self.solver = solver
+        self.init = init
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.dtype = dtype
 
     def _fit_on(self, comm, X, sample_weight):
-        n, mean, cov = second_moments(self, X, sample_weight, comm, self.device, self.chunk_size)
+        rows, weights = checked_rows(self, X, sample_weight, comm)
         d, q = self.n_features_in_, self.n_components
         if q != "mle" and q >= d:
             raise ValueError(
@@ -80,6 +135,10 @@ class ProbabilisticPCA(LinearGaussian):
                 "estimates the noise variance from the directions it leaves out. Use "
                 f"n_components <= {d - 1}."
             )
+        gaps = has_gaps(rows, comm)
+        if gaps or self.solver == "em":
+            return self._fit_em(comm, rows, weights, gaps)
+        n, mean, cov = second_moments(rows, weights, comm, self.device, self.chunk_size)
         eigenvalues, vectors = torch.linalg.eigh(0.5 * (cov + cov.T))
         eigenvalues, vectors = eigenvalues.flip(0).clamp(min=0.0), vectors.flip(1)
         if q == "mle":
@@ -108,6 +167,66 @@ class ProbabilisticPCA(LinearGaussian):
             d * LOG_2PI + float(torch.log(kept).sum()) + (d - q) * math.log(sigma2) + d
         )
         return self
+
+    def _fit_em(self, comm, rows, weights, gaps):
+        q = self.n_components
+        if self.solver == "eigen":
+            raise ValueError(
+                "solver='eigen' needs complete data, and X has missing values (NaN). Use "
+                "solver='auto' or 'em', which marginalize them."
+            )
+        if q == "mle":
+            raise ValueError(
+                "n_components='mle' needs complete data (the eigenvalues of the covariance), and "
+                "X has missing values (NaN). Give an int, chosen by held-out log-likelihood "
+                "(score) or bic."
+            )
+        moments = observed_moments(rows, weights, comm, self.device, self.chunk_size)
+        n, variance = moments[0], moments[3]
+        floor = torch.full_like(variance, 1e-12 * max(float(variance.mean()), 1e-300))
+        result, _, shift, model, chunks = fit_em(
+            self,
+            comm,
+            rows,
+            weights,
+            moments,
+            k=1,
+            q=q,
+            isotropic=True,
+            floor=floor,
+            init=self.init,
+            tol=self.tol,
+        )
+        self._warn_unconverged(result)
+        params = result.params
+        W, sigma2 = params.loadings[0].cpu(), float(params.noise[0, 0])
+        u, singular, _ = torch.linalg.svd(W, full_matrices=False)
+        explained = singular.square() + sigma2
+        self.mean_ = v.to_numpy(params.means[0] + shift)
+        self.components_ = v.to_numpy(_signed(u).T)
+        self.explained_variance_ = v.to_numpy(explained)
+        self.explained_variance_ratio_ = v.to_numpy(
+            explained / (singular.square().sum() + self.n_features_in_ * sigma2)
+        )
+        self.noise_variance_ = sigma2
+        self.loadings_ = self.components_.T * np.sqrt(
+            np.maximum(self.explained_variance_ - sigma2, 0)
+        )
+        self.n_components_ = q
+        self.n_samples_ = n
+        self.lower_bounds_ = list(result.lower_bounds)
+        self.n_iter_, self.converged_ = result.n_iter, result.converged
+        self.loglike_ = final_log_likelihood(model, chunks, params, comm)
+        return self
+
+    def _warn_unconverged(self, result):
+        if not result.converged:
+            v.warn(
+                f"ProbabilisticPCA's EM did not converge in max_iter={self.max_iter} iterations "
+                f"(the last change of the log-likelihood per sample was above tol={self.tol}). "
+                "Increase max_iter or tol.",
+                ConvergenceWarning,
+            )
 
     # ================================================================== the fitted model
     def _noise(self) -> np.ndarray:

@@ -196,34 +196,37 @@ class Mixture:
         return MixtureParams(user.get("weights", weights), family.initial_params(estimate, user))
 
     def _initial_responsibilities(self, chunks, generator, method: str, comm: Local = LOCAL):
-        """A function (chunk, its first row's global number) -> initial responsibilities (n, K),
-        the same on every pass; the seeds are rank 0's, broadcast.
+        return initial_responsibilities(chunks, self.n_components, generator, method, comm)
 
-        Every choice depends on the rows' values and weights, not on their order: seeds are drawn
-        from the canonical rows (:func:`lvmkit.models.kmeans.canonical`), and a row's random
-        responsibilities are a function of its values (:class:`_RandomResponsibilities`), so a
-        row of weight 2 starts as the same row twice, wherever the copies are.
-        """
-        k = self.n_components
-        if method == "random":
-            base = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
-            origin, scale = _value_range(chunks, comm)
-            return _RandomResponsibilities(k, base, origin, scale)
-        seeding = chunks.seeding_view(generator, comm)
-        if method == "kmeans":
-            centers, _ = kmeans.kmeans(seeding, k, generator, with_labels=False)
-        elif method in ("kmeans++", "k-means++"):
-            centers = kmeans.kmeans_plusplus(seeding, k, generator)
-        elif method == "random_from_data":
-            centers = kmeans.random_rows(seeding, k, generator)
-        else:
-            raise ValueError(f"unknown initialisation {method!r}; expected one of {INIT_METHODS}.")
-        centers = comm.broadcast(centers)
 
-        def one_hot(X, start):
-            return torch.nn.functional.one_hot(kmeans.nearest(X, centers), k).to(X.dtype)
+def initial_responsibilities(chunks, k: int, generator, method: str, comm: Local = LOCAL):
+    """A function (chunk, its first row's global number) -> initial responsibilities (n, K),
+    the same on every pass; the seeds are rank 0's, broadcast.
 
-        return one_hot
+    Every choice depends on the rows' values and weights, not on their order: seeds are drawn
+    from the canonical rows (:func:`lvmkit.models.kmeans.canonical`), and a row's random
+    responsibilities are a function of its values (:class:`_RandomResponsibilities`), so a
+    row of weight 2 starts as the same row twice, wherever the copies are.
+    """
+    if method == "random":
+        base = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
+        origin, scale = _value_range(chunks, comm)
+        return _RandomResponsibilities(k, base, origin, scale)
+    seeding = chunks.seeding_view(generator, comm)
+    if method == "kmeans":
+        centers, _ = kmeans.kmeans(seeding, k, generator, with_labels=False)
+    elif method in ("kmeans++", "k-means++"):
+        centers = kmeans.kmeans_plusplus(seeding, k, generator)
+    elif method == "random_from_data":
+        centers = kmeans.random_rows(seeding, k, generator)
+    else:
+        raise ValueError(f"unknown initialisation {method!r}; expected one of {INIT_METHODS}.")
+    centers = comm.broadcast(centers)
+
+    def one_hot(X, start):
+        return torch.nn.functional.one_hot(kmeans.nearest(X, centers), k).to(X.dtype)
+
+    return one_hot
 
 
 def _value_range(chunks, comm: Local = LOCAL) -> tuple[Tensor, Tensor]:

@@ -93,9 +93,14 @@ def test_save_load_and_errors(tmp_path):
     with pytest.raises(ValueError, match="n_components=6 must be smaller than n_features=6"):
         ProbabilisticPCA(6).fit(X)
     bad = X.copy()
-    bad[3, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
+    bad[3, 2] = np.inf
+    with pytest.raises(ValueError, match="inf"):
         ProbabilisticPCA(2).fit(bad)
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="solver='eigen' needs complete data"):
+        ProbabilisticPCA(2, solver="eigen").fit(bad)
+    with pytest.raises(ValueError, match="n_components='mle' needs complete data"):
+        ProbabilisticPCA("mle").fit(bad)
     with pytest.raises(ValueError, match="Z must have shape"):
         model.inverse_transform(np.zeros((2, 5)))
     with warnings.catch_warnings():
