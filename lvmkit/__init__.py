@@ -16,6 +16,7 @@ from lvmkit.estimators.hmm import (
     PoissonHMM,
 )
 from lvmkit.estimators.marginal import MarginalLikelihood, log_marginal
+from lvmkit.estimators.mfa import MixtureOfFactorAnalyzers
 from lvmkit.estimators.ppca import ProbabilisticPCA
 from lvmkit.estimators.selection import restart_report, select_components
 from lvmkit.estimators.vae import VAE, Autoencoder
@@ -28,6 +29,7 @@ __all__ = [
     "BernoulliHMM",
     "BernoulliMixture",
     "FactorAnalysis",
+    "MixtureOfFactorAnalyzers",
     "CategoricalHMM",
     "GMMHMM",
     "GaussianHMM",

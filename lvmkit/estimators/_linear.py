@@ -31,6 +31,7 @@ from lvmkit.data.chunks import DataChunks
 from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._mixture import _atomic, _check_sample_weight, _generator
 from lvmkit.fit.em import best_of_restarts, e_pass, run_em
+from lvmkit.fit.stepwise import Batch, StepwiseState, stepwise_step
 from lvmkit.models import factor
 from lvmkit.models.mixture import initial_responsibilities
 from lvmkit.models.stats import Stats
@@ -38,14 +39,14 @@ from lvmkit.models.stats import Stats
 f64 = torch.float64
 
 
-def checked_rows(estimator, X, sample_weight, comm, allow_nan: bool = True):
+def checked_rows(estimator, X, sample_weight, comm, allow_nan: bool = True, reset=True):
     """``(rows, weights)``: ``X`` checked (NaN allowed where the model marginalizes it; sets
-    ``n_features_in_``) and its sample weights, with every rank agreeing before any pass."""
+    ``n_features_in_`` unless ``reset`` is False) and its sample weights, with every rank
+    agreeing before any pass."""
 
     def prepare():
-        rows = v.check_X(
-            estimator, X, reset=True, min_samples=0 if comm.active else 2, allow_nan=allow_nan
-        )
+        least = 0 if comm.active else (2 if reset else 1)
+        rows = v.check_X(estimator, X, reset=reset, min_samples=least, allow_nan=allow_nan)
         return rows, _check_sample_weight(sample_weight, rows.shape[0], 0)
 
     return ranks.prepare_together(comm, estimator, prepare)[0]
@@ -128,63 +129,88 @@ def observed_moments(rows, weights, comm, device, chunk_size):
     return first.scalar("n"), count, mean, variance, second.scalar("gaps") > 0
 
 
+class FactorRun:
+    """The rows of one fit as :class:`lvmkit.models.factor.FactorMixture` reads them (centred on
+    ``shift``, gaps marked), the model, and its starts: ``init`` 'pca' (each component's
+    probabilistic-PCA solution of its rows, gaps filled by the column means), a mixture start
+    ('kmeans', 'k-means++', 'random_from_data', 'random': the rows' components), or 'random'
+    loadings for one component."""
+
+    def __init__(self, estimator, comm, rows, weights, shift, *, k, q, isotropic, floor, gaps):
+        self.estimator, self.comm, self.rows, self.weights = estimator, comm, rows, weights
+        self.k, self.q, self.isotropic = k, q, isotropic
+        self.device = v.resolve_device(estimator.device, rows)
+        self.dtype = v.resolve_dtype(estimator.dtype)
+        self.shift = shift.to(self.device)
+        self.floor = floor.to(self.device)
+        d = rows.shape[1]
+        self.per_row = (torch.finfo(self.dtype).bits // 8) * (
+            4 * d + k * (2 * d + 2 * q * q + 3 * q)
+        )
+        self.chunks = self._chunks(factor.features)
+        self.model = factor.FactorMixture(k, q, isotropic, self.dtype, self.floor, gaps)
+
+    def _chunks(self, transform):
+        return DataChunks(
+            self.rows,
+            self.shift,
+            self.dtype,
+            self.device,
+            self.estimator.chunk_size,
+            self.per_row,
+            transform=transform,
+            weights=self.weights,
+        )
+
+    def start(self, init, generator, variance, noise=None) -> factor.FactorParams:
+        k, q = self.k, self.q
+        if init == "random" and k == 1:
+            return factor.random_start(variance, 1, q, generator, self.isotropic, self.floor)
+        if init == "pca" or k == 1:
+            labels = _one_component
+        else:
+            filled = self._chunks(lambda X: torch.nan_to_num(X, nan=0.0))
+            labels = initial_responsibilities(filled, k, generator, init, self.comm)
+        nk, means, cov = factor.filled_moments(self.chunks, labels, k, self.comm)
+        params = factor.ppca_start(nk, means, cov, q, self.isotropic, self.floor)
+        if noise is not None:  # the user's starting noise variances
+            params.noise = noise.to(device=self.device, dtype=f64)[None].expand(k, -1).contiguous()
+        return params
+
+    def log_likelihood(self, params) -> float:
+        """The mean log-likelihood per sample of the observed values under ``params``."""
+        return self.model.bound(e_pass(self.model, self.chunks, params, self.comm))
+
+
 def fit_em(
     estimator, comm, rows, weights, moments, *, k, q, isotropic, floor, init, tol, noise=None
 ):
     """EM of :class:`lvmkit.models.factor.FactorMixture` on the rows (gaps marginalized), from
-    ``estimator.n_init`` starts (``init``: 'pca' (each component's probabilistic-PCA solution of
-    its rows with gaps filled by the column means), a mixture start such as 'kmeans', or
-    'random'); ``tol`` on the mean log-likelihood per sample. Returns ``(result, finals, shift,
-    model, chunks)`` with the best run's parameters in the frame of the data minus ``shift``."""
+    ``estimator.n_init`` starts (see :class:`FactorRun`); ``tol`` on the mean log-likelihood per
+    sample. Returns ``(result, finals, run)``, the best result's parameters in the frame of the
+    data minus ``run.shift``."""
     _, _, mean, variance, gaps = moments
-    device = v.resolve_device(estimator.device, rows)
-    dtype = v.resolve_dtype(estimator.dtype)
-    d = rows.shape[1]
-    itemsize = torch.finfo(dtype).bits // 8
-    per_row = itemsize * (4 * d + k * (2 * d + 2 * q * q + 3 * q))
-    chunks = DataChunks(
+    run = FactorRun(
+        estimator,
+        comm,
         rows,
+        weights,
         mean,
-        dtype,
-        device,
-        estimator.chunk_size,
-        per_row,
-        transform=factor.features,
-        weights=weights,
+        k=k,
+        q=q,
+        isotropic=isotropic,
+        floor=floor,
+        gaps=gaps,
     )
-    model = factor.FactorMixture(k, q, isotropic, dtype, floor.to(device), gaps)
     rng = ranks.random_state(getattr(estimator, "random_state", None), comm)
     n_init = getattr(estimator, "n_init", 1)
     callback = getattr(estimator, "_iteration_callback", lambda *a: None)
 
-    def start(generator):
-        if init == "random":
-            return factor.random_start(variance, k, q, generator, isotropic, floor.to(device))
-        if init == "pca" or k == 1:
-            labels = _one_component
-        else:
-            filled = DataChunks(
-                rows,
-                mean,
-                dtype,
-                device,
-                estimator.chunk_size,
-                per_row,
-                transform=lambda X: torch.nan_to_num(X, nan=0.0),
-                weights=weights,
-            )
-            labels = initial_responsibilities(filled, k, generator, init, comm)
-        nk, means, cov = factor.filled_moments(chunks, labels, k, comm)
-        params = factor.ppca_start(nk, means, cov, q, isotropic, floor.to(device))
-        if noise is not None:  # the user's starting noise variances
-            params.noise = noise.to(device=device, dtype=f64)[None].expand(k, -1).contiguous()
-        return params
-
     def run_one(i):
-        params = start(_generator(rng, device))
+        params = run.start(init, _generator(rng, run.device), variance, noise)
         return run_em(
-            model,
-            chunks,
+            run.model,
+            run.chunks,
             params,
             estimator.max_iter,
             tol,
@@ -193,7 +219,7 @@ def fit_em(
         )
 
     best, finals = best_of_restarts(n_init, run_one)
-    return best, finals, mean, model, chunks
+    return best, finals, run
 
 
 def has_gaps(rows, comm) -> bool:
@@ -221,11 +247,6 @@ def _one_component(x, start):
     return torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)
 
 
-def final_log_likelihood(model, chunks, params, comm) -> float:
-    """The mean log-likelihood per sample of the observed values under ``params`` (one pass)."""
-    return model.bound(e_pass(model, chunks, params, comm))
-
-
 class LatentFactorModel(Persistent, TransformerMixin, BaseEstimator):
     """What every fitted linear-Gaussian model (probabilistic PCA, factor analysis, their
     mixtures) answers from its :class:`lvmkit.models.factor.FactorParams`: densities of the
@@ -245,6 +266,7 @@ class LatentFactorModel(Persistent, TransformerMixin, BaseEstimator):
     def _fit_unsafe(self, X, sample_weight):
         v.validate_params(self, self._constraints)
         comm = distributed.current(self.device)
+        self.__dict__.pop("_stepwise_", None)  # fit ends any stepwise run
         return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
     def _fit_on(self, comm, X, sample_weight):
@@ -253,6 +275,92 @@ class LatentFactorModel(Persistent, TransformerMixin, BaseEstimator):
     def _factor_params(self) -> factor.FactorParams:
         """The fitted model as (K-component) parameters, float64, in the data's frame."""
         raise NotImplementedError
+
+    def _structure(self, variance: torch.Tensor) -> tuple:
+        """``(K, q, isotropic, noise floor (D,))`` of the EM model, given the features'
+        variances."""
+        raise NotImplementedError
+
+    def _store_params(self, params: factor.FactorParams, shift: torch.Tensor) -> None:
+        """Set the fitted attributes from EM's parameters in the frame of the data minus
+        ``shift``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ stepwise EM
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of stepwise (online) EM (Cappé & Moulines 2009) on the mini-batch ``X``
+        (NaN allowed): its statistics are blended into running ones with the step
+        γ_t = (t + learning_offset)^(−learning_decay) (0.7 and 10 unless the estimator has these
+        parameters), then the M-step. The first call starts from the batch (or from ``fit``'s
+        parameters when the model is fitted). ``lower_bound_`` is the batch's log-likelihood per
+        sample under the parameters entering the step. Returns ``self``."""
+        _atomic(self, self._partial_fit_unsafe, X, sample_weight)
+        return self
+
+    def _partial_fit_unsafe(self, X, sample_weight):
+        v.validate_params(self, self._constraints)
+        comm = distributed.current(self.device)
+        return ranks.collectively(comm, self._partial_fit_on, comm, X, sample_weight)
+
+    def _partial_fit_on(self, comm, X, sample_weight):
+        state = getattr(self, "_stepwise_", None)
+        fitted = hasattr(self, "loadings_")
+        rows, weights = checked_rows(self, X, sample_weight, comm, reset=not fitted)
+        if state is None:  # a new stepwise run
+            moments = observed_moments(rows, weights, comm, self.device, self.chunk_size)
+            k, q, isotropic, floor = self._structure(moments[3])
+            if fitted:
+                params = self._factor_params()
+                shift = (params.weights[:, None] * params.means).sum(0)
+                params = params.shifted(shift)
+            else:
+                shift = moments[2]
+            run = FactorRun(
+                self,
+                comm,
+                rows,
+                weights,
+                shift,
+                k=k,
+                q=q,
+                isotropic=isotropic,
+                floor=floor,
+                gaps=True,
+            )
+            if not fitted:
+                rng = ranks.random_state(getattr(self, "random_state", None), comm)
+                init = getattr(self, "init_params", "pca")
+                params = run.start(init, _generator(rng, run.device), moments[3])
+            params = params.to(run.device)
+            state = (run.model, run.shift, StepwiseState(), params, run.floor)
+        model, shift, stepwise, params, floor = state
+        run = FactorRun(
+            self,
+            comm,
+            rows,
+            weights,
+            shift,
+            k=model.n_components,
+            q=model.n_factors,
+            isotropic=model.isotropic,
+            floor=floor,
+            gaps=True,
+        )
+        batch = Batch(list(run.chunks.iter_weighted()), rows.shape[1], run.device)
+        params, ll, n = stepwise_step(
+            model,
+            batch,
+            params,
+            stepwise,
+            getattr(self, "learning_decay", 0.7),
+            getattr(self, "learning_offset", 10.0),
+            comm,
+        )
+        self._stepwise_ = (model, shift, stepwise, params, floor)
+        self._store_params(params, shift)
+        self.lower_bound_ = ll / max(n, 1e-300)
+        self.n_samples_ = getattr(self, "n_samples_", 0.0) + n if fitted else n
+        return self
 
     def _n_parameters(self) -> int:
         raise NotImplementedError

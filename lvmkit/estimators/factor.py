@@ -150,7 +150,7 @@ class FactorAnalysis(LinearGaussian):
         noise = None
         if self.noise_variance_init is not None:
             noise = _given_noise(self.noise_variance_init, variance.shape[0])
-        result, _, shift, _, _ = fit_em(
+        result, _, run = fit_em(
             self,
             comm,
             rows,
@@ -166,10 +166,28 @@ class FactorAnalysis(LinearGaussian):
         )
         if not result.converged:
             self._warn_unconverged()
-        params = result.params
-        mean = v.to_numpy(params.means[0] + shift)
-        W, psi = v.to_numpy(params.loadings[0]), v.to_numpy(params.noise[0])
-        return self._store(mean, W, psi, list(result.lower_bounds), result.converged, n)
+        self._store_params(result.params, run.shift)
+        return self._store(
+            self.mean_,
+            self.loadings_,
+            self.noise_variance_,
+            list(result.lower_bounds),
+            result.converged,
+            n,
+        )
+
+    def _store_params(self, params, shift):
+        """The fitted attributes from EM's (one-component) parameters (frame minus ``shift``)."""
+        self.mean_ = v.to_numpy(params.means[0] + shift)
+        self.loadings_ = v.to_numpy(params.loadings[0])
+        self.components_ = self.loadings_.T.copy()
+        self.noise_variance_ = v.to_numpy(params.noise[0])
+
+    def _structure(self, variance):
+        """(K, q, isotropic, noise floor) of the EM model (see LatentFactorModel.partial_fit)."""
+        d = variance.shape[0]
+        q = d - 1 if self.n_components is None else self.n_components
+        return 1, q, False, NOISE_FLOOR * variance
 
     def _store(self, mean, W, psi, lls, converged, n):
         if self.rotation is not None:

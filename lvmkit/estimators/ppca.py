@@ -36,7 +36,6 @@ from lvmkit._persist import register
 from lvmkit.estimators._linear import (
     LinearGaussian,
     checked_rows,
-    final_log_likelihood,
     fit_em,
     has_gaps,
     observed_moments,
@@ -184,7 +183,7 @@ class ProbabilisticPCA(LinearGaussian):
         moments = observed_moments(rows, weights, comm, self.device, self.chunk_size)
         n, variance = moments[0], moments[3]
         floor = torch.full_like(variance, 1e-12 * max(float(variance.mean()), 1e-300))
-        result, _, shift, model, chunks = fit_em(
+        result, _, run = fit_em(
             self,
             comm,
             rows,
@@ -198,7 +197,15 @@ class ProbabilisticPCA(LinearGaussian):
             tol=self.tol,
         )
         self._warn_unconverged(result)
-        params = result.params
+        self._store_params(result.params, run.shift)
+        self.n_samples_ = n
+        self.lower_bounds_ = list(result.lower_bounds)
+        self.n_iter_, self.converged_ = result.n_iter, result.converged
+        self.loglike_ = run.log_likelihood(result.params)
+        return self
+
+    def _store_params(self, params, shift):
+        """The attributes from EM's (one-component) parameters in the frame minus ``shift``."""
         W, sigma2 = params.loadings[0].cpu(), float(params.noise[0, 0])
         u, singular, _ = torch.linalg.svd(W, full_matrices=False)
         explained = singular.square() + sigma2
@@ -206,18 +213,20 @@ class ProbabilisticPCA(LinearGaussian):
         self.components_ = v.to_numpy(_signed(u).T)
         self.explained_variance_ = v.to_numpy(explained)
         self.explained_variance_ratio_ = v.to_numpy(
-            explained / (singular.square().sum() + self.n_features_in_ * sigma2)
+            explained / (singular.square().sum() + W.shape[0] * sigma2)
         )
         self.noise_variance_ = sigma2
         self.loadings_ = self.components_.T * np.sqrt(
             np.maximum(self.explained_variance_ - sigma2, 0)
         )
-        self.n_components_ = q
-        self.n_samples_ = n
-        self.lower_bounds_ = list(result.lower_bounds)
-        self.n_iter_, self.converged_ = result.n_iter, result.converged
-        self.loglike_ = final_log_likelihood(model, chunks, params, comm)
-        return self
+        self.n_components_ = W.shape[1]
+
+    def _structure(self, variance):
+        """(K, q, isotropic, noise floor) of the EM model (see LatentFactorModel.partial_fit)."""
+        q = getattr(self, "n_components_", self.n_components)
+        if q == "mle":
+            raise ValueError("partial_fit needs an int n_components (not 'mle').")
+        return 1, q, True, torch.full_like(variance, 1e-12 * max(float(variance.mean()), 1e-300))
 
     def _warn_unconverged(self, result):
         if not result.converged:

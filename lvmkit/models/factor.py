@@ -56,6 +56,11 @@ class FactorParams:
     noise: Tensor
     compute: dict = field(default_factory=dict, repr=False, compare=False)
 
+    def to(self, device) -> FactorParams:
+        return FactorParams(
+            *(t.to(device) for t in (self.weights, self.means, self.loadings, self.noise))
+        )
+
     def shifted(self, shift: Tensor) -> FactorParams:
         """The same model in the frame of the data minus ``shift`` (D,)."""
         return FactorParams(self.weights, self.means - shift, self.loadings, self.noise)
