@@ -28,6 +28,7 @@ def test_all_is_pinned():
             "GMMHMM",
             "ProbabilisticPCA",
             "FactorAnalysis",
+            "MixtureOfFactorAnalyzers",
         ]
     )
 
