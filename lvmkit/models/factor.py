@@ -104,12 +104,18 @@ class FactorMixture:
             Wpsi = W / psi[..., None]
             outer = Wpsi[..., :, None] * W[..., None, :]  # (K, D, q, q): W_d W_dᵀ / ψ_d
             eye = torch.eye(self.n_factors, dtype=f64, device=W.device)
+            k, d, q = W.shape
+            means = params.means
+            inv_psi = 1.0 / psi
             cached = {
                 "log_weights": torch.log(params.weights),
-                "means": params.means,
-                "W": W,
-                "Wpsi": Wpsi,
-                "inv_psi": 1.0 / psi,
+                # b = x⁰ Ψ⁻¹W − o (μ Ψ⁻¹W), all components side by side (D, K q)
+                "Wpsi": Wpsi.permute(1, 0, 2).reshape(d, k * q),
+                "muWpsi": (means[..., None] * Wpsi).permute(1, 0, 2).reshape(d, k * q),
+                # rᵀ Ψ⁻¹ r = x⁰² ψ⁻¹ − 2 x⁰ (μ ψ⁻¹) + o (μ² ψ⁻¹), (D, K) each
+                "inv_psi": inv_psi.T,
+                "mu_psi": (means * inv_psi).T,
+                "mu2_psi": (means.square() * inv_psi).T,
                 "log_psi": torch.log(psi),
                 "outer": outer.flatten(2),
                 "M": eye + outer.sum(1),
@@ -125,23 +131,33 @@ class FactorMixture:
         x, o = split(F)
         n, d = x.shape
         k, q = self.n_components, self.n_factors
-        R = (x - p["means"][:, None, :]) * o  # (K, n, D): residuals of the observed values
-        b = torch.bmm(R, p["Wpsi"])  # (K, n, q)
-        quad = torch.bmm(R.square(), p["inv_psi"][..., None])[..., 0]  # (K, n)
         missing = 1.0 - o
-        if bool(missing.any()):
+        gaps = bool(missing.any())
+        b = x @ p["Wpsi"]
+        quad = x.square() @ p["inv_psi"] - 2.0 * (x @ p["mu_psi"])
+        if gaps:
+            b -= o @ p["muWpsi"]
+            quad += o @ p["mu2_psi"]
             dropped = (missing @ p["outer"].permute(1, 0, 2).reshape(d, -1)).reshape(n, k, q, q)
             M = p["M"][:, None] - dropped.transpose(0, 1)
             log_psi = (o @ p["log_psi"].T).T  # (K, n)
             n_obs = o.sum(1)
         else:
+            b -= p["muWpsi"].sum(0)
+            quad += p["mu2_psi"].sum(0)
             M = p["M"][:, None]
             log_psi = p["log_psi"].sum(1, keepdim=True)
             n_obs = torch.full((n,), float(d), dtype=x.dtype, device=x.device)
+        b = b.reshape(n, k, q).transpose(0, 1)  # (K, n, q)
+        quad = quad.T  # (K, n)
         L, info = torch.linalg.cholesky_ex(M)
         if bool((info > 0).any()):  # not positive-definite in this dtype: float64
             L = torch.linalg.cholesky(M.to(f64)).to(M.dtype)
-        cov = torch.cholesky_inverse(L)
+        # M⁻¹ = L⁻ᵀ L⁻¹ (a triangular solve is cheaper than cholesky_inverse for small batches)
+        inverse = torch.linalg.solve_triangular(
+            L, torch.eye(q, dtype=L.dtype, device=L.device).expand_as(L), upper=False
+        )
+        cov = inverse.transpose(-1, -2) @ inverse
         mean = (cov @ b[..., None])[..., 0]
         log_det = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)  # (K, n or 1)
         log_prob = -0.5 * (n_obs * LOG_2PI + log_psi + log_det + quad - (b * mean).sum(-1))
