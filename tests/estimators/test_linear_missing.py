@@ -38,7 +38,7 @@ def brute_force(X, weights, means, covariances):
             continue
         terms = [
             np.log(w) + multivariate_normal(m[o], C[np.ix_(o, o)]).logpdf(x[o])
-            for w, m, C in zip(weights, means, covariances)
+            for w, m, C in zip(weights, means, covariances, strict=True)
         ]
         out[i] = logsumexp(terms)
     return out
