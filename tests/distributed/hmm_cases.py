@@ -57,3 +57,33 @@ def hmm_fitted(est) -> dict[str, np.ndarray]:
     out = {name: np.asarray(value) for name, value in tensors.items()}
     out["lower_bounds_"] = np.asarray(est.lower_bounds_)
     return out
+
+
+class gappy_linear_models:  # noqa: N801 (a namespace for the worker and the test)
+    """Probabilistic PCA, factor analysis and a mixture of factor analyzers fitted by EM on rows
+    with 20% of their values missing."""
+
+    @staticmethod
+    def rows() -> np.ndarray:
+        from tests.distributed.cases import rows
+
+        X = rows("full").copy()
+        X[np.random.default_rng(5).random(X.shape) < 0.2] = np.nan
+        return X
+
+    @staticmethod
+    def estimators() -> dict:
+        from lvmkit import FactorAnalysis, MixtureOfFactorAnalyzers, ProbabilisticPCA
+
+        return {
+            "ppca-gaps": ProbabilisticPCA(1, max_iter=15, tol=0),
+            "fa-gaps": FactorAnalysis(1, max_iter=15, tol=0),
+            "mfa-gaps": MixtureOfFactorAnalyzers(3, 1, max_iter=15, tol=0, random_state=0),
+        }
+
+    @staticmethod
+    def fitted(est) -> dict[str, np.ndarray]:
+        names = ("loadings_", "noise_variance_", "lower_bounds_")
+        out = {name: np.asarray(getattr(est, name)) for name in names}
+        out["means"] = np.asarray(getattr(est, "means_", getattr(est, "mean_", None)))
+        return out

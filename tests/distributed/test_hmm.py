@@ -75,3 +75,22 @@ def test_linear_models_on_two_ranks_equal_one_process(two_ranks, split, label):
         key = f"{label}/{split}/{name}"
         assert np.array_equal(two_ranks[0][key], two_ranks[1][key])
         assert_close(two_ranks[0][key], getattr(expected, name), key)
+
+
+@pytest.mark.parametrize("label", ["ppca-gaps", "fa-gaps", "mfa-gaps"])
+@pytest.mark.parametrize("split", ["uneven", "empty"])
+def test_em_with_missing_values_on_two_ranks_equals_one_process(two_ranks, split, label):
+    """EM on rows with gaps (probabilistic PCA, factor analysis, a mixture of factor analyzers
+    from k-means): 15 iterations, every bound and parameter as in one process, in chunks too."""
+    from tests.distributed.hmm_cases import gappy_linear_models as cases
+
+    X = cases.rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = cases.fitted(cases.estimators()[label].fit(X))
+        chunked = cases.fitted(cases.estimators()[label].set_params(chunk_size=7).fit(X))
+    for name, value in expected.items():
+        key = f"{label}/{split}/{name}"
+        assert np.array_equal(two_ranks[0][key], two_ranks[1][key]), key
+        assert_close(two_ranks[0][key], value, key)
+        assert_close(chunked[name], value, f"{label} chunked {name}")

@@ -221,6 +221,15 @@ def hmms(rank, world, out: Path):
                 est.fit(share(X, fraction, rank))
                 for name in ("loadings_", "mean_", "noise_variance_", "loglike_"):
                     results[f"{label}/{split}/{name}"] = np.asarray(getattr(est, name))
+        # the same with 20% of the values missing (EM on the rows), and a mixture of them
+        from tests.distributed.hmm_cases import gappy_linear_models
+
+        X = gappy_linear_models.rows()
+        for split, fraction in SPLITS.items():
+            for label, est in gappy_linear_models.estimators().items():
+                est.fit(share(X, fraction, rank))
+                for name, value in gappy_linear_models.fitted(est).items():
+                    results[f"{label}/{split}/{name}"] = value
     np.savez(out / f"rank{rank}.npz", **results)
 
 
