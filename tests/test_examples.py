@@ -15,6 +15,7 @@ CASES = {
     "anomaly_detection": (["--quick"], "ROC AUC", []),
     "image_segmentation": (["--n-fit", "5000", "--n-components", "5"], "segment", ["PIL"]),
     "hmm_regimes": (["--quick"], "NBER recession", ["statsmodels"]),
+    "vae_ppca_bridge": (["--quick"], "PPCA log-likelihood", []),
 }
 
 

@@ -668,6 +668,11 @@ class VAE(_DeepLatentBase):
         of z to (batch, n_features) natural parameters for the decoder; it is copied, not trained
         in place.
     hidden_sizes : tuple of int, default=(200, 200)
+        Widths of the 'mlp' networks' hidden layers. ``()`` makes both networks affine: the
+        decoder is x_mean = W z + b, the encoder's mean and log-sd are affine in x. With
+        ``likelihood='gaussian-learned'`` that is probabilistic PCA (``learned_std='global'``)
+        or factor analysis (``'per-feature'``), and the ELBO can reach their maximum
+        log-likelihood (see ``examples/vae_ppca_bridge.py``).
     activation : {'softplus', 'relu', 'tanh', 'elu'}, default='softplus'
     likelihood : {'bernoulli', 'gaussian', 'gaussian-learned', 'poisson'}, default='bernoulli'
         Bernoulli from logits (0/1 data, or binarized); Gaussian with std ``decoder_std``; Gaussian
