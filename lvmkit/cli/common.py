@@ -186,9 +186,11 @@ def _load_data(
     binarize: float | None,
     meta: dict | None = None,
     flatten: bool = True,
+    missing: bool = False,
 ):
     """(X, Dataset, data recipe) for ``path``; a model's recipe fills gaps. X is
-    (n, features), or the samples in their own shape when not ``flatten``."""
+    (n, features), or the samples in their own shape when not ``flatten``. ``missing``: missing
+    cells are read as NaN (for a model that takes missing values) instead of refused."""
     import numpy as np
 
     from lvmkit.data.readers import read_dataset
@@ -204,13 +206,18 @@ def _load_data(
     if scale is None:
         scale = recipe.get("scale")
     dataset = read_dataset(
-        path, cols, key=key if key is not None else recipe.get("key"), keep_index=_keep_index()
+        path,
+        cols,
+        key=key if key is not None else recipe.get("key"),
+        keep_index=_keep_index(),
+        allow_missing=missing,
     )
     X = dataset.matrix() if flatten else dataset.X
     if isinstance(X, np.ndarray) and not X.flags.writeable:
         X = X.copy()  # a read-only view (one CSV column through pandas): torch warns on those
     if binarize is not None:
-        X = (np.asarray(X) > binarize).astype(np.float64)
+        X = np.asarray(X)
+        X = np.where(np.isnan(X), np.nan, X > binarize) if missing else (X > binarize) * 1.0
     elif scale is not None:
         X = np.asarray(X, dtype=np.float64) / scale
     new_recipe = {
@@ -370,6 +377,8 @@ def _fit_summary(model) -> dict:
     out = {"class": type(model).__name__}
     for attr, key in (
         ("n_components", "n_components"),
+        ("n_components_", "n_components"),  # as fitted (probabilistic PCA's 'mle' chooses it)
+        ("n_factors", "n_factors"),
         ("n_features_in_", "n_features"),
         ("n_iter_", "n_iter"),
         ("converged_", "converged"),
@@ -377,7 +386,22 @@ def _fit_summary(model) -> dict:
     ):
         if hasattr(model, attr):
             out[key] = getattr(model, attr)
+    loglike = _log_likelihood(model)
+    if loglike is not None and "lower_bound" not in out:
+        out["log_likelihood"] = loglike
     return out
+
+
+def _log_likelihood(model) -> float | None:
+    """The training log-likelihood per sample of a model that reports it without a
+    ``lower_bound_`` (probabilistic PCA's ``loglike_``, factor analysis' last bound)."""
+    loglike = getattr(model, "loglike_", None)
+    if isinstance(loglike, (int, float)) and not isinstance(loglike, bool):
+        return float(loglike)
+    bounds = getattr(model, "lower_bounds_", None)
+    if bounds is not None and len(bounds) and not hasattr(model, "lower_bound_"):
+        return float(bounds[-1])
+    return None
 
 
 def _describe_fit(model, n: int, d: int, seconds: float, n_sequences: int | None = None) -> str:
@@ -391,7 +415,11 @@ def _describe_fit(model, n: int, d: int, seconds: float, n_sequences: int | None
         )
     parts = [f"{type(model).__name__} fitted on {n} samples x {d} features"]
     if hasattr(model, "n_components"):
-        parts.append(f"{model.n_components} components")
+        k = getattr(model, "n_components_", model.n_components)
+        chosen = " (chosen by 'mle')" if model.n_components == "mle" else ""
+        parts.append(f"{k} components{chosen}")
+    if hasattr(model, "n_factors"):
+        parts.append(f"{model.n_factors} factors each")
     if hasattr(model, "n_iter_"):
         status = ""
         if hasattr(model, "converged_"):
@@ -399,5 +427,7 @@ def _describe_fit(model, n: int, d: int, seconds: float, n_sequences: int | None
         parts.append(f"{model.n_iter_} iterations{status}")
     if hasattr(model, "lower_bound_"):
         parts.append(f"lower bound {model.lower_bound_:.4f} nats/sample")
+    elif _log_likelihood(model) is not None:
+        parts.append(f"log-likelihood {_log_likelihood(model):.4f} nats/sample")
     parts.append(f"{seconds:.2f} s")
     return ", ".join(parts)

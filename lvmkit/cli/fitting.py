@@ -158,7 +158,12 @@ def _do_fit(kind: ModelKind, kw: dict):
             )
         else:
             X, dataset, recipe = _load_data(
-                kw["data"], kw["columns"], kw["key"], kw["binarize"], flatten=kind.flatten
+                kw["data"],
+                kw["columns"],
+                kw["key"],
+                kw["binarize"],
+                flatten=kind.flatten,
+                missing=kind.missing_values,
             )
         model = kind.build(
             _kind_options(kind, kw), FitSettings(seed=kw["seed"], device=kw["device"])
@@ -174,7 +179,7 @@ def _do_fit(kind: ModelKind, kw: dict):
             model.fit(ranks.my_rows(X, kind, comm))
         else:
             with _progress(kw["progress"], f"fit {kind.name}"):
-                model.fit(ranks.my_rows(X, kind, comm))
+                model.fit(_my_rows(X, kind, comm))
         seconds = time.perf_counter() - start
         if not comm.is_main:
             return None
@@ -203,6 +208,16 @@ def _do_fit(kind: ModelKind, kw: dict):
         else:
             click.echo(_describe_fit(model, n, d, seconds, n_sequences) + ranks.describe(comm))
             click.echo(f"saved {out}")
+
+
+def _my_rows(X, kind: ModelKind, comm):
+    """This rank's rows: its share for a kind whose estimator adds the ranks' statistics."""
+    if comm.active and kind.split_rows:
+        from lvmkit import distributed
+
+        lo, hi = distributed.split(X.shape[0], comm.rank, comm.world)
+        return X[lo:hi]
+    return ranks.my_rows(X, kind, comm)
 
 
 def _do_fit_streamed(kind: ModelKind, kw: dict, out: Path, comm):
@@ -303,7 +318,12 @@ def _do_select(kind: ModelKind, kw: dict):
     _seed_everything(kw["seed"])
     ks = _parse_components(kw["components"])
     X, dataset, recipe = _load_data(
-        kw["data"], kw["columns"], kw["key"], kw["binarize"], flatten=kind.flatten
+        kw["data"],
+        kw["columns"],
+        kw["key"],
+        kw["binarize"],
+        flatten=kind.flatten,
+        missing=kind.missing_values,
     )
     options = {**_kind_options(kind, kw), "components": ks[0]}
     template = kind.build(options, FitSettings(seed=kw["seed"], device=kw["device"]))

@@ -83,6 +83,11 @@ class ModelKind:
         remembered in the saved model) and hand the estimator ``(X, lengths)``; ``score`` writes
         one log-likelihood per sequence and ``sample`` one sequence with its states
     label_name : what ``predict`` (and ``sample``) call a row's label (``state`` for an HMM)
+    missing_values : the estimator takes NaN for a missing value: the commands read a data file's
+        missing cells (empty, NA, NaN) as NaN for it and the model decides, instead of refusing
+        the file
+    split_rows : under torchrun, each rank fits its share of the rows of a file loaded whole
+        (the estimator adds the ranks' statistics), as the mixtures with ``has_components`` do
     """
 
     name: str
@@ -97,6 +102,8 @@ class ModelKind:
     own_progress: bool = False
     sequences: bool = False
     label_name: str = "label"
+    missing_values: bool = False
+    split_rows: bool = False
 
 
 KINDS: dict[str, ModelKind] = {}
@@ -130,6 +137,7 @@ def builtin_kinds() -> list[ModelKind]:
     kinds = mixture_kinds()
     kinds.append(vae_kind())
     kinds.append(hmm_kind())
+    kinds += linear_kinds()
     return kinds
 
 
@@ -376,6 +384,7 @@ def gmm_kind() -> ModelKind:
         ],
         build=build,
         has_components=True,
+        missing_values=True,
     )
 
 
@@ -543,3 +552,269 @@ def hmm_kind() -> ModelKind:
         sequences=True,
         label_name="state",
     )
+
+
+# ====================================================================== linear-Gaussian models
+def _latent_dimension(ctx, param, value):
+    """``--components`` of ppca: an int >= 1, or 'mle'."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text == "mle":
+        return "mle"
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise click.BadParameter(
+        f"{value!r} is not a latent dimension: give an int >= 1 (e.g. 3), or 'mle' to choose it "
+        "by Minka's evidence."
+    )
+
+
+def _chunk_option():
+    return click.Option(
+        ["--chunk-size"],
+        type=click.IntRange(1),
+        default=None,
+        help="Rows per chunk of the statistics pass (default: sized from memory).",
+    )
+
+
+def _dtype_option():
+    return click.Option(
+        ["--dtype"],
+        type=click.Choice(["float64", "float32"]),
+        default="float64",
+        show_default=True,
+        help="Compute precision of EM's posteriors (the statistics are float64).",
+    )
+
+
+def ppca_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.ppca import ProbabilisticPCA
+
+        return ProbabilisticPCA(
+            n_components=options["components"],
+            solver=options["solver"],
+            init=options["init"],
+            tol=options["tol"],
+            max_iter=options["max_iter"],
+            dtype=options["dtype"],
+            chunk_size=options["chunk_size"],
+            random_state=settings.seed,
+            device=settings.device,
+        )
+
+    return ModelKind(
+        name="ppca",
+        estimator="ProbabilisticPCA",
+        help="Probabilistic PCA (lvmkit.ProbabilisticPCA): real-valued features, a q-dimensional "
+        "Gaussian latent space and isotropic noise; the maximum-likelihood fit in closed form, "
+        "or by EM when values are missing (empty cells, NA: marginalized exactly). "
+        "Example: lvmkit fit ppca data.csv --components 3 -o ppca.lvm",
+        options=[
+            click.Option(
+                ["--components", "-k", "components"],
+                default="2",
+                show_default=True,
+                callback=_latent_dimension,
+                metavar="Q|mle",
+                help="Latent dimension q (below the number of features), or 'mle' to choose it "
+                "by Minka's Laplace-approximated evidence (complete data).",
+            ),
+            click.Option(
+                ["--solver"],
+                type=click.Choice(["auto", "eigen", "em"]),
+                default="auto",
+                show_default=True,
+                help="The closed form (eigen; complete data), EM, or auto: the closed form "
+                "unless values are missing.",
+            ),
+            click.Option(
+                ["--init"],
+                type=click.Choice(["pca", "random"]),
+                default="pca",
+                show_default=True,
+                help="EM's start: the closed form of the data with gaps filled by column means, "
+                "or random loadings (--seed).",
+            ),
+            click.Option(
+                ["--max-iter"],
+                type=click.IntRange(1),
+                default=1000,
+                show_default=True,
+                help="Most EM iterations.",
+            ),
+            click.Option(
+                ["--tol"],
+                type=click.FloatRange(0),
+                default=1e-6,
+                show_default=True,
+                help="EM stops when the log-likelihood (nats/sample) changes by less.",
+            ),
+            _dtype_option(),
+            _chunk_option(),
+        ],
+        build=build,
+        missing_values=True,
+        split_rows=True,
+    )
+
+
+def fa_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.factor import FactorAnalysis
+
+        rotation = None if options["rotation"] == "none" else options["rotation"]
+        return FactorAnalysis(
+            n_components=options["components"],
+            rotation=rotation,
+            tol=options["tol"],
+            max_iter=options["max_iter"],
+            dtype=options["dtype"],
+            device=settings.device,
+            chunk_size=options["chunk_size"],
+        )
+
+    return ModelKind(
+        name="fa",
+        estimator="FactorAnalysis",
+        help="Factor analysis (lvmkit.FactorAnalysis) fitted by EM: real-valued features, q "
+        "Gaussian factors and a noise variance per feature; missing values (empty cells, NA) "
+        "are marginalized exactly. "
+        "Example: lvmkit fit fa data.csv --components 2 --rotation varimax -o fa.lvm",
+        options=[
+            click.Option(
+                ["--components", "-k", "components"],
+                type=click.IntRange(1),
+                default=2,
+                show_default=True,
+                help="Number of factors q (below the number of features).",
+            ),
+            click.Option(
+                ["--rotation"],
+                type=click.Choice(["none", "varimax", "quartimax"]),
+                default="none",
+                show_default=True,
+                help="Rotate the fitted loadings (the likelihood does not change).",
+            ),
+            click.Option(
+                ["--max-iter"],
+                type=click.IntRange(1),
+                default=1000,
+                show_default=True,
+                help="Most EM iterations.",
+            ),
+            click.Option(
+                ["--tol"],
+                type=click.FloatRange(0),
+                default=1e-2,
+                show_default=True,
+                help="Stop when the total log-likelihood (nats) changes by less.",
+            ),
+            _dtype_option(),
+            _chunk_option(),
+        ],
+        build=build,
+        missing_values=True,
+        split_rows=True,
+    )
+
+
+def mfa_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.mfa import MixtureOfFactorAnalyzers
+
+        return MixtureOfFactorAnalyzers(
+            n_components=options["components"],
+            n_factors=options["factors"],
+            noise=options["noise"],
+            tol=options["tol"],
+            reg_covar=options["reg_covar"],
+            max_iter=options["max_iter"],
+            n_init=options["n_init"],
+            init_params=options["init_params"],
+            dtype=options["dtype"],
+            chunk_size=options["chunk_size"],
+            random_state=settings.seed,
+            device=settings.device,
+        )
+
+    return ModelKind(
+        name="mfa",
+        estimator="MixtureOfFactorAnalyzers",
+        help="Mixture of factor analyzers (lvmkit.MixtureOfFactorAnalyzers) fitted by EM: "
+        "real-valued features, K Gaussian components whose covariances are low rank plus "
+        "diagonal (W_k W_k^T + Psi_k), each with q factors; missing values (empty cells, NA) "
+        "are marginalized exactly. "
+        "Example: lvmkit fit mfa data.csv --components 3 --factors 2 -o mfa.lvm",
+        options=[
+            click.Option(
+                ["--components", "-k", "components"],
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Number of mixture components K.",
+            ),
+            click.Option(
+                ["--factors", "-q", "factors"],
+                type=click.IntRange(1),
+                default=2,
+                show_default=True,
+                help="Factors q of every component (below the number of features).",
+            ),
+            click.Option(
+                ["--noise"],
+                type=click.Choice(["diagonal", "isotropic"]),
+                default="diagonal",
+                show_default=True,
+                help="A noise variance per feature (factor analyzers), or one per component "
+                "(a mixture of probabilistic PCAs).",
+            ),
+            click.Option(
+                ["--n-init"],
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Restarts (initialisations); the best is kept.",
+            ),
+            click.Option(
+                ["--max-iter"],
+                type=click.IntRange(1),
+                default=100,
+                show_default=True,
+                help="EM iterations per restart.",
+            ),
+            click.Option(
+                ["--tol"],
+                type=click.FloatRange(0),
+                default=1e-3,
+                show_default=True,
+                help="Stop when the log-likelihood (nats/sample) changes by less.",
+            ),
+            click.Option(
+                ["--init", "init_params"],
+                type=click.Choice(["kmeans", "k-means++", "random_from_data", "random"]),
+                default="kmeans",
+                show_default=True,
+                help="How rows are first assigned to components (each then starts at the "
+                "probabilistic-PCA solution of its rows).",
+            ),
+            click.Option(
+                ["--reg-covar"],
+                type=click.FloatRange(0, min_open=True),
+                default=1e-6,
+                show_default=True,
+                help="Floor of every noise variance.",
+            ),
+            _dtype_option(),
+            _chunk_option(),
+        ],
+        build=build,
+        missing_values=True,
+        split_rows=True,
+    )
+
+
+def linear_kinds() -> list[ModelKind]:
+    return [ppca_kind(), fa_kind(), mfa_kind()]

@@ -9,14 +9,18 @@ from the shell.
     lvmkit plot model.lvm data.csv -o clusters.png
     lvmkit info model.lvm --json
     lvmkit report model.lvm data.csv -o report.html
+    lvmkit fit ppca data.csv --components 3 -o ppca.lvm
+    lvmkit transform ppca.lvm data.csv -o latent.csv
+    lvmkit impute ppca.lvm gappy.csv -o filled.csv
     lvmkit demo
 
 Errors a user can fix (a bad file, column, option value, a file that is not a model, data with the
 wrong number of features) print one line, ``error: ...``, and exit with status 2; ``--debug``
 (anywhere on the line, or LVMKIT_DEBUG=1) shows the traceback instead. Model kinds for ``fit``
 and ``select`` come from :mod:`lvmkit.cli.kinds`; ``fit`` and ``select`` live in
-:mod:`lvmkit.cli.fitting`, what the commands share in :mod:`lvmkit.cli.common`, and what each rank
-does under torchrun in :mod:`lvmkit.cli.ranks`.
+:mod:`lvmkit.cli.fitting`, ``transform`` and ``impute`` in :mod:`lvmkit.cli.latent`, what the
+commands share in :mod:`lvmkit.cli.common`, and what each rank does under torchrun in
+:mod:`lvmkit.cli.ranks`.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from lvmkit.cli.common import (
 )
 from lvmkit.cli.fitting import fit_group, select_group
 from lvmkit.cli.kinds import kind_of
+from lvmkit.cli.latent import impute, learned_rows, load_pictures, rows_for_pictures, transform
 from lvmkit.cli.sequences import _load_sequences
 
 
@@ -64,11 +69,11 @@ from lvmkit.cli.sequences import _load_sequences
     help="On an error, show the full traceback (also accepted anywhere on the line).",
 )
 def cli(debug):
-    """lvmkit: latent variable models (mixtures, VAEs) from the shell.
+    """lvmkit: latent variable models (mixtures, linear-Gaussian models, VAEs, HMMs) from the shell.
 
-    Fit a model to a data file and save it, then score, predict, sample, plot, inspect and
-    report with the saved model. Data files: CSV, .npy/.npz, Parquet, IDX, .amat, or a folder of
-    images. Run 'lvmkit COMMAND --help' for a command's options.
+    Fit a model to a data file and save it, then score, predict, transform, impute, sample, plot,
+    inspect and report with the saved model. Data files: CSV, .npy/.npz, Parquet, IDX, .amat, or
+    a folder of images. Run 'lvmkit COMMAND --help' for a command's options.
 
     Under torchrun, 'lvmkit fit' of a mixture spreads the rows over the ranks (see the README,
     "More than one machine").
@@ -78,16 +83,35 @@ def cli(debug):
 
 cli.add_command(fit_group)
 cli.add_command(select_group)
+cli.add_command(transform)
+cli.add_command(impute)
 
 
 # ====================================================================== using a model
-def _model_and_data(model_path, data, columns, key, binarize, device, lengths_column=None):
+def _model_and_data(
+    model_path,
+    data,
+    columns,
+    key,
+    binarize,
+    device,
+    lengths_column=None,
+    *,
+    missing=None,
+    check=None,
+):
     """(model, saved state, metadata, X, data recipe, Sequences or None): the data as the model
-    reads it; for a sequence model (an HMM) also how the rows split into sequences."""
+    reads it; for a sequence model (an HMM) also how the rows split into sequences. Missing cells
+    are read as NaN when ``missing`` (None: when the model's kind takes missing values);
+    ``check(model)`` runs before the data are read."""
     _check_device(device)
     model, state = _load_model(model_path, device)
+    if check is not None:
+        check(model)
     meta = state.get("metadata") or {}
     kind = kind_of(model)
+    if missing is None:
+        missing = kind is not None and kind.missing_values
     sequences = None
     if kind is not None and kind.sequences:
         X, sequences, recipe = _load_sequences(data, columns, key, binarize, lengths_column, meta)
@@ -98,7 +122,7 @@ def _model_and_data(model_path, data, columns, key, binarize, device, lengths_co
                 f"{type(model).__name__}. Drop --lengths-column."
             )
         X, dataset, recipe = _load_data(
-            data, columns, key, binarize, meta, flatten=kind.flatten if kind else True
+            data, columns, key, binarize, meta, kind.flatten if kind else True, missing
         )
     _check_features(model, X, data, meta)
     return model, state, meta, X, recipe, sequences
@@ -249,6 +273,12 @@ def predict(model, data, proba, output, columns, key, binarize, lengths_column, 
     )
     method = "predict_proba" if proba else "predict"
     if not hasattr(est, method):
+        if hasattr(est, "transform") and not hasattr(est, "predict"):
+            raise UserError(
+                f"{model}: a {type(est).__name__} has no components to predict; 'lvmkit "
+                f"transform {model} DATA' gives every row's latent coordinates, 'lvmkit score' "
+                "its log-likelihood."
+            )
         raise UserError(
             f"{model}: a {type(est).__name__} has no {method}; 'lvmkit score' gives "
             "its per-sample scores."
@@ -314,6 +344,8 @@ def sample(model, n_samples, output, seed, device, as_json):
     drawn = est.sample(n_samples)
     samples, labels = drawn if isinstance(drawn, tuple) else (drawn, None)
     samples = np.asarray(samples)
+    if labels is not None and (np.ndim(labels) != 1 or np.asarray(labels).dtype.kind not in "iu"):
+        labels = None  # the latent coordinates of a linear-Gaussian model's draws, not labels
     meta = state.get("metadata") or {}
     recipe = meta.get("data") or {}
     kind = kind_of(est)
@@ -389,7 +421,7 @@ def _sample_sequence(est, model, samples, states, recipe, output, as_json):
     metavar="I,J",
     help="Two features (0-based) to draw; default: the first two principal components "
     "(the two features of 2-D data). For an HMM one to three features (default: the first "
-    "three).",
+    "three); for ppca, fa and mfa two latent coordinates (default: 0,1).",
 )
 @click.option(
     "--sequence",
@@ -405,7 +437,7 @@ def plot(model, data, output, dims, sequence, columns, key, binarize, lengths_co
     """Draw MODEL over DATA: clusters with covariance ellipses for Gaussian mixtures, the
     components (as images for image data) for Poisson and Bernoulli mixtures; for an HMM one
     sequence coloured by its Viterbi states with the state posteriors beneath, and the
-    transition matrix."""
+    transition matrix; for ppca, fa and mfa the latent map of the rows beside the loadings."""
     from lvmkit.plot.figures import plot_model
 
     est, state, meta, X, recipe, sequences = _model_and_data(
@@ -440,9 +472,10 @@ def plot(model, data, output, dims, sequence, columns, key, binarize, lengths_co
         return
     if sequence is not None:
         raise UserError(f"--sequence is for sequence models (hmm); drop it for {model}.")
+    load_pictures(est)
     fig = plot_model(
         est,
-        X.reshape(len(X), -1),
+        rows_for_pictures(est, X.reshape(len(X), -1)),
         dims=dims,
         feature_names=recipe.get("feature_names"),
         image_shape=_image_shape(est, recipe),
@@ -461,7 +494,7 @@ def info(model, as_json):
 
     described = describe(model)
     est, state = _load_model(model)
-    summary = dict(model_summary(est))
+    summary = dict(model_summary(est)) | dict(learned_rows(est))
     fitted = _fit_summary(est)
     if as_json:
         _echo_json({**described, "fitted": fitted, "summary": summary})
@@ -510,6 +543,8 @@ def report(
     est, state, meta, X, recipe, sequences = _model_and_data(
         model, data, columns, key, binarize, device, lengths_column
     )
+    if sequences is None:
+        X = rows_for_pictures(est, X)
     context = ReportContext(
         feature_names=recipe.get("feature_names"),
         image_shape=_image_shape(est, recipe),
@@ -695,6 +730,11 @@ CLI_OPTIONS = {
     "beta": "--beta",
     "objective": "--objective",
     "hidden_sizes": "--hidden",
+    "rotation": "--rotation",
+    "n_factors": "--factors",
+    "noise": "--noise",
+    "solver": "--solver",
+    "init": "--init",
 }
 _ASSIGNMENT = re.compile(r"\b(" + "|".join(CLI_OPTIONS) + r")=('([^']*)'|\"([^\"]*)\"|[\w.+-]+)")
 # bare names only where they cannot be English words (likelihood, epochs): those with an "_";

@@ -32,6 +32,13 @@ Errors name the file, the row and the column, counted from 1 as a person counts 
 the file (rows of a DataFrame are named by position and index label instead): non-numeric cells,
 missing values, ragged rows, empty files, unknown column names. :func:`read_dataset` also returns
 the column names and the image shape, for the command line.
+
+Missing values (an empty cell, ``NA``, ``NaN``, ``n/a``, ``null``, ``none`` or ``?`` in a CSV file,
+a null in a DataFrame or Parquet file) are an error unless ``allow_missing=True``: then they are
+read as NaN, for the models that take missing values (``ProbabilisticPCA``, ``FactorAnalysis``,
+``MixtureOfFactorAnalyzers``, ``GaussianMixture``) and their ``impute``. A CSV row must still
+have every field (``1,,3`` has three); its delimiters say where the gaps are. NumPy files are read
+as stored, NaN included.
 """
 
 from __future__ import annotations
@@ -66,6 +73,11 @@ IMAGE_SUFFIXES = (
 )
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 _MISSING = ("", "na", "nan", "n/a", "null", "none", "?")
+_MISSING_ADVICE = (
+    "ProbabilisticPCA, FactorAnalysis, MixtureOfFactorAnalyzers and GaussianMixture take missing "
+    "values (read_data(..., allow_missing=True); on the command line the kinds ppca, fa, mfa and "
+    "gmm), and 'lvmkit impute' fills them."
+)
 _FORMATS = (
     "CSV (.csv, .tsv, .txt), NumPy (.npy, .npz), Parquet (.parquet), IDX (-ubyte, .idx), "
     ".amat, each optionally gzipped (.gz) except .npy/.npz/.parquet, or a folder of images"
@@ -110,6 +122,7 @@ def read_data(
     key: str | None = None,
     delimiter: str | None = None,
     keep_index: bool = False,
+    allow_missing: bool = False,
 ) -> np.ndarray:
     """The array in ``source`` (a path, a folder of images or a DataFrame); see the module doc.
 
@@ -125,8 +138,18 @@ def read_data(
     keep_index : bool, default False
         CSV files: keep a first column of row names (see the module doc) as a feature instead of
         leaving it out.
+    allow_missing : bool, default False
+        Read missing values (empty cells, NA, nulls) as NaN instead of refusing them, for the
+        models that take missing values.
     """
-    return read_dataset(source, columns, key=key, delimiter=delimiter, keep_index=keep_index).X
+    return read_dataset(
+        source,
+        columns,
+        key=key,
+        delimiter=delimiter,
+        keep_index=keep_index,
+        allow_missing=allow_missing,
+    ).X
 
 
 def read_dataset(
@@ -136,11 +159,12 @@ def read_dataset(
     key: str | None = None,
     delimiter: str | None = None,
     keep_index: bool = False,
+    allow_missing: bool = False,
 ) -> Dataset:
     """Like :func:`read_data`, returning a :class:`Dataset` (array, column names, source)."""
     columns = _normalise_columns(columns)
     if hasattr(source, "iloc") and hasattr(source, "columns"):
-        X, names = _from_frame(source, columns, "DataFrame", file_rows=False)
+        X, names = _from_frame(source, columns, "DataFrame", False, allow_missing)
         return Dataset(X, names, "DataFrame")
     if isinstance(source, np.ndarray):
         X = _select_array_columns(source, columns, "array")
@@ -156,10 +180,10 @@ def read_dataset(
         return Dataset(_read_image_folder(path), None, str(path))
     kind = _kind(path)
     if kind == "csv":
-        X, names = _read_csv(path, columns, delimiter, keep_index)
+        X, names = _read_csv(path, columns, delimiter, keep_index, allow_missing)
         return Dataset(X, names, str(path))
     if kind == "parquet":
-        X, names = _read_parquet(path, columns)
+        X, names = _read_parquet(path, columns, allow_missing)
         return Dataset(X, names, str(path))
     if kind == "npy":
         X = _read_npy(path)
@@ -298,8 +322,9 @@ def _detect_delimiter(line: str) -> str | None:
     return None  # whitespace
 
 
-def _records(fh, delimiter):
-    """(line number, fields) of every non-blank line."""
+def _records(fh, delimiter, keep_empty: bool = False):
+    """(line number, fields) of every non-blank line (with ``keep_empty``, also the lines of
+    empty fields only, such as ``,,``: a row whose every value is missing)."""
     if delimiter is None:
         for line_no, line in enumerate(fh, start=1):
             fields = line.split()
@@ -308,12 +333,12 @@ def _records(fh, delimiter):
         return
     reader = csv.reader(fh, delimiter=delimiter, skipinitialspace=True)
     for fields in reader:
-        if not fields or all(not f.strip() for f in fields):
+        if not fields or (all(not f.strip() for f in fields) and not keep_empty):
             continue
         yield reader.line_num, [f.strip() for f in fields]
 
 
-def _read_csv(path: Path, columns, delimiter, keep_index: bool = False):
+def _read_csv(path: Path, columns, delimiter, keep_index: bool = False, allow_missing=False):
     try:
         with _open_text(path) as fh:
             head = fh.read(1 << 16)
@@ -344,7 +369,7 @@ def _read_csv(path: Path, columns, delimiter, keep_index: bool = False):
     X = _read_csv_fast(path, delimiter, has_header, width, picked)
     if X is None:
         try:
-            X = _read_csv_checked(path, delimiter, has_header, width, picked, names)
+            X = _read_csv_checked(path, delimiter, has_header, width, picked, names, allow_missing)
         except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
             raise ValueError(
                 f"{path}: could not be read ({exc}); is the file truncated or not text?"
@@ -408,8 +433,9 @@ def _looks_like_header(row1: list[str], row2: list[str] | None) -> bool:
 
 
 def _read_csv_fast(path, delimiter, has_header, width, picked):
-    """pandas' C parser for clean files; None when anything is off (then the checked reader
-    finds the exact row and column)."""
+    """pandas' C parser for clean files; None when anything is off, missing values included
+    (then the checked reader finds the exact row and column, and tells a missing value from a
+    short row)."""
     import pandas as pd
 
     try:
@@ -432,10 +458,10 @@ def _read_csv_fast(path, delimiter, has_header, width, picked):
     return selected.to_numpy(dtype=np.float64)
 
 
-def _read_csv_checked(path, delimiter, has_header, width, picked, names):
+def _read_csv_checked(path, delimiter, has_header, width, picked, names, allow_missing=False):
     rows = []
     with _open_text(path) as fh:
-        records = _records(fh, delimiter)
+        records = _records(fh, delimiter, keep_empty=allow_missing and delimiter is not None)
         if has_header:
             next(records)
         header_note = " (the header)" if has_header else ""
@@ -451,10 +477,13 @@ def _read_csv_checked(path, delimiter, has_header, width, picked, names):
                 text = fields[i]
                 label = f"column {i + 1}" + (f" ({names[i]!r})" if names else "")
                 if text.strip().lower() in _MISSING:
+                    if allow_missing:
+                        values.append(math.nan)
+                        continue
                     raise ValueError(
-                        f"{path}: row {line_no}, {label} is missing ({text!r}); lvmkit's models "
-                        "need complete rows. Drop or impute that row, or leave the column out "
-                        "(--columns / columns=)."
+                        f"{path}: row {line_no}, {label} is missing ({text!r}); complete rows are "
+                        "needed here. Drop or impute that row, or leave the column out "
+                        f"(--columns / columns=). {_MISSING_ADVICE}"
                     )
                 try:
                     values.append(float(text))
@@ -471,7 +500,7 @@ def _read_csv_checked(path, delimiter, has_header, width, picked, names):
 
 
 # ====================================================================== DataFrame / Parquet
-def _from_frame(frame, columns, where: str, file_rows: bool):
+def _from_frame(frame, columns, where: str, file_rows: bool, allow_missing: bool = False):
     import pandas as pd
 
     names = [str(c) for c in frame.columns]
@@ -500,12 +529,12 @@ def _from_frame(frame, columns, where: str, file_rows: bool):
                     "numbers."
                 )
         missing = np.flatnonzero(np.isnan(values))
-        if missing.size:
+        if missing.size and not allow_missing:
             r = int(missing[0])
             raise ValueError(
                 f"{where}: {_row_label(frame, r, file_rows)}, column {names[i]!r} is missing "
-                f"({missing.size} missing value(s) in that column); lvmkit's models need complete "
-                "rows. Drop or impute them (e.g. frame.dropna())."
+                f"({missing.size} missing value(s) in that column); complete rows are needed "
+                f"here. Drop or impute them (e.g. frame.dropna()). {_MISSING_ADVICE}"
             )
         out[:, j] = values
     return out, [names[i] for i in picked]
@@ -519,7 +548,7 @@ def _row_label(frame, r: int, file_rows: bool) -> str:
     return f"row {r} (index {label!r})"
 
 
-def _read_parquet(path: Path, columns):
+def _read_parquet(path: Path, columns, allow_missing: bool = False):
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -534,7 +563,7 @@ def _read_parquet(path: Path, columns):
             f"{path}: could not be read as Parquet ({exc}). Is the file complete and really "
             f"Parquet?"
         ) from None
-    return _from_frame(table.to_pandas(), columns, str(path), file_rows=True)
+    return _from_frame(table.to_pandas(), columns, str(path), True, allow_missing)
 
 
 # ====================================================================== NumPy
