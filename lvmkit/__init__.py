@@ -15,6 +15,7 @@ from lvmkit.estimators.hmm import (
     GaussianHMM,
     PoissonHMM,
 )
+from lvmkit.estimators.lda import LatentDirichletAllocation
 from lvmkit.estimators.marginal import MarginalLikelihood, log_marginal
 from lvmkit.estimators.mfa import MixtureOfFactorAnalyzers
 from lvmkit.estimators.ppca import ProbabilisticPCA
@@ -30,6 +31,7 @@ __all__ = [
     "BernoulliMixture",
     "FactorAnalysis",
     "MixtureOfFactorAnalyzers",
+    "LatentDirichletAllocation",
     "CategoricalHMM",
     "GMMHMM",
     "GaussianHMM",

@@ -29,6 +29,7 @@ def test_all_is_pinned():
             "ProbabilisticPCA",
             "FactorAnalysis",
             "MixtureOfFactorAnalyzers",
+            "LatentDirichletAllocation",
         ]
     )
 

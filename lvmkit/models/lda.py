@@ -1,0 +1,387 @@
+"""Latent Dirichlet allocation by variational EM, on the EM protocol of :mod:`lvmkit.fit.em`.
+
+Blei, Ng & Jordan (2003); Hoffman, Blei & Bach (2010). Topic k has word distribution β_k with
+q(β_k) = Dir(λ_k); document d has topic proportions θ_d with q(θ_d) = Dir(γ_d), and each of its
+words a topic with q(z = k) = φ_dwk ∝ exp(E[log θ_dk] + E[log β_kw]). The E-step is coordinate
+ascent per document on (φ_d, γ_d) with the topics fixed:
+
+    γ_d ← α + exp(E[log θ_d]) ⊙ Σ_w (c_dw / n_dw) exp(E[log β_·w]),
+    n_dw = Σ_k exp(E[log θ_dk]) exp(E[log β_kw]),
+
+until the mean absolute change of γ_d falls below ``mean_change_tol``, exactly as scikit-learn's
+(the same updates, the same per-document stopping rule). Here every document of a batch moves at
+once over the batch's non-zero entries (no loop over documents): the entries of the documents
+still moving are gathered, their normalizers formed, and scattered back, and converged documents
+leave the working set. The expected topic-word counts Σ_d c_dw φ_dwk are sums over documents, so
+they add over chunks and processes, and the M-step is λ = η + (those counts), or the online
+blend of Hoffman et al. (stepwise EM on the same statistics).
+
+The bound (the ELBO; scikit-learn's ``_approx_bound``) is Σ_dw c_dw log n_dw + Σ_d E[log p(θ_d)
+− log q(θ_d)] + Σ_k E[log p(β_k) − log q(β_k)]; the first two parts are the documents', summed
+with the statistics, the last is the topics' alone.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from lvmkit.models.stats import Stats
+
+f64 = torch.float64
+
+
+def dirichlet_expectation(alpha: Tensor) -> Tensor:
+    """E[log x] under Dir(alpha) along the last axis: ψ(α) − ψ(Σ α)."""
+    return torch.digamma(alpha) - torch.digamma(alpha.sum(-1, keepdim=True))
+
+
+def dirichlet_terms(prior: float, q: Tensor) -> Tensor:
+    """E_q[log Dir(x | prior) − log Dir(x | q)] of every row of ``q`` (float64)."""
+    q = q.to(f64)
+    elog = dirichlet_expectation(q)
+    size = q.shape[-1]
+    prior_t = torch.tensor(prior, dtype=f64, device=q.device)
+    return (
+        ((prior - q) * elog).sum(-1)
+        + (torch.lgamma(q) - torch.lgamma(prior_t)).sum(-1)
+        + torch.lgamma(prior_t * size)
+        - torch.lgamma(q.sum(-1))
+    )
+
+
+def dirichlet_term(prior: float, q: Tensor, elog: Tensor) -> Tensor:
+    """Σ over rows of E_q[log Dir(x | prior) − log Dir(x | q)] (float64)."""
+    q, elog = q.to(f64), elog.to(f64)
+    size = q.shape[-1]
+    prior_t = torch.tensor(prior, dtype=f64)
+    return (
+        ((prior - q) * elog).sum()
+        + (torch.lgamma(q) - torch.lgamma(prior_t)).sum()
+        + (torch.lgamma(prior_t * size) - torch.lgamma(q.sum(-1))).sum()
+    )
+
+
+@dataclass
+class Documents:
+    """One batch of documents in CSR form on the device (``crow`` (n + 1,), ``words`` (nnz,),
+    ``counts`` (nnz,)), with the transposed pattern (``crow_t`` (V + 1,), ``docs_t`` (nnz,), and
+    ``order`` taking the entries from document order to word order) for the statistics."""
+
+    crow: Tensor
+    words: Tensor
+    counts: Tensor
+    crow_t: Tensor
+    docs_t: Tensor
+    order: Tensor
+    n_docs: int
+    start: int  # the global number of the first document (of all ranks)
+
+    @property
+    def n_words(self) -> float:
+        return float(self.counts.sum(dtype=f64))
+
+    @property
+    def rows(self) -> Tensor:
+        """The document of every entry (nnz,)."""
+        lengths = self.crow[1:] - self.crow[:-1]
+        return torch.repeat_interleave(torch.arange(self.n_docs, device=lengths.device), lengths)
+
+    def matrix(self, values: Tensor) -> Tensor:
+        """The (n_docs, V) CSR matrix of this pattern with ``values`` (document order)."""
+        return _csr(self.crow, self.words, values, (self.n_docs, self.n_vocabulary))
+
+    def transposed(self, values: Tensor) -> Tensor:
+        """The (V, n_docs) CSR matrix of the transposed pattern with ``values`` (document
+        order)."""
+        return _csr(self.crow_t, self.docs_t, values[self.order], (self.n_vocabulary, self.n_docs))
+
+    n_vocabulary: int = 0
+    # the same entries as rows of equal length L (the longest document; padding points at the
+    # extra word V, whose topic factors are 0), when that costs at most twice the entries
+    padded_words: Tensor | None = None
+    padded_valid: Tensor | None = None
+
+
+def _csr(crow, col, values, size) -> Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, and tested here
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
+
+
+class DocumentChunks:
+    """A CSR document-term matrix in batches of documents (the ``iter_weighted`` protocol of the
+    EM loops), resident on the device.
+
+    Parameters
+    ----------
+    X : scipy.sparse.csr_matrix (n_docs, n_words), checked counts
+    dtype, device : compute dtype and device
+    batch_size : documents per batch
+    offset : the global number of this rank's first document
+    """
+
+    def __init__(self, X: sp.csr_matrix, dtype, device, batch_size: int, offset: int = 0):
+        self.n_samples, self.n_features = X.shape
+        self.dtype, self.device = dtype, torch.device(device)
+        self.offset = offset
+        self.batches = []
+        for start in range(0, self.n_samples, max(int(batch_size), 1)):
+            self.batches.append(
+                documents(X[start : start + batch_size], dtype, device, offset + start)
+            )
+
+    @property
+    def streamed(self) -> bool:
+        return False
+
+    def iter_weighted(self):
+        for docs in self.batches:
+            yield docs, None
+
+
+def documents(part: sp.csr_matrix, dtype, device, start: int = 0) -> Documents:
+    """A CSR block of counts as :class:`Documents` on ``device``."""
+    device = torch.device(device)
+    order = sp.csr_matrix(
+        (np.arange(part.nnz, dtype=np.float64), part.indices, part.indptr), shape=part.shape
+    ).tocsc()
+    long = dict(dtype=torch.int64, device=device)
+    lengths = np.diff(part.indptr)
+    longest = int(lengths.max()) if lengths.size else 0
+    padded = valid = None
+    if longest * part.shape[0] <= 2 * part.nnz:
+        valid = np.arange(longest)[None, :] < lengths[:, None]
+        padded = np.full(valid.shape, part.shape[1], dtype=np.int64)
+        padded[valid] = part.indices
+        padded = torch.as_tensor(padded, **long)
+        valid = torch.as_tensor(valid, device=device)
+    return Documents(
+        torch.as_tensor(part.indptr, **long),
+        torch.as_tensor(part.indices, **long),
+        torch.as_tensor(part.data, dtype=dtype, device=device),
+        torch.as_tensor(order.indptr, **long),
+        torch.as_tensor(order.indices, **long),
+        torch.as_tensor(order.data.astype(np.int64), **long),
+        part.shape[0],
+        start,
+        part.shape[1],
+        padded,
+        valid,
+    )
+
+
+@dataclass
+class TopicParams:
+    """The topics' variational Dirichlet parameters λ (K, V), float64, and cached derivatives."""
+
+    components: Tensor
+    compute: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def elog_beta(self) -> Tensor:
+        if "elog" not in self.compute:
+            self.compute["elog"] = dirichlet_expectation(self.components)
+        return self.compute["elog"]
+
+    def exp_beta(self, dtype) -> Tensor:
+        """exp(E[log β]) (K, V) in ``dtype``."""
+        key = ("exp", dtype)
+        if key not in self.compute:
+            self.compute[key] = torch.exp(self.elog_beta()).to(dtype)
+        return self.compute[key]
+
+    def exp_beta_t_padded(self, dtype) -> Tensor:
+        """exp(E[log β])ᵀ with a row of zeros for the padding word (V + 1, K)."""
+        key = ("exp_t_pad", dtype)
+        if key not in self.compute:
+            t = self.exp_beta_t(dtype)
+            self.compute[key] = torch.cat([t, torch.zeros_like(t[:1])])
+        return self.compute[key]
+
+    def exp_beta_t(self, dtype) -> Tensor:
+        """exp(E[log β])ᵀ (V, K), contiguous, in ``dtype``."""
+        key = ("exp_t", dtype)
+        if key not in self.compute:
+            self.compute[key] = self.exp_beta(dtype).T.contiguous()
+        return self.compute[key]
+
+
+class LDAModel:
+    """The variational EM model (see the module docstring).
+
+    Parameters
+    ----------
+    n_topics : K
+    alpha, eta : the document-topic and topic-word Dirichlet priors
+    dtype : compute dtype of the E-step (statistics and bounds are float64)
+    max_doc_update_iter, mean_change_tol : the per-document coordinate ascent's limits
+    doc_init : ``(start, n) -> (n, K)`` float64 starting γ of documents ``start … start + n − 1``
+    warm : keep every batch's γ and start its next E-step there (batch EM: the bound then never
+        decreases); otherwise every E-step starts from ``doc_init``
+    scale : the M-step's λ = η + scale · counts / n_samples (the corpus size: 1 · totals for batch
+        EM, D / B for the online step on per-document statistics)
+    """
+
+    advice = "Check the counts, or lower doc_topic_prior and topic_word_prior."
+
+    def __init__(
+        self,
+        n_topics,
+        alpha,
+        eta,
+        dtype,
+        max_doc_update_iter,
+        mean_change_tol,
+        doc_init,
+        warm=False,
+        scale=None,
+    ):
+        self.n_topics, self.alpha, self.eta = int(n_topics), float(alpha), float(eta)
+        self.dtype = dtype
+        self.max_doc_update_iter, self.mean_change_tol = max_doc_update_iter, mean_change_tol
+        self.doc_init, self.warm, self.scale = doc_init, warm, scale
+        self.gamma: dict[int, Tensor] = {}
+        self._topic_term = None
+
+    # ------------------------------------------------------------------ E-step
+    def infer(self, docs: Documents, params: TopicParams, gamma: Tensor):
+        """Coordinate ascent of every document's γ (n, K) from ``gamma``; returns the final γ
+        and exp(E[log θ]) (compute dtype).
+
+        Per iteration, the normalizers n_dw of the documents still moving are one sampled
+        product (exp E[log θ] · exp E[log β], only at their entries) and the sums
+        Σ_w (c_dw / n_dw) exp E[log β_·w] one sparse-dense product; a document stops when its γ
+        moves by less than ``mean_change_tol``, and the working set shrinks as they do."""
+        dtype, eps = self.dtype, torch.finfo(self.dtype).eps
+        beta, beta_t = params.exp_beta(dtype), params.exp_beta_t(dtype)
+        gamma = gamma.to(dtype).clone()
+        exp_theta = torch.exp(dirichlet_expectation(gamma))
+        # the working set: documents still moving, their γ and exp E[log θ] side by side
+        ids = torch.arange(docs.n_docs, device=gamma.device)
+        g, et = gamma, exp_theta.clone()
+        crow, words, counts = docs.crow, docs.words, docs.counts
+        active = torch.ones(docs.n_docs, dtype=torch.bool, device=gamma.device)
+        v = docs.n_vocabulary
+        padded = docs.padded_words is not None
+        if padded:  # every entry's topic factors, documents as rows: (n, K, L)
+            factors = params.exp_beta_t_padded(dtype)[docs.padded_words].transpose(1, 2)
+            valid = docs.padded_valid
+        for _ in range(self.max_doc_update_iter):
+            shape = (ids.numel(), v)
+            if padded:
+                norm = torch.bmm(et[:, None, :], factors)[:, 0, :][valid]
+            else:
+                norm = torch.sparse.sampled_addmm(
+                    _csr(crow, words, counts, shape), et, beta, beta=0.0
+                ).values()
+            ratio = _csr(crow, words, counts / norm.add_(eps), shape)
+            new = torch.addcmul(torch.full_like(et, self.alpha), et, ratio @ beta_t)
+            still = (new - g).abs_().mean(1) >= self.mean_change_tol
+            # a document that stopped keeps the γ of the step where it stopped
+            g = torch.where(active[:, None], new, g)
+            et = torch.where(active[:, None], torch.exp(dirichlet_expectation(new)), et)
+            active &= still
+            left = int(active.sum())
+            if left == 0:
+                break
+            if left < 0.8 * ids.numel():  # write the stopped ones back; shrink the working set
+                gamma[ids], exp_theta[ids] = g, et
+                lengths = crow[1:] - crow[:-1]
+                entries = torch.repeat_interleave(active, lengths)
+                crow = torch.zeros(left + 1, dtype=crow.dtype, device=crow.device)
+                crow[1:] = torch.cumsum(lengths[active], 0)
+                words, counts = words[entries], counts[entries]
+                if padded:
+                    factors, valid = factors[active], valid[active]
+                ids, g, et, active = ids[active], g[active], et[active], active[active]
+        gamma[ids], exp_theta[ids] = g, et
+        return gamma, exp_theta
+
+    def _remember(self, params: TopicParams) -> None:
+        """Keep the topics' part of the bound of the parameters of this pass (for bound)."""
+        if self._topic_term is None or self._topic_term[0] is not params:
+            self._topic_term = (params, self.topic_term(params))
+            refresh = getattr(self.doc_init, "refresh", None)
+            if refresh is not None:  # a new pass: new random starts
+                refresh()
+
+    def e_step(self, docs: Documents, weights, params: TopicParams) -> Stats:
+        self._remember(params)
+        fresh = self.infer(docs, params, self.doc_init(docs.start, docs.n_docs))
+        if self.warm:
+            previous = self.gamma.get(docs.start)
+            if previous is not None:  # each document keeps the better of the two E-steps
+                fresh = self._better(docs, params, fresh, self.infer(docs, params, previous))
+            self.gamma[docs.start] = fresh[0]
+        return self.statistics(docs, params, *fresh)
+
+    def _better(self, docs, params, one, other):
+        """Per document, the (γ, exp E[log θ]) of ``one`` or ``other`` with the higher bound."""
+        take = self.document_bounds(docs, params, *other) > self.document_bounds(docs, params, *one)
+        return tuple(torch.where(take[:, None], b, a) for a, b in zip(one, other, strict=True))
+
+    def _normalizers(self, docs, params, exp_theta) -> Tensor:
+        beta = params.exp_beta(self.dtype)
+        shape = (docs.n_docs, docs.n_vocabulary)
+        return torch.sparse.sampled_addmm(
+            _csr(docs.crow, docs.words, docs.counts, shape), exp_theta, beta, beta=0.0
+        ).values()
+
+    def document_bounds(self, docs, params, gamma, exp_theta) -> Tensor:
+        """Every document's part of the bound (n,), float64."""
+        norm = self._normalizers(docs, params, exp_theta).to(f64).clamp(min=1e-300)
+        words = torch.zeros(docs.n_docs, dtype=f64, device=norm.device).index_add_(
+            0, docs.rows, docs.counts.to(f64) * torch.log(norm)
+        )
+        return words + dirichlet_terms(self.alpha, gamma)
+
+    def statistics(self, docs, params, gamma, exp_theta) -> Stats:
+        """The expected topic-word counts (K, V) and the documents' part of the bound."""
+        eps = torch.finfo(self.dtype).eps
+        norm = self._normalizers(docs, params, exp_theta)
+        raw = docs.transposed(docs.counts / (norm + eps)) @ exp_theta  # (V, K)
+        counts = raw.T.to(f64) * params.exp_beta(f64)
+        words = (docs.counts.to(f64) * torch.log(norm.to(f64).clamp(min=1e-300))).sum()
+        theta = dirichlet_terms(self.alpha, gamma).sum()
+        device = counts.device
+        return Stats(
+            counts=counts,
+            log_likelihood=(words + theta).to(device),
+            n_samples=torch.tensor(float(docs.n_docs), dtype=f64, device=device),
+            n_words=docs.counts.sum(dtype=f64),
+        )
+
+    def zero_stats(self, chunks, params: TopicParams) -> Stats:
+        self._remember(params)
+        k, v = params.components.shape
+        zero = dict(dtype=f64, device=params.components.device)
+        return Stats(
+            counts=torch.zeros(k, v, **zero),
+            log_likelihood=torch.zeros((), **zero),
+            n_samples=torch.zeros((), **zero),
+            n_words=torch.zeros((), **zero),
+        )
+
+    def portable(self, stats: Stats, params: TopicParams) -> Stats:
+        return stats  # expected counts: the same whatever the topics they were computed under
+
+    # ------------------------------------------------------------------ bound and M-step
+    def topic_term(self, params: TopicParams) -> float:
+        """E[log p(β | η) − log q(β | λ)] summed over the topics."""
+        return float(dirichlet_term(self.eta, params.components, params.elog_beta()))
+
+    def bound(self, stats: Stats) -> float:
+        """The ELBO per word (nats) of the documents in ``stats`` under the topics of the last
+        E-step (−log of the perplexity)."""
+        total = stats.scalar("log_likelihood") + self._topic_term[1]
+        return total / max(stats.scalar("n_words"), 1e-300)
+
+    def m_step(self, stats: Stats, params: TopicParams, reseed=None) -> TopicParams:
+        n = stats.scalar("n_samples")
+        scale = 1.0 if self.scale is None else self.scale / max(n, 1e-300)
+        return TopicParams(self.eta + stats["counts"] * scale)
