@@ -85,6 +85,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     _constraints: dict = {}
     _hints: dict = COMMON_HINTS
     _checks_values = False  # whether _check_values restricts the data (a pass over streamed data)
+    _missing_values = False  # whether NaN in in-memory X is a missing value the model marginalizes
 
     # ================================================================== hooks
     def _make_family(self):
@@ -94,10 +95,22 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         """Raise a ValueError if ``X`` is outside the family's support (rows numbered from
         ``start`` within ``origin``, a file, when the rows were streamed)."""
 
-    def _data_shift(self, data, weights, device, comm=distributed.LOCAL) -> torch.Tensor:
+    def _data_shift(
+        self, data, weights, device, comm=distributed.LOCAL, missing=False
+    ) -> torch.Tensor:
         """Shift subtracted from the data before the cast to the compute dtype (default none);
-        the same on every rank of ``comm``."""
+        the same on every rank of ``comm``; ``missing``: the data hold NaN (missing values)."""
         return torch.zeros(self.n_features_in_, dtype=torch.float64, device=device)
+
+    def _any_missing(self, data, comm=distributed.LOCAL) -> bool:
+        """Whether checked data hold missing values (NaN) on any rank of ``comm`` (only where
+        :attr:`_missing_values` lets NaN through check_X)."""
+        return False
+
+    def _mixture_model(self, family, dtype, missing: bool = False, running=None) -> Mixture:
+        """The EM model: the family's mixture; ``missing`` (or ``running`` stepwise statistics
+        made with gaps) asks for the subclass's model of rows with missing values."""
+        return Mixture(family, self.n_components, dtype)
 
     def _choose_reference(self, data, comm) -> None:
         """Before a fit that starts afresh: fix any data-dependent frame the family computes in
@@ -155,12 +168,12 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of every sample of ``X``."""
-        chunks = self._fit(X, sample_weight)
-        return self._predict_chunks(chunks)
+        chunks, model = self._fit(X, sample_weight)
+        return self._predict_chunks(chunks, model)
 
-    def _fit(self, X, sample_weight=None) -> DataChunks:
-        """Fit; return the data as the E-step reads it (for fit_predict). A failed fit leaves
-        every fitted attribute as it was."""
+    def _fit(self, X, sample_weight=None) -> tuple[DataChunks, Mixture]:
+        """Fit; return the data as the E-step reads it and the model (for fit_predict). A failed
+        fit leaves every fitted attribute as it was."""
         return _atomic(self, self._fit_unsafe, X, sample_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -191,7 +204,11 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
         def prepare():
             rows = v.check_X(
-                self, X, reset=first, min_samples=0 if comm.active else (k if first else 1)
+                self,
+                X,
+                reset=first,
+                min_samples=0 if comm.active else (k if first else 1),
+                allow_nan=self._missing_values,
             )
             self._check_values(rows)
             w = _check_sample_weight(
@@ -210,9 +227,13 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         if first:
             self._choose_reference(X, comm)
         family = self._make_family()
-        model = Mixture(family, k, dtype)
+        missing = self._any_missing(X, comm)
+        running = None if state is None or state[0] is None else state[0].to(device)
+        model = self._mixture_model(family, dtype, missing, running)
         shift = (
-            self._data_shift(X, weights, device, comm) if first else self._prediction_shift(device)
+            self._data_shift(X, weights, device, comm, missing)
+            if first
+            else self._prediction_shift(device)
         )
         chunks = DataChunks(
             X,
@@ -232,10 +253,11 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         if state is None:  # a new stepwise run (from this batch, or from fit's parameters)
             progress, history = StepwiseState(), []
         else:
-            running = None if state[0] is None else state[0].to(device)
+            if running is not None and hasattr(model, "adopt"):  # into the model's layout
+                running = model.adopt(running)
             progress, history = StepwiseState(running, state[1]), list(self.lower_bounds_)
         batch = Batch(
-            chunks.mapped(family.features).iter_weighted(), chunks.n_features, chunks.device
+            chunks.mapped(model.features).iter_weighted(), chunks.n_features, chunks.device
         )
         params, ll, n = stepwise_step(
             model, batch, params, progress, self.learning_decay, self.learning_offset, comm
@@ -297,7 +319,13 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                     f"n_samples = {n} in {source.describe()}. Use fewer components or more data."
                 )
             return source, None
-        X = v.check_X(self, X, reset=True, min_samples=2 if least is None else 0)
+        X = v.check_X(
+            self,
+            X,
+            reset=True,
+            min_samples=2 if least is None else 0,
+            allow_nan=self._missing_values,
+        )
         n_samples = X.shape[0]
         if least is None and n_samples < k:
             raise ValueError(
@@ -313,7 +341,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         with jitter_report():  # one warning per fit, with the count
             return ranks.collectively(comm, self._fit_on, comm, X, sample_weight)
 
-    def _fit_on(self, comm, X, sample_weight) -> DataChunks:
+    def _fit_on(self, comm, X, sample_weight) -> tuple[DataChunks, Mixture]:
         k = self.n_components
         continuing = self.warm_start and hasattr(self, "converged_")
         previous_bound = self.lower_bound_ if continuing else -math.inf
@@ -333,7 +361,14 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         if not continuing:
             self._choose_reference(data, comm)
         family = self._make_family()
-        shift = self._data_shift(data, weights, device, comm)
+        missing = self._any_missing(data, comm)
+        if missing and self.algorithm in ("gem", "gradient"):
+            raise ValueError(
+                f"algorithm={self.algorithm!r} cannot fit data with missing values (NaN): its "
+                "gradient steps need complete rows. Use algorithm='em' (or 'stepwise'), which "
+                "marginalizes them, or impute X first."
+            )
+        shift = self._data_shift(data, weights, device, comm, missing)
         user_init = self._user_init(family, device, shift)
         stepwise = self.algorithm == "stepwise"
         chunks = DataChunks(
@@ -346,9 +381,9 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             weights=weights,
         )
         chunks.offset = offset
-        em_chunks = chunks.mapped(family.features)
+        model = self._mixture_model(family, dtype, missing)
+        em_chunks = chunks.mapped(model.features)
         self._stepwise_ = None
-        model = Mixture(family, k, dtype)
         rng = ranks.random_state(self.random_state, comm)
         n_init = 1 if continuing else self.n_init
         say = print if self.verbose and comm.is_main else None
@@ -386,7 +421,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
                 "other init_params, or check for degenerate data.",
                 ConvergenceWarning,
             )
-        return em_chunks
+        return em_chunks, model
 
     def _run(
         self,
@@ -446,20 +481,22 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
     # ================================================================== prediction
     def _check_predict_X(self, X):
         v.check_fitted(self)
-        X = v.check_X(self, X, reset=False)
+        X = v.check_X(self, X, reset=False, allow_nan=self._missing_values)
         self._check_values(X)
         return X
 
-    def _prediction_model(self, device, dtype) -> tuple[Mixture, MixtureParams, torch.Tensor]:
+    def _prediction_model(
+        self, device, dtype, missing: bool = False
+    ) -> tuple[Mixture, MixtureParams, torch.Tensor]:
         shift = self._prediction_shift(device)
         params = self._fitted_parameters(shift, device)
-        return Mixture(self._make_family(), self.n_components, dtype), params, shift
+        return self._mixture_model(self._make_family(), dtype, missing), params, shift
 
     def _prediction_chunks(self, X) -> tuple[Mixture, MixtureParams, DataChunks]:
         X = self._check_predict_X(X)
         dtype = v.resolve_dtype(self.dtype)
         device = v.resolve_device(self.device, X)
-        model, params, shift = self._prediction_model(device, dtype)
+        model, params, shift = self._prediction_model(device, dtype, self._any_missing(X))
         chunks = DataChunks(
             X,
             shift,
@@ -467,14 +504,14 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
             device,
             self.chunk_size,
             self._bytes_per_row(X.shape[1], dtype),
-            transform=model.family.features,
+            transform=model.features,
         )
         return model, params, chunks
 
-    def _predict_chunks(self, chunks: DataChunks) -> np.ndarray:
-        """Labels for data already in fit's E-step chunks (the fitted parameters, fit's shift)."""
+    def _predict_chunks(self, chunks: DataChunks, model: Mixture) -> np.ndarray:
+        """Labels for data already in fit's E-step chunks (fit's model, the fitted parameters,
+        fit's shift)."""
         params = self._fitted_parameters(chunks.shift, chunks.device)
-        model = Mixture(self._make_family(), self.n_components, chunks.dtype)
         return np.concatenate([v.to_numpy(model.log_joint(X, params)[0].argmax(1)) for X in chunks])
 
     def score_samples(self, X) -> np.ndarray:
@@ -595,7 +632,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self._missing_values
         return tags
 
 

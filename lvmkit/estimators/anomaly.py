@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, OutlierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
@@ -85,6 +86,7 @@ class MixtureAnomalyDetector(Persistent, OutlierMixin, MetaEstimatorMixin, BaseE
     def fit(self, X, y=None):
         """Fit the density to ``X`` and set the threshold. ``y`` is ignored. Returns ``self``."""
         self._check_params()
+        _refuse_gaps(X)
         estimator = clone(self.estimator).fit(X)
         if self.threshold is None:
             share = DEFAULT_CONTAMINATION if self.contamination is None else self.contamination
@@ -99,6 +101,7 @@ class MixtureAnomalyDetector(Persistent, OutlierMixin, MetaEstimatorMixin, BaseE
     def score_samples(self, X) -> np.ndarray:
         """Log-density of every sample under the fitted estimator (higher = more normal)."""
         check_is_fitted(self, "estimator_")
+        _refuse_gaps(X)
         return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
 
     def decision_function(self, X) -> np.ndarray:
@@ -157,3 +160,27 @@ class MixtureAnomalyDetector(Persistent, OutlierMixin, MetaEstimatorMixin, BaseE
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _refuse_gaps(X) -> None:
+    """Rows with missing values have log-densities over fewer coordinates, which one threshold
+    cannot compare with complete rows' (the density estimators themselves take NaN)."""
+    if isinstance(X, torch.Tensor):
+        values = X.detach().cpu().numpy()
+    elif isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "to_numpy"):
+        values = X.to_numpy() if hasattr(X, "to_numpy") else X
+    else:
+        return  # another array-like: the estimator checks it
+    if np.iscomplexobj(values) or getattr(values, "dtype", None) is object:
+        return  # the estimator names what is wrong
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return
+    if np.isnan(array).any():
+        row, col = (int(i) for i in np.argwhere(np.isnan(array))[0])
+        raise ValueError(
+            f"X contains NaN (the first at row {row}, column {col}); MixtureAnomalyDetector "
+            "needs complete rows, because a row's log-density over fewer observed values is not "
+            "comparable with one threshold. Impute them first (GaussianMixture(...).impute(X))."
+        )

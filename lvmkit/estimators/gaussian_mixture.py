@@ -7,6 +7,7 @@ import torch
 
 from lvmkit import _validation as v
 from lvmkit._persist import register
+from lvmkit.data.chunks import DataChunks
 from lvmkit.distributed import LOCAL
 from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._mixture import (
@@ -18,6 +19,7 @@ from lvmkit.estimators._mixture import (
     expect_shape,
 )
 from lvmkit.families.gaussian import COVARIANCE_TYPES, Gaussian, GaussianParams
+from lvmkit.models import gaps
 from lvmkit.models.mixture import MixtureParams
 
 INIT_PARAMS = RESP_INITS + ("lecture",)
@@ -133,6 +135,20 @@ class GaussianMixture(BaseMixture):
     As in scikit-learn, the bound recorded for iteration t is evaluated with the parameters
     entering iteration t, so ``lower_bound_`` describes the parameters before the last M-step;
     ``score(X)`` evaluates the returned parameters.
+
+    Missing values: NaN in an in-memory ``X`` (missing at random) is marginalized exactly, for
+    every covariance type. ``fit`` then maximizes the observed-data likelihood
+    Σ_n log Σ_k π_k N(x_n,o | μ_k,o, Σ_k,oo) of each row's observed coordinates o (EM with the
+    expected sufficient statistics; ``lower_bound_`` and ``lower_bounds_`` are that
+    log-likelihood per sample, and never decrease), after initialising (``init_params``) on the
+    rows with every gap filled by its column's mean. ``score_samples``, ``score``, ``predict``,
+    ``predict_proba``, ``bic`` and ``aic`` use the observed coordinates of each row, and
+    :meth:`impute` fills the gaps with their conditional mean. A row with no observed value
+    has likelihood 1 (``score_samples`` 0), is left out of the fit (and of ``lower_bound_``'s
+    average), has posterior ``weights_`` and imputes to the mixture's mean; a column that no
+    row observes is an error. 'full' and 'tied' factorise each row's block of missing
+    coordinates (in float64, whatever ``dtype``), so rows with many gaps cost more; 'gem' and
+    'gradient' need complete rows, and data on disk may not hold NaN.
     """
 
     _constraints = {
@@ -142,6 +158,7 @@ class GaussianMixture(BaseMixture):
         "means_init": v.any_of(v.NONE, v.ARRAY_LIKE, description="None or an array-like"),
         "precisions_init": v.any_of(v.NONE, v.ARRAY_LIKE, description="None or an array-like"),
     }
+    _missing_values = True  # NaN in X is a missing value, marginalized (see Notes)
     _hints = {
         **BaseMixture._hints,
         "covariance_type": "'full' is the most flexible; 'diag' is faster for many features.",
@@ -199,14 +216,64 @@ class GaussianMixture(BaseMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
 
+    # ================================================================== missing values
+    def impute(self, X) -> np.ndarray:
+        """``X`` (n_samples, n_features) with every missing value (NaN) replaced by its
+        conditional mean under the fitted mixture, as a new float64 NumPy array.
+
+        For a row with observed coordinates o and missing ones m,
+        E[x_m | x_o] = Σ_k p(k | x_o) (μ_k,m + Σ_k,mo Σ_k,oo⁻¹ (x_o − μ_k,o)) (for 'diag' and
+        'spherical' the last term is 0). Observed values, and rows without NaN, are returned
+        unchanged; a row with no observed value gets the mixture's mean Σ_k π_k μ_k.
+        """
+        X = self._check_predict_X(X)
+        out = np.array(v.to_numpy(X) if isinstance(X, torch.Tensor) else X, dtype=np.float64)
+        gap = np.isnan(out)
+        rows = np.flatnonzero(gap.any(1))
+        if rows.size == 0:
+            return out
+        dtype = v.resolve_dtype(self.dtype)
+        device = v.resolve_device(self.device, X)
+        model, params, shift = self._prediction_model(device, dtype, missing=True)
+        chunks = DataChunks(
+            out[rows],
+            shift,
+            dtype,
+            device,
+            self.chunk_size,
+            self._bytes_per_row(out.shape[1], dtype),
+            transform=model.features,
+        )
+        filled = np.concatenate(
+            [v.to_numpy(model.conditional_mean(c, params) + shift) for c in chunks]
+        )
+        part = out[rows]
+        part[gap[rows]] = filled[gap[rows]]
+        out[rows] = part
+        return out
+
+    def _any_missing(self, data, comm=LOCAL) -> bool:
+        missing = gaps.has_missing(data)
+        return bool(comm.max(missing)) if comm.active else missing
+
+    def _mixture_model(self, family, dtype, missing=False, running=None):
+        if missing or gaps.gap_layout(running):
+            return gaps.GapMixture(family, self.n_components, dtype)
+        return super()._mixture_model(family, dtype)
+
     # ================================================================== hooks
     def _make_family(self) -> Gaussian:
         return Gaussian(self.covariance_type, self.reg_covar)
 
-    def _data_shift(self, data, weights, device, comm=LOCAL) -> torch.Tensor:
+    def _data_shift(self, data, weights, device, comm=LOCAL, missing=False) -> torch.Tensor:
         """The data's mean (float64, one streaming pass over data on disk; over every rank's
-        rows, merged in rank order, when ``comm`` spans several processes)."""
-        mean, variance = ranks.moments(data, comm)
+        rows, merged in rank order, when ``comm`` spans several processes); with ``missing``
+        values, each column's mean over its observed values."""
+        if missing:
+            names = getattr(self, "feature_names_in_", None)
+            mean, variance = gaps.observed_moments(data, weights, comm, names)
+        else:
+            mean, variance = ranks.moments(data, comm)
         check_representable(
             float(np.sqrt(np.max(variance, initial=0.0))),
             len(mean),

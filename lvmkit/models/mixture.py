@@ -59,6 +59,11 @@ class Mixture:
         self.workspace: dict = {}  # buffers the family reuses from chunk to chunk
 
     # ------------------------------------------------------------------ densities
+    def features(self, X: Tensor) -> Tensor:
+        """What the E-step reads for each row of the (shifted, compute-dtype) data: the
+        family's features, computed once per data set."""
+        return self.family.features(X)
+
     def _compute(self, params: MixtureParams):
         cached = params.compute.get(self.dtype)
         if cached is None:
