@@ -110,7 +110,7 @@ def test_online_reaches_the_batch_bound():
             learning_method="online",
             learning_decay=decay,
             max_iter=8,
-            batch_size=250,
+            batch_size=100,
             random_state=0,
         ).fit(X)
         # within 2.5% of batch's perplexity after 80 steps (measured: 0.24% at κ = 0.6, 1.98%
