@@ -116,7 +116,7 @@ def test_online_reaches_the_batch_bound():
         # within 2.5% of batch's perplexity after 80 steps (measured: 0.24% at κ = 0.6, 1.98%
         # at κ = 1, whose steps shrink fastest), and the same topics
         assert online.perplexity(X) <= 1.025 * batch.perplexity(X), decay
-        assert matched_distance(online.topic_word_distribution(), topics) < 0.05, decay
+        assert matched_distance(online.topic_word_distribution(), topics) < 0.08, decay
 
 
 def test_partial_fit_save_load_and_float32(tmp_path):
