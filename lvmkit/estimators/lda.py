@@ -43,7 +43,7 @@ f64 = torch.float64
 E_STEP_DOCS = 8192
 
 
-def check_counts(estimator, X, reset: bool) -> sp.csr_matrix:
+def check_counts(estimator, X, reset: bool, allow_empty: bool = False) -> sp.csr_matrix:
     """A document-term matrix (dense or SciPy sparse, documents as rows) as CSR float64, checked:
     non-negative integer counts, no empty document, at least one word, the vocabulary of the fit
     (``reset=False``)."""
@@ -72,7 +72,7 @@ def check_counts(estimator, X, reset: bool) -> sp.csr_matrix:
             "X has an empty vocabulary (0 columns). Check the vectorizer's stop words and "
             "min_df/max_df: they removed every word."
         )
-    if X.shape[0] == 0:
+    if X.shape[0] == 0 and not allow_empty:
         raise ValueError("X has no documents (0 rows).")
     bad = ~np.isfinite(values)
     if bad.any():
@@ -222,11 +222,11 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ set-up
     def _prepare(self, comm, X, reset):
-        def prepare():
-            return check_counts(self, X, reset), None
+        def prepare():  # across processes a rank may hold no documents
+            return check_counts(self, X, reset, allow_empty=comm.active), None
 
         (X, _), n_total, offset = ranks.prepare_together(comm, self, prepare)
-        return X, n_total, offset
+        return X, int(n_total), int(offset)
 
     def _init_latent(self, comm) -> None:
         """scikit-learn's start: λ ~ Gamma(100, 1/100) from ``random_state`` (one draw,

@@ -87,3 +87,28 @@ class gappy_linear_models:  # noqa: N801 (a namespace for the worker and the tes
         out = {name: np.asarray(getattr(est, name)) for name in names}
         out["means"] = np.asarray(getattr(est, "means_", getattr(est, "mean_", None)))
         return out
+
+
+class lda_case:  # noqa: N801 (a namespace for the worker and the test)
+    """Batch LDA on a small synthetic corpus (float64, 6 iterations)."""
+
+    @staticmethod
+    def documents() -> np.ndarray:
+        rng = np.random.default_rng(11)
+        topics = rng.dirichlet(np.full(40, 0.1), size=3)
+        mix = rng.dirichlet(np.full(3, 0.3), size=90)
+        return np.stack([rng.multinomial(30, m @ topics) for m in mix]).astype(np.float64)
+
+    @staticmethod
+    def estimator():
+        from lvmkit import LatentDirichletAllocation
+
+        return LatentDirichletAllocation(3, max_iter=6, random_state=0, dtype="float64")
+
+    @staticmethod
+    def fitted(est) -> dict[str, np.ndarray]:
+        return {
+            "components_": np.asarray(est.components_),
+            "lower_bounds_": np.asarray(est.lower_bounds_),
+            "bound_": np.asarray(est.bound_),
+        }

@@ -94,3 +94,17 @@ def test_em_with_missing_values_on_two_ranks_equals_one_process(two_ranks, split
         assert np.array_equal(two_ranks[0][key], two_ranks[1][key]), key
         assert_close(two_ranks[0][key], value, key)
         assert_close(chunked[name], value, f"{label} chunked {name}")
+
+
+@pytest.mark.parametrize("split", ["uneven", "empty"])
+def test_lda_batch_em_on_two_ranks_equals_one_process(two_ranks, split):
+    """Batch variational EM with each rank's own documents (the documents' random starts drawn
+    for the whole corpus, each rank taking its rows): every bound and the topics as in one
+    process."""
+    from tests.distributed.hmm_cases import lda_case
+
+    expected = lda_case.fitted(lda_case.estimator().fit(lda_case.documents()))
+    for name, value in expected.items():
+        key = f"lda/{split}/{name}"
+        assert np.array_equal(two_ranks[0][key], two_ranks[1][key]), key
+        assert_close(two_ranks[0][key], value, key)

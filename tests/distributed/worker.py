@@ -230,6 +230,14 @@ def hmms(rank, world, out: Path):
                 est.fit(share(X, fraction, rank))
                 for name, value in gappy_linear_models.fitted(est).items():
                     results[f"{label}/{split}/{name}"] = value
+        # latent Dirichlet allocation by batch variational EM: each rank its own documents
+        from tests.distributed.hmm_cases import lda_case
+
+        X = lda_case.documents()
+        for split, fraction in SPLITS.items():
+            est = lda_case.estimator().fit(share(X, fraction, rank))
+            for name, value in lda_case.fitted(est).items():
+                results[f"lda/{split}/{name}"] = value
     np.savez(out / f"rank{rank}.npz", **results)
 
 
