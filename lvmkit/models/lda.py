@@ -385,3 +385,60 @@ class LDAModel:
         n = stats.scalar("n_samples")
         scale = 1.0 if self.scale is None else self.scale / max(n, 1e-300)
         return TopicParams(self.eta + stats["counts"] * scale)
+
+
+# ---------------------------------------------------------------------- held-out likelihood
+def left_to_right(X: sp.csr_matrix, topics: Tensor, alpha: float, n_particles: int, generator):
+    """Wallach et al.'s (2009) left-to-right estimate of log p(w_d | topics, α) of every document
+    (float64 (n,)), the topics held at point estimates (K, V) rows summing to 1.
+
+    Each document's words, in the matrix's order (any order gives the same p(w): the model is
+    exchangeable), are visited left to right; at position n every particle first re-samples the
+    topics of the words before n (one Gibbs sweep) and then predicts w_n with
+    Σ_k (N_k + α) / (n + K α) φ_k,w_n; the log of the particles' average adds up, and the
+    particles are resampled in proportion to their predictions before w_n's topic is drawn.
+    Wallach's algorithm omits that resampling, which biases it (Buntine 2009); with it this is
+    sequential Monte Carlo, unbiased for p(w_d). Documents and particles run side by side
+    (positions are padded); the cost is quadratic in the document length, so this is for a small
+    held-out set."""
+    k = topics.shape[0]
+    device = topics.device
+    lengths = np.asarray(X.sum(1)).ravel().astype(np.int64)
+    n_docs, longest = X.shape[0], int(lengths.max()) if X.shape[0] else 0
+    tokens = np.zeros((n_docs, longest), dtype=np.int64)
+    for d in range(n_docs):  # set-up only: the words of each document as a sequence
+        row = slice(X.indptr[d], X.indptr[d + 1])
+        tokens[d, : lengths[d]] = np.repeat(X.indices[row], X.data[row].astype(np.int64))
+    tokens = torch.as_tensor(tokens, device=device)
+    lengths = torch.as_tensor(lengths, device=device)
+    r = int(n_particles)
+    counts = torch.zeros(n_docs, r, k, dtype=f64, device=device)
+    z = torch.zeros(n_docs, r, max(longest, 1), dtype=torch.int64, device=device)
+    total = torch.zeros(n_docs, dtype=f64, device=device)
+    rows = torch.arange(n_docs, device=device)[:, None].expand(n_docs, r)
+    parts = torch.arange(r, device=device)[None, :].expand(n_docs, r)
+
+    def draw(position, live):
+        """Topics of the words at ``position`` for every document and particle, from
+        (N_k + α) φ_k,w; documents not ``live`` keep theirs."""
+        weights = (counts + alpha) * topics[:, tokens[:, position]].T[:, None, :]
+        new = torch.multinomial(weights.reshape(-1, k), 1, generator=generator).reshape(n_docs, r)
+        return torch.where(live[:, None], new, z[:, :, position])
+
+    for n in range(longest):
+        live = lengths > n
+        for m in range(n):  # one Gibbs sweep over the words before n
+            counts[rows, parts, z[:, :, m]] -= live[:, None].to(f64)
+            z[:, :, m] = draw(m, live)
+            counts[rows, parts, z[:, :, m]] += live[:, None].to(f64)
+        phi = topics[:, tokens[:, n]].T  # (n_docs, K)
+        predictive = ((counts + alpha) * phi[:, None, :]).sum(-1) / (n + k * alpha)
+        total += torch.where(live, torch.log(predictive.mean(1)), 0.0)
+        # the particles resampled by how well they predicted w_n (sequential Monte Carlo: this
+        # makes the product of the averages an unbiased estimate of p(w))
+        keep = torch.multinomial(predictive, r, replacement=True, generator=generator)
+        keep = torch.where(live[:, None], keep, parts)
+        counts, z = counts[rows, keep], z[rows, keep]
+        z[:, :, n] = draw(n, live)
+        counts[rows, parts, z[:, :, n]] += live[:, None].to(f64)
+    return total
