@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench-deps bench-gmm bench-mixtures bench-hmm bench-factor bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference docs clean
+.PHONY: demo test test-fast lint bench-deps bench-gmm bench-mixtures bench-hmm bench-factor bench-lda bench-streaming bench-distributed bench-mnist bench-vae bench-vae-mnist bench-iwae-mnist bench-inference docs clean
 
 # torch==2.13.0 is installed first, on its own: it is the CPU wheel these machines carry, so the
 # project's looser range (torch>=2.4) is then satisfied without pulling CUDA packages.
@@ -50,6 +50,11 @@ bench-hmm: bench-deps
 # Factor analysis and probabilistic PCA against scikit-learn, 100,000 x 50 -> 10 (~5 min).
 bench-factor: bench-deps
 	$(PY) bench/factor.py
+
+# Latent Dirichlet allocation against scikit-learn and gensim, batch and online, 5,000 and
+# 100,000 synthetic documents.
+bench-lda: bench-deps
+	$(PY) bench/lda.py
 
 # Stepwise vs batch EM (N=4M) and a fit on a >32 GB .npy (written to /work/tmp_stream, then
 # deleted; needs ~40 GB free disk and ~30 min).
