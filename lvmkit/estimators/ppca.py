@@ -79,7 +79,7 @@ class ProbabilisticPCA(LinearGaussian):
     ----------
     components_ (q, D), mean_ (D,), explained_variance_ (q,), explained_variance_ratio_ (q,),
     noise_variance_, loadings_ (D, q), n_components_, loglike_ (the mean log-likelihood per sample
-    of the training data at the fit, of the observed values), n_samples_ (the total sample weight),
+    of the training data at the fit, of the observed values; also ``lower_bound_``), n_samples_ (the total sample weight),
     n_features_in_; after EM also lower_bounds_ (the log-likelihood per sample entering every
     iteration), n_iter_, converged_.
     """
@@ -165,6 +165,7 @@ class ProbabilisticPCA(LinearGaussian):
         self.loglike_ = -0.5 * (
             d * LOG_2PI + float(torch.log(kept).sum()) + (d - q) * math.log(sigma2) + d
         )
+        self.lower_bound_ = self.loglike_  # the bound is tight: the likelihood itself
         return self
 
     def _fit_em(self, comm, rows, weights, gaps):
@@ -201,7 +202,7 @@ class ProbabilisticPCA(LinearGaussian):
         self.n_samples_ = n
         self.lower_bounds_ = list(result.lower_bounds)
         self.n_iter_, self.converged_ = result.n_iter, result.converged
-        self.loglike_ = run.log_likelihood(result.params)
+        self.loglike_ = self.lower_bound_ = run.log_likelihood(result.params)
         return self
 
     def _store_params(self, params, shift):

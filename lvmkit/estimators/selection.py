@@ -66,8 +66,10 @@ def select_components(
 
     Parameters
     ----------
-    estimator : mixture estimator
-        Unfitted template, e.g. ``lvmkit.GaussianMixture(covariance_type='diag', n_init=4)``.
+    estimator : mixture estimator, or a linear latent model
+        Unfitted template, e.g. ``lvmkit.GaussianMixture(covariance_type='diag', n_init=4)``;
+        ``ProbabilisticPCA()`` or ``FactorAnalysis()`` choose their latent dimension the same way
+        (rows with missing values included), ``MixtureOfFactorAnalyzers`` its K.
         Any estimator with scikit-learn's ``GaussianMixture`` API works (scikit-learn's own
         included); its other parameters, ``random_state`` among them, are kept for every K.
     X : array-like (n_samples, n_features)
@@ -168,7 +170,7 @@ def select_components(
             "heldout_loglik": heldout,
             "bic": bic,
             "aic": aic,
-            "n_iter": int(model.n_iter_),
+            "n_iter": int(getattr(model, "n_iter_", 0)),  # 0: a closed form (PPCA)
             "converged": bool(getattr(model, "converged_", True)),
             "fit_seconds": seconds,
             "restarts_min": float(bounds.min()),

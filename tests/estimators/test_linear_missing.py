@@ -193,3 +193,17 @@ def test_partial_fit_approaches_fit_with_gaps():
     again = FactorAnalysis(2).fit(X)
     again.partial_fit(X)
     assert again.score(X) >= batch.score(X) - 1e-9
+
+
+def test_the_latent_dimension_chosen_by_bic_and_held_out_likelihood():
+    """select_components chooses PPCA's and FA's q as the mixtures' K: by BIC or by held-out
+    log-likelihood, with gaps or without; the data have 3 factors."""
+    from lvmkit import select_components
+
+    X = low_rank(n=600, d=10, q=3, seed=8)
+    for criterion in ("bic", "heldout"):
+        for est in (ProbabilisticPCA(), FactorAnalysis()):
+            table, best = select_components(est, X, range(1, 6), criterion, random_state=0)
+            assert best.n_components == 3, (criterion, type(est).__name__)
+    _, best = select_components(ProbabilisticPCA(), with_gaps(X), range(1, 6), "heldout")
+    assert best.n_components == 3
