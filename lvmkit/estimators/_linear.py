@@ -455,9 +455,7 @@ class LinearGaussian(LatentFactorModel):
     def _factor_params(self) -> factor.FactorParams:
         return factor.FactorParams(
             torch.ones(1, dtype=f64),
-            torch.as_tensor(self.mean_, dtype=f64)[None],
-            torch.as_tensor(self.loadings_, dtype=f64)[None],
-            torch.as_tensor(self._noise(), dtype=f64)[None],
+            *(_tensor(a)[None] for a in (self.mean_, self.loadings_, self._noise())),
         )
 
     def get_covariance(self) -> np.ndarray:
@@ -494,3 +492,8 @@ class LinearGaussian(LatentFactorModel):
         Z = rng.standard_normal((n_samples, self.loadings_.shape[1]))
         noise = rng.standard_normal((n_samples, self.mean_.shape[0])) * np.sqrt(self._noise())
         return self.inverse_transform(Z) + noise, Z
+
+
+def _tensor(array) -> torch.Tensor:
+    """A C-ordered float64 tensor (a fitted and a loaded model then compute in the same order)."""
+    return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float64))

@@ -20,6 +20,7 @@ from lvmkit import _validation as v
 from lvmkit._persist import register
 from lvmkit.estimators._linear import (
     LatentFactorModel,
+    _tensor,
     checked_rows,
     fit_em,
     observed_moments,
@@ -188,7 +189,7 @@ class MixtureOfFactorAnalyzers(LatentFactorModel):
     def _factor_params(self) -> factor.FactorParams:
         return factor.FactorParams(
             *(
-                torch.as_tensor(a, dtype=f64)
+                _tensor(a)
                 for a in (self.weights_, self.means_, self.loadings_, self.noise_variance_)
             )
         )

@@ -79,9 +79,9 @@ class ProbabilisticPCA(LinearGaussian):
     ----------
     components_ (q, D), mean_ (D,), explained_variance_ (q,), explained_variance_ratio_ (q,),
     noise_variance_, loadings_ (D, q), n_components_, loglike_ (the mean log-likelihood per sample
-    of the training data at the fit, of the observed values; also ``lower_bound_``), n_samples_ (the total sample weight),
-    n_features_in_; after EM also lower_bounds_ (the log-likelihood per sample entering every
-    iteration), n_iter_, converged_.
+    of the training data at the fit, of the observed values; also ``lower_bound_``), n_samples_
+    (the total sample weight), n_features_in_; after EM also lower_bounds_ (the log-likelihood per
+    sample entering every iteration), n_iter_, converged_.
     """
 
     _constraints = {
