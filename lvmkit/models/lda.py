@@ -34,6 +34,8 @@ from torch import Tensor
 from lvmkit.models.stats import Stats
 
 f64 = torch.float64
+#: the padded layout's size limit (entries × topics), beyond which the E-step uses sparse products
+PADDED_BUDGET = 2**24
 
 
 def dirichlet_expectation(alpha: Tensor) -> Tensor:
@@ -106,6 +108,7 @@ class Documents:
     # extra word V, whose topic factors are 0), when that costs at most twice the entries
     padded_words: Tensor | None = None
     padded_valid: Tensor | None = None
+    padded_counts: Tensor | None = None
 
 
 def _csr(crow, col, values, size) -> Tensor:
@@ -154,13 +157,16 @@ def documents(part: sp.csr_matrix, dtype, device, start: int = 0) -> Documents:
     long = dict(dtype=torch.int64, device=device)
     lengths = np.diff(part.indptr)
     longest = int(lengths.max()) if lengths.size else 0
-    padded = valid = None
+    padded = valid = padded_counts = None
     if longest * part.shape[0] <= 2 * part.nnz:
         valid = np.arange(longest)[None, :] < lengths[:, None]
         padded = np.full(valid.shape, part.shape[1], dtype=np.int64)
         padded[valid] = part.indices
+        padded_counts = np.zeros(valid.shape)
+        padded_counts[valid] = part.data
         padded = torch.as_tensor(padded, **long)
         valid = torch.as_tensor(valid, device=device)
+        padded_counts = torch.as_tensor(padded_counts, dtype=dtype, device=device)
     return Documents(
         torch.as_tensor(part.indptr, **long),
         torch.as_tensor(part.indices, **long),
@@ -173,6 +179,7 @@ def documents(part: sp.csr_matrix, dtype, device, start: int = 0) -> Documents:
         part.shape[1],
         padded,
         valid,
+        padded_counts,
     )
 
 
@@ -267,20 +274,23 @@ class LDAModel:
         crow, words, counts = docs.crow, docs.words, docs.counts
         active = torch.ones(docs.n_docs, dtype=torch.bool, device=gamma.device)
         v = docs.n_vocabulary
-        padded = docs.padded_words is not None
-        if padded:  # every entry's topic factors, documents as rows: (n, K, L)
-            factors = params.exp_beta_t_padded(dtype)[docs.padded_words].transpose(1, 2)
-            valid = docs.padded_valid
+        k = beta.shape[0]
+        padded = docs.padded_words is not None and docs.padded_words.numel() * k <= PADDED_BUDGET
+        if padded:  # every entry's topic factors, documents as rows: (n, L, K) and (n, K, L)
+            by_word = params.exp_beta_t_padded(dtype)[docs.padded_words]
+            by_topic = by_word.transpose(1, 2).contiguous()
+            padded_counts = docs.padded_counts[:, None, :]
         for _ in range(self.max_doc_update_iter):
-            shape = (ids.numel(), v)
-            if padded:
-                norm = torch.bmm(et[:, None, :], factors)[:, 0, :][valid]
+            if padded:  # two batched products; padding has count 0, so ratio 0
+                norm = torch.bmm(et[:, None, :], by_topic).add_(eps)
+                acc = torch.bmm(padded_counts / norm, by_word)[:, 0, :]
             else:
+                shape = (ids.numel(), v)
                 norm = torch.sparse.sampled_addmm(
                     _csr(crow, words, counts, shape), et, beta, beta=0.0
                 ).values()
-            ratio = _csr(crow, words, counts / norm.add_(eps), shape)
-            new = torch.addcmul(torch.full_like(et, self.alpha), et, ratio @ beta_t)
+                acc = _csr(crow, words, counts / norm.add_(eps), shape) @ beta_t
+            new = (et * acc).add_(self.alpha)
             still = (new - g).abs_().mean(1) >= self.mean_change_tol
             # a document that stopped keeps the γ of the step where it stopped
             g = torch.where(active[:, None], new, g)
@@ -291,13 +301,15 @@ class LDAModel:
                 break
             if left < 0.8 * ids.numel():  # write the stopped ones back; shrink the working set
                 gamma[ids], exp_theta[ids] = g, et
-                lengths = crow[1:] - crow[:-1]
-                entries = torch.repeat_interleave(active, lengths)
-                crow = torch.zeros(left + 1, dtype=crow.dtype, device=crow.device)
-                crow[1:] = torch.cumsum(lengths[active], 0)
-                words, counts = words[entries], counts[entries]
                 if padded:
-                    factors, valid = factors[active], valid[active]
+                    by_word, by_topic = by_word[active], by_topic[active]
+                    padded_counts = padded_counts[active]
+                else:
+                    lengths = crow[1:] - crow[:-1]
+                    entries = torch.repeat_interleave(active, lengths)
+                    crow = torch.zeros(left + 1, dtype=crow.dtype, device=crow.device)
+                    crow[1:] = torch.cumsum(lengths[active], 0)
+                    words, counts = words[entries], counts[entries]
                 ids, g, et, active = ids[active], g[active], et[active], active[active]
         gamma[ids], exp_theta[ids] = g, et
         return gamma, exp_theta
