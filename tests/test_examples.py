@@ -16,6 +16,8 @@ CASES = {
     "image_segmentation": (["--n-fit", "5000", "--n-components", "5"], "segment", ["PIL"]),
     "hmm_regimes": (["--quick"], "NBER recession", ["statsmodels"]),
     "vae_ppca_bridge": (["--quick"], "PPCA log-likelihood", []),
+    # gensim ships the Lee news corpus (a plain text file in its test data)
+    "lda_topics": (["--quick"], "held-out articles", ["gensim"]),
 }
 
 
@@ -23,7 +25,9 @@ CASES = {
 def test_example_runs_and_writes_its_figure(name, tmp_path):
     extra, expected, needs = CASES[name]
     for module in needs:  # load_sample_image reads the JPEG with Pillow
-        pytest.importorskip(module)
+        pytest.importorskip(
+            module, reason=f"examples/{name}.py needs {module}, which is not installed"
+        )
     # The checkout's lvmkit (not an installed copy); one thread: these problems are tiny, and
     # on a shared CPU several threads spend most of their time waiting for each other.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}

@@ -105,6 +105,22 @@ def _progress_option(f):
     )(f)
 
 
+def _remember_encoding(ctx, param, value):
+    ctx.meta["lvmkit.encoding"] = value
+    return value
+
+
+def _encoding_option(f):
+    return click.option(
+        "--encoding",
+        default=None,
+        expose_value=False,
+        callback=_remember_encoding,
+        help="Topic models (lda): the encoding of the text files, e.g. latin-1 (default: the "
+        "one the model was fitted with).",
+    )(f)
+
+
 def _lengths_option(f):
     return click.option(
         "--lengths-column",
@@ -232,6 +248,149 @@ def _load_data(
         "key": key,
     }
     return X, dataset, new_recipe
+
+
+# ====================================================================== documents (topic models)
+#: the files a topic model reads as a table of counts; any other file is text, one document per
+#: line (a .txt file too), and a folder holds one document per .txt file
+COUNT_TABLE_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".parquet", ".pq")
+
+
+def _documents_format(path) -> str:
+    """How a topic model reads ``path``: 'folder' (of .txt files), 'table' (of counts) or
+    'lines' (a text file, one document per line)."""
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    return "table" if suffixes[-1:] and suffixes[-1] in COUNT_TABLE_SUFFIXES else "lines"
+
+
+def _document_names(fmt: str, names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most]) + (", ..." if len(names) > most else "")
+    if fmt == "lines":
+        return f"line{'s' if len(names) > 1 else ''} {shown}"
+    if fmt == "table":
+        return f"row{'s' if len(names) > 1 else ''} {shown} (0-based)"
+    return shown
+
+
+def _load_documents(
+    path: str,
+    columns,
+    key: str | None,
+    binarize: float | None,
+    *,
+    options: dict | None = None,
+    meta: dict | None = None,
+    vocabulary=None,
+    model_path: str | None = None,
+):
+    """``(X, names, vocabulary, recipe)`` for a topic model: the documents of ``path`` as a CSR
+    matrix of counts, their names and the words of the columns. Text (a folder of .txt files, or
+    a file of one document per line) is counted with the kind's ``options`` (``fit``), or on the
+    model's ``vocabulary`` (the commands that use a model, with ``meta``'s recipe); a table of
+    counts is read like any data file. Documents with no word are left out, with a warning."""
+    import warnings
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from lvmkit.data.text import read_documents
+
+    recipe = dict((meta or {}).get("data") or {})
+    fmt = _documents_format(path)
+    if fmt == "table":
+        X, dataset, new_recipe = _load_data(path, columns, key, binarize, meta)
+        X = sp.csr_matrix(np.asarray(X, dtype=np.float64).reshape(len(X), -1))
+        names = [str(i) for i in range(X.shape[0])]
+        words = list(dataset.feature_names or [f"x{j}" for j in range(X.shape[1])])
+        new_recipe["documents"] = "table"
+        why = "(every count is 0)"
+    else:
+        ctx = click.get_current_context(silent=True)
+        scale = ctx.meta.get("lvmkit.scale") if ctx is not None else None
+        read_as = "a folder of .txt files" if fmt == "folder" else "one document per line"
+        for flag, value in (
+            ("--columns", columns),
+            ("--key", key),
+            ("--binarize", binarize),
+            ("--scale", scale),
+        ):
+            if value is not None:
+                raise UserError(
+                    f"{flag} applies to a table of counts (.csv, .npy, .parquet); {path} is read "
+                    f"as text ({read_as}). Drop {flag}."
+                )
+        if options is not None:  # fit: the vocabulary is the corpus's
+            settings = {
+                "stop_words": None if options["stop_words"].lower() == "none" else "english",
+                "min_df": options["min_df"],
+                "max_df": options["max_df"],
+                "max_features": options["max_features"],
+                "lowercase": True,
+                "encoding": options["encoding"],
+            }
+            corpus = read_documents(path, **settings)
+            why = "left after --stop-words, --min-df and --max-df"
+        else:
+            if vocabulary is None:
+                raise UserError(
+                    f"{model_path}: the model has no vocabulary (vocabulary_), so the words of "
+                    f"{path} cannot be counted for it. Give a table of counts with its columns "
+                    "(.csv, .npy), or refit with 'lvmkit fit lda', which stores the vocabulary "
+                    "(in Python: model.vocabulary_ = corpus.vocabulary before model.save)."
+                )
+            encoding = ctx.meta.get("lvmkit.encoding") if ctx is not None else None
+            settings = {
+                "lowercase": recipe.get("lowercase", True),
+                "encoding": encoding or recipe.get("encoding") or "utf-8",
+            }
+            corpus = read_documents(path, vocabulary=vocabulary, **settings)
+            why = "of the model's vocabulary"
+        X, names, words = corpus.counts, corpus.names, corpus.vocabulary
+        new_recipe = {
+            "source": str(path),
+            "documents": fmt,
+            "columns": None,
+            "feature_names": None,
+            "image_shape": None,
+            "binarize": None,
+            "scale": None,
+            "key": None,
+            **settings,
+        }
+    X.eliminate_zeros()
+    empty = np.flatnonzero(np.diff(X.indptr) == 0)
+    if len(empty) == X.shape[0]:
+        raise UserError(
+            f"{path}: none of its {X.shape[0]} document(s) has a word {why}, so there are no "
+            "topics to find. "
+            + (
+                "Check that the text is in the model's language and lower-cased as it was."
+                if options is None and fmt != "table"
+                else "Check the path, or keep more words (--stop-words none, --min-df 1)."
+            )
+        )
+    if len(empty):
+        dropped = [names[i] for i in empty]
+        warnings.warn(
+            f"{len(empty)} of the {X.shape[0]} documents of {path} have no word {why} and are "
+            f"left out ({_document_names(fmt, dropped)}): an empty document has no topics.",
+            UserWarning,
+            stacklevel=2,
+        )
+        keep = np.flatnonzero(np.diff(X.indptr) > 0)
+        X = X[keep]
+        names = [names[i] for i in keep]
+    return X, names, words, new_recipe
+
+
+def _is_topic_model(model) -> bool:
+    """Whether ``model`` is a topic model (latent Dirichlet allocation)."""
+    return hasattr(model, "topic_word_distribution")
 
 
 def _data_source(data: str):
@@ -386,6 +545,11 @@ def _fit_summary(model) -> dict:
     ):
         if hasattr(model, attr):
             out[key] = getattr(model, attr)
+    if _is_topic_model(model) and getattr(model, "bound_", None) is not None:
+        # bound_ is the training perplexity (scikit-learn's name); the bound per word its log
+        out["perplexity"] = float(model.bound_)
+        out["bound_per_word"] = -math.log(model.bound_)
+        return out
     loglike = _log_likelihood(model)
     if loglike is not None and "lower_bound" not in out:
         out["log_likelihood"] = loglike
@@ -395,6 +559,8 @@ def _fit_summary(model) -> dict:
 def _log_likelihood(model) -> float | None:
     """The training log-likelihood per sample of a model that reports it without a
     ``lower_bound_`` (probabilistic PCA's ``loglike_``, factor analysis' last bound)."""
+    if _is_topic_model(model):  # its bounds are per word, not per sample
+        return None
     loglike = getattr(model, "loglike_", None)
     if isinstance(loglike, (int, float)) and not isinstance(loglike, bool):
         return float(loglike)
@@ -412,6 +578,13 @@ def _describe_fit(model, n: int, d: int, seconds: float, n_sequences: int | None
             f"({'converged' if model.converged_ else 'did not converge'}), log-likelihood "
             f"{model.lower_bound_:.4f} nats ({model.lower_bound_ / max(n, 1):.4f} per row), "
             f"{seconds:.2f} s"
+        )
+    if _is_topic_model(model):
+        return (
+            f"{type(model).__name__} fitted on {n} documents, a vocabulary of {d} words, "
+            f"{model.n_components} topics, {model.n_iter_} iterations "
+            f"({model.learning_method}), training perplexity {model.bound_:.2f} (bound "
+            f"{-math.log(model.bound_):.4f} nats per word), {seconds:.2f} s"
         )
     parts = [f"{type(model).__name__} fitted on {n} samples x {d} features"]
     if hasattr(model, "n_components"):

@@ -25,6 +25,7 @@ from lvmkit.cli.common import (
     _json_option,
     _lengths_option,
     _load_data,
+    _load_documents,
     _parse_components,
     _progress,
     _progress_option,
@@ -151,10 +152,14 @@ def _do_fit(kind: ModelKind, kw: dict):
     with ranks.quiet_unless_main(comm, kw):
         if _streamed(kind, kw):
             return _do_fit_streamed(kind, kw, out, comm)
-        sequences = None
+        sequences = vocabulary = None
         if kind.sequences:
             X, sequences, recipe = _load_sequences(
                 kw["data"], kw["columns"], kw["key"], kw["binarize"], kw["lengths_column"]
+            )
+        elif kind.documents:
+            X, _, vocabulary, recipe = _load_documents(
+                kw["data"], kw["columns"], kw["key"], kw["binarize"], options=kw
             )
         else:
             X, dataset, recipe = _load_data(
@@ -183,11 +188,14 @@ def _do_fit(kind: ModelKind, kw: dict):
         seconds = time.perf_counter() - start
         if not comm.is_main:
             return None
+        extra = {}
+        if vocabulary is not None:
+            model.vocabulary_ = list(vocabulary)  # the words of the columns, saved with the model
+            extra = {"n_words": int(X.sum())}
         model.save(out, metadata={"kind": kind.name, "data": recipe})
         n, d = X.shape[0], int(math.prod(X.shape[1:]))
         n_sequences = None if sequences is None else len(sequences.lengths)
         if kw["as_json"]:
-            extra = {}
             if sequences is not None:
                 extra = {
                     "n_sequences": n_sequences,

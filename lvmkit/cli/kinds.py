@@ -88,6 +88,12 @@ class ModelKind:
         the file
     split_rows : under torchrun, each rank fits its share of the rows of a file loaded whole
         (the estimator adds the ranks' statistics), as the mixtures with ``has_components`` do
+    documents : the rows are documents (a topic model): DATA is text, a folder of ``.txt`` files
+        or a file of one document per line, counted on a vocabulary by the kind's
+        ``--stop-words``, ``--min-df``, ``--max-df``, ``--max-features`` and ``--encoding``
+        (:func:`lvmkit.data.read_documents`), or a table of counts (CSV, NumPy, Parquet;
+        documents as rows, its column names the words); ``fit`` stores the vocabulary in the
+        model (``vocabulary_``), and the commands that use the model count new text on it
     """
 
     name: str
@@ -104,6 +110,7 @@ class ModelKind:
     label_name: str = "label"
     missing_values: bool = False
     split_rows: bool = False
+    documents: bool = False
 
 
 KINDS: dict[str, ModelKind] = {}
@@ -138,6 +145,7 @@ def builtin_kinds() -> list[ModelKind]:
     kinds.append(vae_kind())
     kinds.append(hmm_kind())
     kinds += linear_kinds()
+    kinds.append(lda_kind())
     return kinds
 
 
@@ -818,3 +826,144 @@ def mfa_kind() -> ModelKind:
 
 def linear_kinds() -> list[ModelKind]:
     return [ppca_kind(), fa_kind(), mfa_kind()]
+
+
+# ====================================================================== topic models
+def _document_frequency(ctx, param, value):
+    """``--min-df`` / ``--max-df``: a number of documents (an int, e.g. 2) or a share of them (a
+    float in [0, 1], e.g. 0.95)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        number = int(text) if text.isdigit() else float(text)
+    except ValueError:
+        number = None
+    if isinstance(number, int) and number >= 1:
+        return number
+    if isinstance(number, float) and 0.0 <= number <= 1.0:
+        return number
+    raise click.BadParameter(
+        f"{value!r} is not a document frequency: give a number of documents (an int >= 1, e.g. "
+        "2) or a share of them (a float in [0, 1], e.g. 0.95)."
+    )
+
+
+def lda_kind() -> ModelKind:
+    def build(options, settings):
+        from lvmkit.estimators.lda import LatentDirichletAllocation
+
+        return LatentDirichletAllocation(
+            n_components=options["topics"],
+            doc_topic_prior=options["doc_topic_prior"],
+            topic_word_prior=options["topic_word_prior"],
+            learning_method=options["method"],
+            max_iter=options["max_iter"],
+            batch_size=options["batch_size"],
+            random_state=settings.seed,
+            device=settings.device,
+            dtype=options["dtype"],
+        )
+
+    return ModelKind(
+        name="lda",
+        estimator="LatentDirichletAllocation",
+        help="Latent Dirichlet allocation (lvmkit.LatentDirichletAllocation), a topic model fitted "
+        "by variational Bayes: DATA is text, a folder of .txt files (one document each) or a "
+        "text file with one document per line, whose words are counted (stop words and rare "
+        "or common words left out); or a table of word counts (.csv, .npy, .parquet; documents "
+        "as rows, the column names the words). The vocabulary is saved with the model. "
+        "Example: lvmkit fit lda articles/ --topics 20 -o lda.lvm",
+        options=[
+            click.Option(
+                ["--topics", "-k", "--components", "topics"],
+                type=click.IntRange(1),
+                default=10,
+                show_default=True,
+                help="Number of topics K.",
+            ),
+            click.Option(
+                ["--stop-words"],
+                type=click.Choice(["english", "none"], case_sensitive=False),
+                default="english",
+                show_default=True,
+                help="Text: leave out scikit-learn's English stop words, or keep every word.",
+            ),
+            click.Option(
+                ["--min-df"],
+                default="2",
+                show_default=True,
+                callback=_document_frequency,
+                metavar="N|SHARE",
+                help="Text: keep the words in at least N documents (an int) or a share of them "
+                "(a float, e.g. 0.01).",
+            ),
+            click.Option(
+                ["--max-df"],
+                default="0.95",
+                show_default=True,
+                callback=_document_frequency,
+                metavar="N|SHARE",
+                help="Text: keep the words in at most N documents (an int) or a share of them "
+                "(a float; 1.0 keeps them all).",
+            ),
+            click.Option(
+                ["--max-features"],
+                type=click.IntRange(1),
+                default=None,
+                help="Text: keep only the most frequent words (default: all that pass the "
+                "filters).",
+            ),
+            click.Option(
+                ["--encoding"],
+                default="utf-8",
+                show_default=True,
+                help="Text: the files' encoding (e.g. latin-1).",
+            ),
+            click.Option(
+                ["--method"],
+                type=click.Choice(["batch", "online"]),
+                default="batch",
+                show_default=True,
+                help="Batch variational Bayes (every document, every pass) or online (stepwise, "
+                "one mini-batch of --batch-size documents per step).",
+            ),
+            click.Option(
+                ["--max-iter"],
+                type=click.IntRange(0),
+                default=10,
+                show_default=True,
+                help="Passes over the documents.",
+            ),
+            click.Option(
+                ["--batch-size"],
+                type=click.IntRange(1),
+                default=128,
+                show_default=True,
+                help="Documents per step of --method online.",
+            ),
+            click.Option(
+                ["--doc-topic-prior"],
+                type=click.FloatRange(0, min_open=True),
+                default=None,
+                help="α, the Dirichlet prior of every document's topic proportions.  "
+                "[default: 1/K]",
+            ),
+            click.Option(
+                ["--topic-word-prior"],
+                type=click.FloatRange(0, min_open=True),
+                default=None,
+                help="η, the Dirichlet prior of every topic's word distribution.  [default: 1/K]",
+            ),
+            click.Option(
+                ["--dtype"],
+                type=click.Choice(["float32", "float64"]),
+                default="float32",
+                show_default=True,
+                help="Compute precision of the E-step (the statistics are float64).",
+            ),
+        ],
+        build=build,
+        split_rows=True,
+        documents=True,
+    )

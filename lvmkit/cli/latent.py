@@ -1,7 +1,8 @@
-"""``lvmkit transform`` and ``lvmkit impute``: the latent coordinates of every row, and the data
-with its missing cells filled, for the models that have them (registered on the ``lvmkit`` group
-by :mod:`lvmkit.cli.main`); and what the other commands need for models that read missing
-values."""
+"""``lvmkit transform`` and ``lvmkit impute``: the latent coordinates of every row (a topic model's
+topic proportions of every document), and the data with its missing cells filled, for the models
+that have them (registered on the ``lvmkit`` group by :mod:`lvmkit.cli.main`); and what the other
+commands need for models that read missing values and for topic models (``info``'s topics,
+``score``'s perplexity, ``plot`` and ``report``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from lvmkit.cli.common import (
     _data_options,
     _device_option,
     _echo_json,
+    _encoding_option,
+    _is_topic_model,
     _json_option,
     _write_rows,
 )
@@ -26,6 +29,7 @@ LATENT_MODELS = (
     ("fa", "FactorAnalysis"),
     ("mfa", "MixtureOfFactorAnalyzers"),
     ("vae", "VAE"),
+    ("lda", "LatentDirichletAllocation"),
 )
 IMPUTING_MODELS = (
     ("ppca", "ProbabilisticPCA"),
@@ -81,7 +85,7 @@ def _in_file_units(values, recipe: dict):
 
 @click.command(
     context_settings=CONTEXT,
-    short_help="Latent coordinates of every row (ppca, fa, mfa, vae).",
+    short_help="Latent coordinates of every row (ppca, fa, mfa, vae; lda: topic proportions).",
 )
 @click.argument("model")
 @click.argument("data")
@@ -89,6 +93,7 @@ def _in_file_units(values, recipe: dict):
     "-o", "--output", default=None, help="CSV file for the coordinates (default: stdout)."
 )
 @_data_options
+@_encoding_option
 @_device_option
 @_json_option
 def transform(model, data, output, columns, key, binarize, device, as_json):
@@ -96,15 +101,20 @@ def transform(model, data, output, columns, key, binarize, device, as_json):
 
     The posterior mean E[z | x] of probabilistic PCA, factor analysis and a mixture of factor
     analyzers (under each row's most probable component: 'lvmkit predict' gives it), and a VAE's
-    encoder mean. Missing cells are handed to a model that takes missing values.
+    encoder mean. Missing cells are handed to a model that takes missing values. For a topic model
+    (lda) every document's topic proportions E[θ], columns document, topic1 .. topicK: DATA is
+    text (a folder of .txt files or one document per line, counted on the model's vocabulary)
+    or a table of counts.
     """
     import numpy as np
 
     from lvmkit.cli.main import _model_and_data
 
-    est, _, _, X, _, _ = _model_and_data(
+    est, _, _, X, recipe, _ = _model_and_data(
         model, data, columns, key, binarize, device, check=_needs("transform", model)
     )
+    if recipe.get("documents"):
+        return _transform_documents(est, X, recipe, model, data, output, as_json)
     Z = np.asarray(est.transform(X), dtype=np.float64)
     Z = Z.reshape(len(Z), -1)
     header = [f"z{j + 1}" for j in range(Z.shape[1])]
@@ -204,6 +214,37 @@ def impute(model, data, output, columns, key, binarize, device, as_json):
         click.echo(note, err=True)
 
 
+def _transform_documents(est, X, recipe, model, data, output, as_json):
+    """``lvmkit transform`` of a topic model: every document's topic proportions."""
+    import numpy as np
+
+    names = recipe["names"]
+    theta = np.asarray(est.transform(X), dtype=np.float64)
+    header = ["document"] + [f"topic{k + 1}" for k in range(theta.shape[1])]
+    columns_out = [np.array(names, dtype=object)] + [theta[:, k] for k in range(theta.shape[1])]
+    if as_json:
+        if output:
+            _write_rows(header, columns_out, output)
+        _echo_json(
+            {
+                "model": model,
+                "data": data,
+                "output": output,
+                "n_documents": len(theta),
+                "n_topics": theta.shape[1],
+                "columns": header,
+                **({} if output else {"documents": names, "proportions": theta}),
+            }
+        )
+        return
+    _write_rows(header, columns_out, output)
+    if output:
+        click.echo(
+            f"wrote the topic proportions of {len(theta)} documents ({header[1]} .. "
+            f"{header[-1]}) to {output}"
+        )
+
+
 def _write_npy(values, output: str) -> None:
     import io
 
@@ -222,7 +263,10 @@ def _write_npy(values, output: str) -> None:
 # ====================================================================== for the other commands
 def learned_rows(est) -> list[tuple[str, str]]:
     """What ``lvmkit info`` adds for a linear-Gaussian model (latent dimension, explained
-    variance, noise, log-likelihood); nothing for the others."""
+    variance, noise, log-likelihood) and for a topic model (vocabulary, training perplexity,
+    every topic's top words); nothing for the others."""
+    if _is_topic_model(est):
+        return topic_rows(est)
     if not hasattr(est, "loadings_"):
         return []
     from lvmkit.plot.linear import learned_summary
@@ -266,3 +310,100 @@ def rows_for_pictures(est, X):
         stacklevel=2,
     )
     return X[~missing]
+
+
+# ====================================================================== topic models
+def topic_rows(est, n_words: int = 10) -> list[tuple[str, str]]:
+    """``lvmkit info`` of a topic model: vocabulary, training perplexity and every topic's top
+    words (``topic 1``, ...)."""
+    import math
+
+    from lvmkit.plot.lda import top_words
+
+    vocabulary = getattr(est, "vocabulary_", None)
+    rows = [
+        (
+            "vocabulary",
+            f"{len(est.components_[0])} words"
+            + ("" if vocabulary is not None else " (no vocabulary_ saved: words shown as x0, ...)"),
+        ),
+        ("learning", f"{est.learning_method}, {est.n_iter_} iteration(s)"),
+    ]
+    if getattr(est, "bound_", None) is not None:
+        rows.append(("training perplexity", f"{est.bound_:.6g}"))
+        rows.append(("training bound per word (nats)", f"{-math.log(est.bound_):.6g}"))
+    for k, pairs in enumerate(top_words(est, n_words)):
+        rows.append((f"topic {k + 1}", " ".join(word for word, _ in pairs)))
+    return rows
+
+
+def topics_json(est, n_words: int = 10) -> dict:
+    """``lvmkit info --json``'s topics: every topic's top words and their probabilities."""
+    if not _is_topic_model(est):
+        return {}
+    from lvmkit.plot.lda import top_words
+
+    return {
+        "topics": [
+            {
+                "topic": k + 1,
+                "words": [word for word, _ in pairs],
+                "probabilities": [p for _, p in pairs],
+            }
+            for k, pairs in enumerate(top_words(est, n_words))
+        ]
+    }
+
+
+def score_documents(est, X, model, data, output, as_json) -> None:
+    """``lvmkit score`` of a topic model: the documents' bound per word given the topics and its
+    perplexity, beside scikit-learn's perplexity (one line; ``-o`` writes them as a one-row
+    CSV). See :func:`lvmkit.plot.lda.corpus_fit`."""
+    from lvmkit.plot.lda import corpus_fit
+
+    fit = corpus_fit(est, X)
+    header = ["documents", "words", "bound_per_word", "perplexity", "perplexity_with_topics"]
+    if output:
+        _write_rows(header, [[fit[name]] for name in _FIT_KEYS], output)
+    if as_json:
+        _echo_json({"model": model, "data": data, "output": output, **fit})
+        return
+    click.echo(
+        f"{data}: {fit['n_documents']} documents, {fit['n_words']} words: perplexity "
+        f"{fit['perplexity']:.2f}, bound {fit['bound_per_word']:.4f} nats per word given the "
+        f"topics (scikit-learn's perplexity, with the topics' own term: "
+        f"{fit['perplexity_with_topics']:.2f})" + (f"; wrote {output}" if output else "")
+    )
+
+
+_FIT_KEYS = ("n_documents", "n_words", "bound_per_word", "perplexity", "perplexity_with_topics")
+
+
+def document_figure(est, X, recipe, dims, sequence):
+    """``lvmkit plot`` of a topic model: the top words of every topic."""
+    from lvmkit.plot.lda import plot_top_words, shown_topics
+
+    for flag, value in (("--dims", dims), ("--sequence", sequence)):
+        if value is not None:
+            raise UserError(
+                f"{flag} does not apply to a topic model (its picture is every topic's top "
+                f"words); drop {flag}."
+            )
+    return plot_top_words(est, topics=shown_topics(est))
+
+
+def document_report(est, X, recipe, output, *, title, seed, summary_extra):
+    """``lvmkit report`` of a topic model: the page of :func:`lvmkit.plot.report.write_report`
+    on the documents (kept sparse)."""
+    from lvmkit._persist import write_atomic
+    from lvmkit.plot.lda import lda_sections
+    from lvmkit.plot.report import ReportContext, model_summary, render_html
+
+    context = ReportContext(seed=seed, bic=False)
+    context.extra["document_names"] = recipe.get("names")
+    summary = model_summary(est) + list(summary_extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sections = lda_sections(est, X, context)
+    page = render_html(title or f"lvmkit report: {type(est).__name__}", summary, sections)
+    return write_atomic(Path(output), page.encode("utf-8"))

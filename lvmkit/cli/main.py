@@ -12,6 +12,7 @@ from the shell.
     lvmkit fit ppca data.csv --components 3 -o ppca.lvm
     lvmkit transform ppca.lvm data.csv -o latent.csv
     lvmkit impute ppca.lvm gappy.csv -o filled.csv
+    lvmkit fit lda articles/ --topics 20 -o lda.lvm
     lvmkit demo
 
 Errors a user can fix (a bad file, column, option value, a file that is not a model, data with the
@@ -43,11 +44,13 @@ from lvmkit.cli.common import (
     _data_options,
     _device_option,
     _echo_json,
+    _encoding_option,
     _fit_summary,
     _image_shape,
     _json_option,
     _lengths_option,
     _load_data,
+    _load_documents,
     _load_model,
     _save_figure,
     _seed_everything,
@@ -56,7 +59,17 @@ from lvmkit.cli.common import (
 )
 from lvmkit.cli.fitting import fit_group, select_group
 from lvmkit.cli.kinds import kind_of
-from lvmkit.cli.latent import impute, learned_rows, load_pictures, rows_for_pictures, transform
+from lvmkit.cli.latent import (
+    document_figure,
+    document_report,
+    impute,
+    learned_rows,
+    load_pictures,
+    rows_for_pictures,
+    score_documents,
+    topics_json,
+    transform,
+)
 from lvmkit.cli.sequences import _load_sequences
 
 
@@ -69,11 +82,13 @@ from lvmkit.cli.sequences import _load_sequences
     help="On an error, show the full traceback (also accepted anywhere on the line).",
 )
 def cli(debug):
-    """lvmkit: latent variable models (mixtures, linear-Gaussian models, VAEs, HMMs) from the shell.
+    """lvmkit: latent variable models (mixtures, linear-Gaussian models, VAEs, HMMs, topic models)
+    from the shell.
 
     Fit a model to a data file and save it, then score, predict, transform, impute, sample, plot,
     inspect and report with the saved model. Data files: CSV, .npy/.npz, Parquet, IDX, .amat, or
-    a folder of images. Run 'lvmkit COMMAND --help' for a command's options.
+    a folder of images; for topic models (lda) text, a folder of .txt files or one document per
+    line. Run 'lvmkit COMMAND --help' for a command's options.
 
     Under torchrun, 'lvmkit fit' of a mixture spreads the rows over the ranks (see the README,
     "More than one machine").
@@ -101,9 +116,11 @@ def _model_and_data(
     check=None,
 ):
     """(model, saved state, metadata, X, data recipe, Sequences or None): the data as the model
-    reads it; for a sequence model (an HMM) also how the rows split into sequences. Missing cells
-    are read as NaN when ``missing`` (None: when the model's kind takes missing values);
-    ``check(model)`` runs before the data are read."""
+    reads it; for a sequence model (an HMM) also how the rows split into sequences; for a topic
+    model (lda) X is the documents' counts (SciPy CSR) and the recipe's ``documents`` and
+    ``names`` say how they were read and what they are called. Missing cells are read as NaN when
+    ``missing`` (None: when the model's kind takes missing values); ``check(model)`` runs before
+    the data are read."""
     _check_device(device)
     model, state = _load_model(model_path, device)
     if check is not None:
@@ -115,6 +132,22 @@ def _model_and_data(
     sequences = None
     if kind is not None and kind.sequences:
         X, sequences, recipe = _load_sequences(data, columns, key, binarize, lengths_column, meta)
+    elif kind is not None and kind.documents:
+        if lengths_column is not None:
+            raise UserError(
+                f"--lengths-column is for sequence models (hmm); {model_path} is a topic model. "
+                "Drop --lengths-column."
+            )
+        X, names, _, recipe = _load_documents(
+            data,
+            columns,
+            key,
+            binarize,
+            meta=meta,
+            vocabulary=getattr(model, "vocabulary_", None),
+            model_path=model_path,
+        )
+        recipe["names"] = names
     else:
         if lengths_column is not None:
             raise UserError(
@@ -142,6 +175,7 @@ def _model_and_data(
 )
 @_seed_option
 @_data_options
+@_encoding_option
 @_lengths_option
 @_device_option
 @_json_option
@@ -151,13 +185,21 @@ def score(model, data, output, k, seed, columns, key, binarize, lengths_column, 
     One row per sample, in order. For mixtures the exact log p(x) in nats; a model that can
     only bound it (a VAE) names its column after what it returns, or with --k estimates
     log p(x) by importance sampling (column log_px). For a sequence model (an HMM) one row per
-    sequence: its id, length and log-likelihood (the total in --json).
+    sequence: its id, length and log-likelihood (the total in --json). For a topic model (lda)
+    one line: the documents' bound per word and perplexity (-o: as a one-row CSV).
     """
     import numpy as np
 
-    est, state, meta, X, _, sequences = _model_and_data(
+    est, state, meta, X, recipe, sequences = _model_and_data(
         model, data, columns, key, binarize, device, lengths_column
     )
+    if recipe.get("documents"):
+        if k is not None:
+            raise UserError(
+                f"--k (importance sampling) is for models with an encoder (a VAE); {model} is a "
+                "topic model, scored by its bound per word and perplexity. Drop --k."
+            )
+        return score_documents(est, X, model, data, output, as_json)
     if sequences is not None and k is None:
         return _score_sequences(est, X, sequences, model, data, output, as_json)
     summary = {}
@@ -339,6 +381,11 @@ def sample(model, n_samples, output, seed, device, as_json):
     _check_device(device)
     _seed_everything(seed)
     est, state = _load_model(model, device)
+    if not hasattr(est, "sample"):
+        raise UserError(
+            f"{model}: a {type(est).__name__} does not draw samples; 'lvmkit info {model}' "
+            "shows what it learned."
+        )
     if "random_state" in est.get_params():
         est.set_params(random_state=seed)
     drawn = est.sample(n_samples)
@@ -431,18 +478,24 @@ def _sample_sequence(est, model, samples, states, recipe, output, as_json):
     "position (default: the first).",
 )
 @_data_options
+@_encoding_option
 @_lengths_option
 @_device_option
 def plot(model, data, output, dims, sequence, columns, key, binarize, lengths_column, device):
     """Draw MODEL over DATA: clusters with covariance ellipses for Gaussian mixtures, the
     components (as images for image data) for Poisson and Bernoulli mixtures; for an HMM one
     sequence coloured by its Viterbi states with the state posteriors beneath, and the
-    transition matrix; for ppca, fa and mfa the latent map of the rows beside the loadings."""
+    transition matrix; for ppca, fa and mfa the latent map of the rows beside the loadings; for
+    lda the top words of every topic."""
     from lvmkit.plot.figures import plot_model
 
     est, state, meta, X, recipe, sequences = _model_and_data(
         model, data, columns, key, binarize, device, lengths_column
     )
+    if recipe.get("documents"):
+        fig = document_figure(est, X, recipe, dims, sequence)
+        click.echo(f"wrote {_save_figure(fig, output)}")
+        return
     wanted = (1, 2, 3) if sequences is not None else (2,)
     if dims is not None:
         try:
@@ -497,7 +550,7 @@ def info(model, as_json):
     summary = dict(model_summary(est)) | dict(learned_rows(est))
     fitted = _fit_summary(est)
     if as_json:
-        _echo_json({**described, "fitted": fitted, "summary": summary})
+        _echo_json({**described, "fitted": fitted, "summary": summary, **topics_json(est)})
         return
     recipe = (described.get("metadata") or {}).get("data") or {}
     click.echo(
@@ -527,6 +580,7 @@ def info(model, as_json):
 )
 @click.option("--title", default=None, help="Page title.")
 @_data_options
+@_encoding_option
 @_lengths_option
 @_seed_option
 @_device_option
@@ -543,6 +597,14 @@ def report(
     est, state, meta, X, recipe, sequences = _model_and_data(
         model, data, columns, key, binarize, device, lengths_column
     )
+    if recipe.get("documents"):
+        extra = [("model file", str(model)), ("data file", str(data))]
+        path = document_report(est, X, recipe, output, title=title, seed=seed, summary_extra=extra)
+        if as_json:
+            _echo_json({"report": str(path), "bytes": path.stat().st_size})
+        else:
+            click.echo(f"wrote {path}")
+        return
     if sequences is None:
         X = rows_for_pictures(est, X)
     context = ReportContext(
@@ -735,6 +797,14 @@ CLI_OPTIONS = {
     "noise": "--noise",
     "solver": "--solver",
     "init": "--init",
+    "learning_method": "--method",
+    "doc_topic_prior": "--doc-topic-prior",
+    "topic_word_prior": "--topic-word-prior",
+    "stop_words": "--stop-words",
+    "min_df": "--min-df",
+    "max_df": "--max-df",
+    "max_features": "--max-features",
+    "encoding": "--encoding",
 }
 _ASSIGNMENT = re.compile(r"\b(" + "|".join(CLI_OPTIONS) + r")=('([^']*)'|\"([^\"]*)\"|[\w.+-]+)")
 # bare names only where they cannot be English words (likelihood, epochs): those with an "_";

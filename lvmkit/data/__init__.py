@@ -13,9 +13,11 @@ from lvmkit.data.sources import (
     Source,
     as_source,
 )
+from lvmkit.data.text import Corpus, read_documents
 
 __all__ = [
     "ArraySource",
+    "Corpus",
     "CsvSource",
     "Dataset",
     "NpySource",
@@ -26,5 +28,6 @@ __all__ = [
     "read_amat",
     "read_data",
     "read_dataset",
+    "read_documents",
     "read_idx",
 ]
