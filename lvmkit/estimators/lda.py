@@ -435,9 +435,29 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         _, stats, topics = self._inferred(X)
         return stats.scalar("log_likelihood") + topics
 
+    def document_bound(self, X) -> float:
+        """The documents' part of the bound on log p(X) (nats): E_q[log p(w, z, θ | β) −
+        log q(z, θ)] with β under its fitted q, without the topics' own term (a constant of the
+        model, which ``score`` and ``perplexity`` add, as scikit-learn does, and which on a small
+        held-out set dwarfs the documents' part). The held-out measure."""
+        _, stats, _ = self._inferred(X)
+        return stats.scalar("log_likelihood")
+
+    def held_out_perplexity(self, X) -> float:
+        """exp(−document_bound / words): an upper bound on the perplexity of the documents ``X``
+        that does not depend on how many there are (unlike :meth:`perplexity`)."""
+        _, stats, _ = self._inferred(X)
+        return math.exp(-stats.scalar("log_likelihood") / stats.scalar("n_words"))
+
+    def topics_bound(self) -> float:
+        """The topics' own part of the bound, Σ_k E_q[log p(β_k | η) − log q(β_k | λ_k)]."""
+        check_is_fitted(self, "components_")
+        return self._model(self._ones).topic_term(self._params())
+
     def perplexity(self, X, sub_sampling=False) -> float:
-        """exp(−bound / words): the perplexity of ``X`` implied by the bound (an upper bound on
-        the true perplexity; see :func:`lvmkit.estimators.lda.held_out_log_likelihood`)."""
+        """exp(−bound / words): the perplexity of ``X`` implied by the bound, the topics' term
+        included (scikit-learn's definition; an upper bound on the true perplexity). For new
+        documents see :meth:`held_out_perplexity` and :meth:`held_out_log_likelihood`."""
         _, stats, topics = self._inferred(X)
         words = stats.scalar("n_words")
         bound = stats.scalar("log_likelihood")

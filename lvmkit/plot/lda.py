@@ -94,21 +94,6 @@ def shown_topics(model, most: int = 40) -> list[int]:
     return sorted(int(k) for k in np.argsort(-weight, kind="stable")[:most])
 
 
-def _topics_term(model) -> float:
-    """The topics' part of the bound, Σ_k E_q[log p(β_k | η) − log q(β_k | λ_k)] (nats): the same
-    for every corpus, so it belongs to the training set's bound, not to new documents'."""
-    from scipy.special import digamma, gammaln
-
-    lam = np.asarray(model.components_, dtype=np.float64)
-    eta = float(model.topic_word_prior_)
-    elog = digamma(lam) - digamma(lam.sum(1, keepdims=True))
-    return float(
-        ((eta - lam) * elog).sum()
-        + (gammaln(lam) - gammaln(eta)).sum()
-        + (gammaln(lam.shape[1] * eta) - gammaln(lam.sum(1))).sum()
-    )
-
-
 def corpus_fit(model, X) -> dict:
     """How well the model predicts the documents ``X`` (counts, documents as rows).
 
@@ -119,10 +104,10 @@ def corpus_fit(model, X) -> dict:
     bound also holds the topics' own term (a constant, divided here by the words of ``X``: on a
     small held-out set it dwarfs the documents' part); for the training documents it is the
     training perplexity ``bound_``. Also the number of documents and words."""
-    bound = float(model.score(X))
-    topics = _topics_term(model)
+    documents = float(model.document_bound(X))
+    bound = documents + model.topics_bound()
     words = float(X.sum())
-    per_word = (bound - topics) / words
+    per_word = documents / words
     return {
         "n_documents": int(X.shape[0]),
         "n_words": int(round(words)),

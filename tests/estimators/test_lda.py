@@ -99,6 +99,11 @@ def test_batch_bound_never_decreases_and_topics_are_recovered():
     np.testing.assert_allclose(proportions.sum(1), 1.0, rtol=1e-12)
     words = X.sum()
     assert model.perplexity(X) == pytest.approx(np.exp(-model.score(X) / words), rel=1e-12)
+    # the held-out measure leaves out the topics' constant term
+    assert model.score(X) == pytest.approx(model.document_bound(X) + model.topics_bound())
+    assert model.held_out_perplexity(X) == pytest.approx(
+        np.exp(-model.document_bound(X) / words), rel=1e-12
+    )
 
 
 def test_online_reaches_the_batch_bound():
