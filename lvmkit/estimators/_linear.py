@@ -30,6 +30,7 @@ from lvmkit._persist import Persistent, learned_state
 from lvmkit.data.chunks import DataChunks
 from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._mixture import _atomic, _check_sample_weight, _generator
+from lvmkit.fit import callbacks
 from lvmkit.fit.em import best_of_restarts, e_pass, run_em
 from lvmkit.fit.stepwise import Batch, StepwiseState, stepwise_step
 from lvmkit.models import factor
@@ -204,7 +205,7 @@ def fit_em(
     )
     rng = ranks.random_state(getattr(estimator, "random_state", None), comm)
     n_init = getattr(estimator, "n_init", 1)
-    callback = getattr(estimator, "_iteration_callback", lambda *a: None)
+    verbose = getattr(estimator, "_verbose_printer", lambda *a: None)
 
     def run_one(i):
         params = run.start(init, _generator(rng, run.device), variance, noise)
@@ -214,7 +215,9 @@ def fit_em(
             params,
             estimator.max_iter,
             tol,
-            on_iteration=callback(i, n_init),
+            on_iteration=callbacks.reporter(
+                estimator, i, n_init, estimator.max_iter, verbose(i, n_init)
+            ),
             comm=comm,
         )
 

@@ -584,19 +584,7 @@ class BaseMixture(Persistent, DensityMixin, BaseEstimator):
         :mod:`lvmkit.fit.callbacks` observers (``None`` when there are neither, so the loop pays
         nothing)."""
         verbose = self._verbose_callback() if comm.is_main else None
-        if not callbacks.observers():
-            return verbose
-
-        def report(n_iter, lower_bound, change):
-            if verbose is not None:
-                verbose(n_iter, lower_bound, change)
-            callbacks.notify(
-                callbacks.FitProgress(
-                    self, restart, n_restarts, n_iter, self.max_iter, lower_bound, change
-                )
-            )
-
-        return report
+        return callbacks.reporter(self, restart, n_restarts, self.max_iter, verbose)
 
     def _verbose_callback(self):
         if not self.verbose:

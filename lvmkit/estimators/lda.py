@@ -34,6 +34,7 @@ from lvmkit import distributed
 from lvmkit._persist import Persistent, learned_state, register
 from lvmkit.estimators import _ranks as ranks
 from lvmkit.estimators._mixture import _atomic
+from lvmkit.fit import callbacks
 from lvmkit.fit.em import e_pass, run_em
 from lvmkit.fit.stepwise import Batch, StepwiseState, stepwise_step
 from lvmkit.models import lda
@@ -307,8 +308,14 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         last = None
         while self.n_iter_ < self.max_iter:
             steps = min(every, self.max_iter - self.n_iter_)
+            done = self.n_iter_
+            report = callbacks.reporter(self, 0, 1, self.max_iter, self._report)
+
+            def on_iteration(n_iter, bound, change, report=report, done=done):
+                report(done + n_iter, bound, change)
+
             result = run_em(
-                model, chunks, params, steps, -1.0, on_iteration=self._report, comm=comm
+                model, chunks, params, steps, -1.0, on_iteration=on_iteration, comm=comm
             )
             params = result.params
             self.n_iter_ += result.n_iter
@@ -335,7 +342,10 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
             self.n_iter_ += 1
             bound = (total_ll + model.topic_term(params)) / max(total_words, 1e-300)
             self.lower_bounds_.append(bound)
-            self._report(self.n_iter_, bound, float("nan"))
+            report = callbacks.reporter(self, 0, 1, self.max_iter, self._report)
+            report(
+                self.n_iter_, bound, bound - (self.lower_bounds_[-2] if self.n_iter_ > 1 else bound)
+            )
             if self.evaluate_every > 0 and self.n_iter_ % self.evaluate_every == 0:
                 evaluator = self._model(self._ones)
                 perplexity = math.exp(-evaluator.bound(e_pass(evaluator, chunks, params, comm)))

@@ -234,7 +234,7 @@ class MixtureOfFactorAnalyzers(LatentFactorModel):
         k, d, q = self.loadings_.shape
         return n_parameters(k, d, q, self.noise == "isotropic")
 
-    def _iteration_callback(self, restart: int, n_restarts: int):
+    def _verbose_printer(self, restart: int, n_restarts: int):
         if not self.verbose:
             return None
 

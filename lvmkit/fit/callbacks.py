@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["FitProgress", "notify", "observe", "observers"]
+__all__ = ["FitProgress", "notify", "observe", "observers", "reporter"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,17 @@ def observers() -> tuple:
 def notify(event: FitProgress) -> None:
     for callback in _OBSERVERS.get():
         callback(event)
+
+
+def reporter(estimator, restart: int, n_restarts: int, max_iter: int, verbose=None):
+    """An EM loop's ``on_iteration``: ``verbose(n_iter, bound, change)`` (if given) and an event
+    to every observer; ``None`` when there is neither, so the loop pays nothing."""
+    if not observers():
+        return verbose
+
+    def report(n_iter, lower_bound, change):
+        if verbose is not None:
+            verbose(n_iter, lower_bound, change)
+        notify(FitProgress(estimator, restart, n_restarts, n_iter, max_iter, lower_bound, change))
+
+    return report

@@ -85,3 +85,31 @@ def test_contract_sample_bic_save_load_and_errors(tmp_path):
     with pytest.raises(ValueError, match="inf"):
         model.fit(np.where(X > 5, np.inf, X))
     np.testing.assert_array_equal(model.means_, before)  # a failed fit changes nothing
+
+
+def test_iterations_reach_the_progress_observers():
+    """MFA, PPCA by EM and LDA report every iteration to lvmkit.fit.callbacks observers (the
+    command line's progress bar), as the mixtures do."""
+    import scipy.sparse as sp
+
+    from lvmkit import LatentDirichletAllocation
+    from lvmkit.fit.callbacks import observe
+
+    events = []
+    X, _ = mixture(n=120, seed=3)
+    counts = sp.csr_matrix(np.random.default_rng(0).poisson(1.0, (40, 15)) + 1.0)
+    with observe(events.append):
+        MixtureOfFactorAnalyzers(2, 1, max_iter=3, tol=0).fit(X)
+        ProbabilisticPCA(2, solver="em", max_iter=3, tol=0).fit(X)
+        LatentDirichletAllocation(3, max_iter=2).fit(counts)
+    seen = [(type(e.estimator).__name__, e.iteration) for e in events]
+    assert seen == [
+        ("MixtureOfFactorAnalyzers", 1),
+        ("MixtureOfFactorAnalyzers", 2),
+        ("MixtureOfFactorAnalyzers", 3),
+        ("ProbabilisticPCA", 1),
+        ("ProbabilisticPCA", 2),
+        ("ProbabilisticPCA", 3),
+        ("LatentDirichletAllocation", 1),
+        ("LatentDirichletAllocation", 2),
+    ]
