@@ -363,6 +363,11 @@ class Gaussian:
         :class:`CovarianceJitterWarning`); the covariances actually used are kept.
         """
         means, covariances = self.maximize(stats, params)
+        return self.finish(means, covariances, weights, reseed)
+
+    def finish(self, means, covariances, weights, reseed=None) -> GaussianParams:
+        """Re-seed the empty components (``reseed = (empty, point)``: their means at ``point``,
+        the others' pooled covariance), then factorise with escalating jitter where needed."""
         if reseed is not None:
             empty, point = reseed
             keep = torch.ones_like(weights, dtype=torch.bool)

@@ -502,20 +502,7 @@ class GapMixture(Mixture):
     def _finish(self, means, covariances, weights, reseed) -> GaussianParams:
         """Re-seed the empty components at the worst-explained row (the others' pooled
         covariance), then factorise (escalating jitter where needed), as ``Gaussian.m_step``."""
-        if reseed is not None:
-            empty, point = reseed
-            keep = torch.ones_like(weights, dtype=torch.bool)
-            keep[empty] = False
-            means[empty] = point.to(means)
-            if self.covariance_type != "tied":
-                if bool(keep.any()):
-                    w = weights[keep] / weights[keep].sum()
-                    pooled = torch.tensordot(w, covariances[keep], dims=1)
-                else:
-                    pooled = covariances.mean(0)
-                covariances[empty] = pooled
-        P, covariances = self.family.precisions_cholesky(covariances)
-        return GaussianParams(means, P, covariances=covariances)
+        return self.family.finish(means, covariances, weights, reseed)
 
 
 def gap_layout(running) -> bool:
