@@ -122,17 +122,17 @@ def hang(rank, world, out: Path):
 
 
 def mismatch(rank, world, out: Path):
-    """Rank 1's data is wrong (another feature count, dtype, a NaN), one case after another in
+    """Rank 1's data is wrong (another feature count, dtype, an infinity), one case after another in
     the same group: every rank fails before the first pass (and the group stays usable). Writes
     ``type|message`` lines, one per case, to OUT/rank{RANK}.txt."""
     lines = []
-    for what in ("features", "dtype", "nan"):
+    for what in ("features", "dtype", "inf"):
         X = share(rows("full"), 0.5, rank)
         if rank == 1:
             X = {
                 "features": lambda X=X: np.hstack([X, X[:, :1]]),
                 "dtype": lambda X=X: X.astype(np.float32),
-                "nan": lambda X=X: np.where(np.arange(len(X))[:, None] == 7, np.nan, X),
+                "inf": lambda X=X: np.where(np.arange(len(X))[:, None] == 7, np.inf, X),
             }[what]()
         try:
             estimator("full").fit(X)
