@@ -276,13 +276,12 @@ class LDAModel:
         v = docs.n_vocabulary
         k = beta.shape[0]
         padded = docs.padded_words is not None and docs.padded_words.numel() * k <= PADDED_BUDGET
-        if padded:  # every entry's topic factors, documents as rows: (n, L, K) and (n, K, L)
+        if padded:  # every entry's topic factors, documents as rows: (n, L, K)
             by_word = params.exp_beta_t_padded(dtype)[docs.padded_words]
-            by_topic = by_word.transpose(1, 2).contiguous()
             padded_counts = docs.padded_counts[:, None, :]
         for _ in range(self.max_doc_update_iter):
             if padded:  # two batched products; padding has count 0, so ratio 0
-                norm = torch.bmm(et[:, None, :], by_topic).add_(eps)
+                norm = torch.bmm(by_word, et[:, :, None]).add_(eps).transpose(1, 2)
                 acc = torch.bmm(padded_counts / norm, by_word)[:, 0, :]
             else:
                 shape = (ids.numel(), v)
@@ -302,7 +301,7 @@ class LDAModel:
             if left < 0.8 * ids.numel():  # write the stopped ones back; shrink the working set
                 gamma[ids], exp_theta[ids] = g, et
                 if padded:
-                    by_word, by_topic = by_word[active], by_topic[active]
+                    by_word = by_word[active]
                     padded_counts = padded_counts[active]
                 else:
                     lengths = crow[1:] - crow[:-1]
