@@ -206,6 +206,32 @@ class MixtureOfFactorAnalyzers(LatentFactorModel):
     def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
+    def inverse_transform(self, Z, labels=None) -> np.ndarray:
+        """The mean of p(x | z, k) = W_k z + μ_k for latent coordinates ``Z`` (n, q) in the
+        components ``labels`` (n,) (each component has its own latent space; with one component
+        ``labels`` may be left out)."""
+        check_is_fitted(self, "loadings_")
+        Z = np.asarray(Z, dtype=np.float64)
+        k, _, q = self.loadings_.shape
+        if Z.ndim != 2 or Z.shape[1] != q:
+            raise ValueError(
+                f"Z must have shape (n_samples, {q}) (latent coordinates); got {Z.shape}."
+            )
+        if labels is None:
+            if k > 1:
+                raise ValueError(
+                    f"inverse_transform needs the component of every row (labels=, 0 … {k - 1}): "
+                    "each of the mixture's components has its own latent space. Use "
+                    "labels=model.predict(X) for rows that transform(X) encoded."
+                )
+            labels = np.zeros(len(Z), dtype=np.int64)
+        labels = np.asarray(labels)
+        if labels.shape != (len(Z),) or not np.isin(labels, np.arange(k)).all():
+            raise ValueError(
+                f"labels must hold one component in 0 … {k - 1} per row of Z ({len(Z)} rows)."
+            )
+        return np.einsum("ndq,nq->nd", self.loadings_[labels], Z) + self.means_[labels]
+
     def get_covariances(self) -> np.ndarray:
         """Σ_k = W_k W_kᵀ + Ψ_k (K, D, D)."""
         check_is_fitted(self, "loadings_")

@@ -54,6 +54,13 @@ def test_recovers_a_known_mixture_and_its_posteriors_are_scipys():
     proba = np.exp(log_joint - logsumexp(log_joint, 1, keepdims=True))
     np.testing.assert_allclose(model.predict_proba(X), proba, atol=1e-10)
     assert model.transform(X).shape == (len(X), 2)
+    # decoding the latent means in the rows' components gives E[x | z = E[z | x], k]
+    labels = model.predict(X)
+    back = model.inverse_transform(model.transform(X), labels)
+    W, mu = model.loadings_[labels], model.means_[labels]
+    np.testing.assert_allclose(back, np.einsum("ndq,nq->nd", W, model.transform(X)) + mu)
+    with pytest.raises(ValueError, match="needs the component of every row"):
+        model.inverse_transform(model.transform(X))
     # a model with gaps: the held-out score of the observed values stays close
     gappy = X.copy()
     gappy[np.random.default_rng(3).random(X.shape) < 0.2] = np.nan
