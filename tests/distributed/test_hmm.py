@@ -5,6 +5,7 @@ one-process fit in chunks of a few sequences (the chunked path)."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -82,13 +83,8 @@ def test_linear_models_on_two_ranks_equal_one_process(two_ranks, split, label):
 def test_em_with_missing_values_on_two_ranks_equals_one_process(two_ranks, split, label):
     """EM on rows with gaps (probabilistic PCA, factor analysis, a mixture of factor analyzers
     from k-means): 15 iterations, every bound and parameter as in one process, in chunks too."""
-    from tests.distributed.hmm_cases import gappy_linear_models as cases
 
-    X = cases.rows()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = cases.fitted(cases.estimators()[label].fit(X))
-        chunked = cases.fitted(cases.estimators()[label].set_params(chunk_size=7).fit(X))
+    expected, chunked = _one_process_with_gaps(label)
     for name, value in expected.items():
         key = f"{label}/{split}/{name}"
         assert np.array_equal(two_ranks[0][key], two_ranks[1][key]), key
@@ -108,3 +104,17 @@ def test_lda_batch_em_on_two_ranks_equals_one_process(two_ranks, split):
         key = f"lda/{split}/{name}"
         assert np.array_equal(two_ranks[0][key], two_ranks[1][key]), key
         assert_close(two_ranks[0][key], value, key)
+
+
+@functools.cache
+def _one_process_with_gaps(label: str):
+    """The one-process fit of a gappy-linear case, whole and in chunks of 7 rows (once per
+    label, shared by the splits)."""
+    from tests.distributed.hmm_cases import gappy_linear_models as cases
+
+    X = cases.rows()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = cases.fitted(cases.estimators()[label].fit(X))
+        chunked = cases.fitted(cases.estimators()[label].set_params(chunk_size=7).fit(X))
+    return expected, chunked
