@@ -118,29 +118,33 @@ def transform(model, data, output, columns, key, binarize, device, as_json):
     Z = np.asarray(est.transform(X), dtype=np.float64)
     Z = Z.reshape(len(Z), -1)
     header = [f"z{j + 1}" for j in range(Z.shape[1])]
-    columns_out = [Z[:, j] for j in range(Z.shape[1])]
+    counts = {"n_samples": len(Z), "n_latent": Z.shape[1]}
+    span = header[0] + (f" .. {header[-1]}" if len(header) > 1 else "")
+    _emit_table(
+        header,
+        [Z[:, j] for j in range(Z.shape[1])],
+        model,
+        data,
+        output,
+        as_json,
+        counts,
+        {"latent": Z},
+        f"wrote {len(Z)} rows of latent coordinates ({span}) to {output}",
+    )
+
+
+def _emit_table(header, columns, model, data, output, as_json, counts, inline, done):
+    """``transform``'s output: the table to ``output`` (or stdout), or with ``--json`` a summary
+    holding ``counts`` (and the values ``inline`` when there is no ``output``)."""
     if as_json:
         if output:
-            _write_rows(header, columns_out, output)
-        _echo_json(
-            {
-                "model": model,
-                "data": data,
-                "output": output,
-                "n_samples": len(Z),
-                "n_latent": Z.shape[1],
-                "columns": header,
-                **({} if output else {"latent": Z}),
-            }
-        )
+            _write_rows(header, columns, output)
+        summary = {"model": model, "data": data, "output": output, **counts, "columns": header}
+        _echo_json({**summary, **({} if output else inline)})
         return
-    _write_rows(header, columns_out, output)
+    _write_rows(header, columns, output)
     if output:
-        click.echo(
-            f"wrote {len(Z)} rows of latent coordinates ({header[0]}"
-            + (f" .. {header[-1]}" if len(header) > 1 else "")
-            + f") to {output}"
-        )
+        click.echo(done)
 
 
 @click.command(
@@ -222,27 +226,18 @@ def _transform_documents(est, X, recipe, model, data, output, as_json):
     theta = np.asarray(est.transform(X), dtype=np.float64)
     header = ["document"] + [f"topic{k + 1}" for k in range(theta.shape[1])]
     columns_out = [np.array(names, dtype=object)] + [theta[:, k] for k in range(theta.shape[1])]
-    if as_json:
-        if output:
-            _write_rows(header, columns_out, output)
-        _echo_json(
-            {
-                "model": model,
-                "data": data,
-                "output": output,
-                "n_documents": len(theta),
-                "n_topics": theta.shape[1],
-                "columns": header,
-                **({} if output else {"documents": names, "proportions": theta}),
-            }
-        )
-        return
-    _write_rows(header, columns_out, output)
-    if output:
-        click.echo(
-            f"wrote the topic proportions of {len(theta)} documents ({header[1]} .. "
-            f"{header[-1]}) to {output}"
-        )
+    _emit_table(
+        header,
+        columns_out,
+        model,
+        data,
+        output,
+        as_json,
+        {"n_documents": len(theta), "n_topics": theta.shape[1]},
+        {"documents": names, "proportions": theta},
+        f"wrote the topic proportions of {len(theta)} documents ({header[1]} .. {header[-1]}) "
+        f"to {output}",
+    )
 
 
 def _write_npy(values, output: str) -> None:
