@@ -316,7 +316,7 @@ class LDAModel:
     def _remember(self, params: TopicParams) -> None:
         """Keep the topics' part of the bound of the parameters of this pass (for bound)."""
         if self._topic_term is None or self._topic_term[0] is not params:
-            self._topic_term = (params, self.topic_term(params))
+            self._topic_term = (params, None)  # computed by bound(), when a pass asks for it
             refresh = getattr(self.doc_init, "refresh", None)
             if refresh is not None:  # a new pass: new random starts
                 refresh()
@@ -389,7 +389,11 @@ class LDAModel:
     def bound(self, stats: Stats) -> float:
         """The ELBO per word (nats) of the documents in ``stats`` under the topics of the last
         E-step (−log of the perplexity)."""
-        total = stats.scalar("log_likelihood") + self._topic_term[1]
+        params, term = self._topic_term
+        if term is None:  # the K x V lgamma term, once per parameters (not per mini-batch)
+            term = self.topic_term(params)
+            self._topic_term = (params, term)
+        total = stats.scalar("log_likelihood") + term
         return total / max(stats.scalar("n_words"), 1e-300)
 
     def m_step(self, stats: Stats, params: TopicParams, reseed=None) -> TopicParams:
