@@ -8,12 +8,12 @@ step sizes ρ_t = (learning_offset + t)^(−learning_decay), the same as scikit-
 
 Two differences from scikit-learn, both deliberate:
 
-- Batch learning starts every document's E-step where its previous one ended (scikit-learn draws
-  a fresh random start each iteration). Then every step is coordinate ascent on one bound, so the
-  bound, recorded every iteration in ``lower_bounds_`` (per word; the perplexity is its
-  exp(−·)), never decreases, and later E-steps take few iterations. The first iteration draws the
-  same random starts as scikit-learn, so from the same ``random_state`` it computes the same
-  topics.
+- Batch learning's bound, recorded every iteration in ``lower_bounds_`` (per word; the
+  perplexity is its exp(−·)), never decreases. Every E-step starts each document at fresh random
+  γ, scikit-learn's draws (from the same ``random_state``, the same topics as scikit-learn's, and
+  as long as scikit-learn's bound rises, the same fit); an iteration whose bound would fall below
+  the previous one's instead keeps, document by document, the better of its fresh γ and the
+  previous iteration's (the guard in :meth:`lvmkit.models.lda.LDAModel.bound`), which cannot.
 - Counts must be non-negative integers and every document non-empty; a vocabulary that differs at
   ``transform`` is an error.
 """
@@ -242,7 +242,7 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         self.n_iter_ = 0
         self.lower_bounds_ = []
 
-    def _model(self, doc_init, warm=False, scale=None) -> lda.LDAModel:
+    def _model(self, doc_init, guard=False, scale=None) -> lda.LDAModel:
         return lda.LDAModel(
             self.n_components,
             self.doc_topic_prior_,
@@ -251,7 +251,7 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
             self.max_doc_update_iter,
             self.mean_change_tol,
             doc_init,
-            warm=warm,
+            guard=guard,
             scale=scale,
         )
 
@@ -289,7 +289,7 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         dtype = v.resolve_dtype(self.dtype)
         if self.learning_method == "batch":
             chunks = lda.DocumentChunks(X, dtype, self._device(), E_STEP_DOCS, offset)
-            model = self._model(self._random_starts(n_total), warm=True)
+            model = self._model(self._random_starts(n_total), guard=True)
             params = self._batch(model, chunks, comm)
             final = model.bound(e_pass(model, chunks, params, comm))
         else:
@@ -422,9 +422,9 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         chunks = lda.DocumentChunks(X, v.resolve_dtype(self.dtype), self._device(), E_STEP_DOCS)
         gammas, total = [], None
         for docs, _ in chunks.iter_weighted():
-            gamma, exp_theta = model.infer(docs, params, self._ones(0, docs.n_docs))
-            gammas.append(gamma.to(f64))
-            stats = model.statistics(docs, params, gamma, exp_theta)
+            found = model.solve(docs, params, self._ones(0, docs.n_docs))
+            gammas.append(found.gamma.to(f64))
+            stats = model.statistics(docs, params, found)
             total = stats if total is None else total + stats
         return torch.cat(gammas), total, model.topic_term(params)
 

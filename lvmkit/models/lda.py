@@ -9,10 +9,12 @@ ascent per document on (φ_d, γ_d) with the topics fixed:
     n_dw = Σ_k exp(E[log θ_dk]) exp(E[log β_kw]),
 
 until the mean absolute change of γ_d falls below ``mean_change_tol``, exactly as scikit-learn's
-(the same updates, the same per-document stopping rule). Here every document of a batch moves at
-once over the batch's non-zero entries (no loop over documents): the entries of the documents
-still moving are gathered, their normalizers formed, and scattered back, and converged documents
-leave the working set. The expected topic-word counts Σ_d c_dw φ_dwk are sums over documents, so
+(the same updates, the same per-document stopping rule). It has two implementations with the same
+numbers: on the CPU a compiled loop per document, documents in parallel
+(:mod:`lvmkit.models.lda_kernels`); elsewhere (a GPU) every document of a batch moves at once over
+the batch's non-zero entries (no loop over documents): the entries of the documents still moving
+are gathered, their normalizers formed, and scattered back, and converged documents leave the
+working set. The expected topic-word counts Σ_d c_dw φ_dwk are sums over documents, so
 they add over chunks and processes, and the M-step is λ = η + (those counts), or the online
 blend of Hoffman et al. (stepwise EM on the same statistics).
 
@@ -89,9 +91,21 @@ class Documents:
         return float(self.counts.sum(dtype=f64))
 
     @property
+    def unique_words(self) -> Tensor:
+        """The words that occur in these documents, each once (sorted)."""
+        if self._unique is None:
+            self._unique = torch.unique(self.words)
+        return self._unique
+
+    @property
+    def lengths(self) -> Tensor:
+        """The number of entries of every document (n,)."""
+        return self.crow[1:] - self.crow[:-1]
+
+    @property
     def rows(self) -> Tensor:
         """The document of every entry (nnz,)."""
-        lengths = self.crow[1:] - self.crow[:-1]
+        lengths = self.lengths
         return torch.repeat_interleave(torch.arange(self.n_docs, device=lengths.device), lengths)
 
     def matrix(self, values: Tensor) -> Tensor:
@@ -109,6 +123,7 @@ class Documents:
     padded_words: Tensor | None = None
     padded_valid: Tensor | None = None
     padded_counts: Tensor | None = None
+    _unique: Tensor | None = field(default=None, repr=False)
 
 
 def _csr(crow, col, values, size) -> Tensor:
@@ -199,7 +214,21 @@ class TopicParams:
         """exp(E[log β]) (K, V) in ``dtype``."""
         key = ("exp", dtype)
         if key not in self.compute:
-            self.compute[key] = torch.exp(self.elog_beta()).to(dtype)
+            if self.components.device.type == "cpu":  # exp(ψ) directly, rows in parallel
+                self.compute[key] = self._exp_compiled(self.components.shape, dtype)
+            else:
+                self.compute[key] = torch.exp(self.elog_beta()).to(dtype)
+        return self.compute[key]
+
+    def exp_beta_t(self, dtype) -> Tensor:
+        """exp(E[log β])ᵀ (V, K), contiguous, in ``dtype``."""
+        key = ("exp_t", dtype)
+        if key not in self.compute:
+            if self.components.device.type == "cpu":
+                k, v = self.components.shape
+                self.compute[key] = self._exp_compiled((v, k), dtype)
+            else:
+                self.compute[key] = self.exp_beta(dtype).T.contiguous()
         return self.compute[key]
 
     def exp_beta_t_padded(self, dtype) -> Tensor:
@@ -210,12 +239,25 @@ class TopicParams:
             self.compute[key] = torch.cat([t, torch.zeros_like(t[:1])])
         return self.compute[key]
 
-    def exp_beta_t(self, dtype) -> Tensor:
-        """exp(E[log β])ᵀ (V, K), contiguous, in ``dtype``."""
-        key = ("exp_t", dtype)
-        if key not in self.compute:
-            self.compute[key] = self.exp_beta(dtype).T.contiguous()
-        return self.compute[key]
+    def _exp_compiled(self, shape, dtype) -> Tensor:
+        from lvmkit.models import lda_kernels
+
+        out = torch.empty(shape, dtype=dtype)
+        with lda_kernels.threads(torch.get_num_threads()):
+            lda_kernels.exp_dirichlet_expectation(self.components.numpy(), out.numpy())
+        return out
+
+
+@dataclass
+class Inferred:
+    """The end of a batch's E-step: every document's γ and exp(E[log θ]) (n, K) (compute dtype),
+    the statistics' weights c_dw / (n_dw + eps) at every entry (nnz,) and every document's part
+    of the bound (n,) float64."""
+
+    gamma: Tensor
+    exp_theta: Tensor
+    ratios: Tensor
+    bounds: Tensor
 
 
 class LDAModel:
@@ -228,10 +270,16 @@ class LDAModel:
     dtype : compute dtype of the E-step (statistics and bounds are float64)
     max_doc_update_iter, mean_change_tol : the per-document coordinate ascent's limits
     doc_init : ``(start, n) -> (n, K)`` float64 starting γ of documents ``start … start + n − 1``
-    warm : keep every batch's γ and start its next E-step there (batch EM: the bound then never
-        decreases); otherwise every E-step starts from ``doc_init``
+    guard : batch EM's guard on the bound (see :meth:`bound`): every E-step starts from
+        ``doc_init`` (fresh random starts, as scikit-learn's), and a pass whose bound would fall
+        below the previous pass's keeps, document by document, the better of its fresh γ and the
+        previous pass's, so the bound never decreases
     scale : the M-step's λ = η + scale · counts / n_samples (the corpus size: 1 · totals for batch
         EM, D / B for the online step on per-document statistics)
+    compiled : the E-step's implementation: the compiled per-document loop of
+        :mod:`lvmkit.models.lda_kernels` (True), the batched torch one (False), or the compiled one
+        on the CPU and torch's elsewhere (None). Both make the same updates with the same stopping
+        rule.
     """
 
     advice = "Check the counts, or lower doc_topic_prior and topic_word_prior."
@@ -245,18 +293,26 @@ class LDAModel:
         max_doc_update_iter,
         mean_change_tol,
         doc_init,
-        warm=False,
+        guard=False,
         scale=None,
+        compiled=None,
     ):
         self.n_topics, self.alpha, self.eta = int(n_topics), float(alpha), float(eta)
         self.dtype = dtype
         self.max_doc_update_iter, self.mean_change_tol = max_doc_update_iter, mean_change_tol
-        self.doc_init, self.warm, self.scale = doc_init, warm, scale
-        self.gamma: dict[int, Tensor] = {}
+        self.doc_init, self.guard, self.scale = doc_init, guard, scale
+        self.compiled = compiled
+        # the guard: every batch's γ of the last pass (fresh, guarded), which of the two the
+        # pass kept, and the bound it recorded
+        self._candidates: dict[int, tuple[Tensor, Tensor]] = {}
+        self._kept: dict[int, Tensor] = {}
+        self._fresh_chosen = True
+        self._pass_bound: float | None = None
+        self._reference: float | None = None
         self._topic_term = None
 
     # ------------------------------------------------------------------ E-step
-    def infer(self, docs: Documents, params: TopicParams, gamma: Tensor):
+    def infer(self, docs: Documents, params: TopicParams, gamma: Tensor, max_iter=None):
         """Coordinate ascent of every document's γ (n, K) from ``gamma``; returns the final γ
         and exp(E[log θ]) (compute dtype).
 
@@ -270,7 +326,7 @@ class LDAModel:
         exp_theta = torch.exp(dirichlet_expectation(gamma))
         # the working set: documents still moving, their γ and exp E[log θ] side by side
         ids = torch.arange(docs.n_docs, device=gamma.device)
-        g, et = gamma, exp_theta.clone()
+        g, et = gamma.clone(), exp_theta.clone()
         crow, words, counts = docs.crow, docs.words, docs.counts
         active = torch.ones(docs.n_docs, dtype=torch.bool, device=gamma.device)
         v = docs.n_vocabulary
@@ -279,7 +335,8 @@ class LDAModel:
         if padded:  # every entry's topic factors, documents as rows: (n, L, K)
             by_word = params.exp_beta_t_padded(dtype)[docs.padded_words]
             padded_counts = docs.padded_counts[:, None, :]
-        for _ in range(self.max_doc_update_iter):
+        max_iter = self.max_doc_update_iter if max_iter is None else max_iter
+        for _ in range(max_iter):
             if padded:  # two batched products; padding has count 0, so ratio 0
                 norm = torch.bmm(by_word, et[:, :, None]).add_(eps).transpose(1, 2)
                 acc = torch.bmm(padded_counts / norm, by_word)[:, 0, :]
@@ -313,28 +370,84 @@ class LDAModel:
         gamma[ids], exp_theta[ids] = g, et
         return gamma, exp_theta
 
+    def solve(self, docs: Documents, params: TopicParams, start: Tensor, max_iter=None) -> Inferred:
+        """Every document's E-step from ``start`` (n, K), at most ``max_iter`` steps
+        (``max_doc_update_iter`` by default; 0 evaluates ``start``)."""
+        max_iter = self.max_doc_update_iter if max_iter is None else int(max_iter)
+        if self._compiled(docs):
+            return self._solve_compiled(docs, params, start, max_iter)
+        return self._finish(docs, params, *self.infer(docs, params, start, max_iter))
+
+    def _compiled(self, docs: Documents) -> bool:
+        on_cpu = docs.counts.device.type == "cpu"
+        if self.compiled and not on_cpu:
+            raise ValueError(
+                f"The compiled LDA E-step runs on the CPU; these documents are on "
+                f"{docs.counts.device}. Use compiled=None (the batched torch E-step there)."
+            )
+        return on_cpu if self.compiled is None else bool(self.compiled)
+
+    def _solve_compiled(self, docs, params, start, max_iter) -> Inferred:
+        from lvmkit.models import lda_kernels
+
+        dtype = self.dtype
+        with lda_kernels.threads(torch.get_num_threads()):
+            gamma, exp_theta, ratios, bounds, _ = lda_kernels.infer(
+                docs.crow.numpy(),
+                docs.words.numpy(),
+                docs.counts.numpy(),
+                params.exp_beta_t(dtype).numpy(),
+                start.to(dtype).contiguous().numpy(),
+                self.alpha,
+                max_iter,
+                float(self.mean_change_tol),
+                float(torch.finfo(dtype).eps),
+            )
+        return Inferred(*(torch.from_numpy(a) for a in (gamma, exp_theta, ratios, bounds)))
+
+    def _finish(self, docs, params, gamma, exp_theta) -> Inferred:
+        """The weights and bounds of the torch E-step's end."""
+        eps = torch.finfo(self.dtype).eps
+        norm = self._normalizers(docs, params, exp_theta)
+        ratios = docs.counts / (norm + eps)
+        words = torch.zeros(docs.n_docs, dtype=f64, device=norm.device).index_add_(
+            0, docs.rows, docs.counts.to(f64) * torch.log(norm.to(f64).clamp(min=1e-300))
+        )
+        return Inferred(gamma, exp_theta, ratios, words + dirichlet_terms(self.alpha, gamma))
+
     def _remember(self, params: TopicParams) -> None:
-        """Keep the topics' part of the bound of the parameters of this pass (for bound)."""
+        """At the first E-step under new parameters: a new pass (new random starts; the guard's
+        reference is the bound the last pass recorded, its γ the ones it kept)."""
         if self._topic_term is None or self._topic_term[0] is not params:
             self._topic_term = (params, None)  # computed by bound(), when a pass asks for it
             refresh = getattr(self.doc_init, "refresh", None)
             if refresh is not None:  # a new pass: new random starts
                 refresh()
+            if self.guard and self._pass_bound is not None:
+                self._reference = self._pass_bound
+                which = 0 if self._fresh_chosen else 1
+                self._kept = {start: pair[which] for start, pair in self._candidates.items()}
+            self._pass_bound = None
 
     def e_step(self, docs: Documents, weights, params: TopicParams) -> Stats:
         self._remember(params)
-        fresh = self.infer(docs, params, self.doc_init(docs.start, docs.n_docs))
-        if self.warm:
-            previous = self.gamma.get(docs.start)
-            if previous is not None:  # each document keeps the better of the two E-steps
-                fresh = self._better(docs, params, fresh, self.infer(docs, params, previous))
-            self.gamma[docs.start] = fresh[0]
-        return self.statistics(docs, params, *fresh)
-
-    def _better(self, docs, params, one, other):
-        """Per document, the (γ, exp E[log θ]) of ``one`` or ``other`` with the higher bound."""
-        take = self.document_bounds(docs, params, *other) > self.document_bounds(docs, params, *one)
-        return tuple(torch.where(take[:, None], b, a) for a, b in zip(one, other, strict=True))
+        found = self.solve(docs, params, self.doc_init(docs.start, docs.n_docs))
+        stats = self.statistics(docs, params, found)
+        if not self.guard:
+            return stats
+        # the guarded alternative: each document keeps the better of its fresh γ and the one
+        # it kept last pass (evaluated under the new topics, no steps)
+        guarded = found
+        kept = self._kept.get(docs.start)
+        if kept is not None:
+            guarded = _better(docs, found, self.solve(docs, params, kept, max_iter=0))
+        self._candidates[docs.start] = (found.gamma, guarded.gamma)
+        alternative = stats if guarded is found else self.statistics(docs, params, guarded)
+        return Stats(
+            stats,
+            guarded_counts=alternative["counts"],
+            guarded_log_likelihood=alternative["log_likelihood"],
+        )
 
     def _normalizers(self, docs, params, exp_theta) -> Tensor:
         beta = params.exp_beta(self.dtype)
@@ -343,26 +456,28 @@ class LDAModel:
             _csr(docs.crow, docs.words, docs.counts, shape), exp_theta, beta, beta=0.0
         ).values()
 
-    def document_bounds(self, docs, params, gamma, exp_theta) -> Tensor:
-        """Every document's part of the bound (n,), float64."""
-        norm = self._normalizers(docs, params, exp_theta).to(f64).clamp(min=1e-300)
-        words = torch.zeros(docs.n_docs, dtype=f64, device=norm.device).index_add_(
-            0, docs.rows, docs.counts.to(f64) * torch.log(norm)
-        )
-        return words + dirichlet_terms(self.alpha, gamma)
-
-    def statistics(self, docs, params, gamma, exp_theta) -> Stats:
+    def statistics(self, docs, params, found: Inferred) -> Stats:
         """The expected topic-word counts (K, V) and the documents' part of the bound."""
-        eps = torch.finfo(self.dtype).eps
-        norm = self._normalizers(docs, params, exp_theta)
-        raw = docs.transposed(docs.counts / (norm + eps)) @ exp_theta  # (V, K)
-        counts = raw.T.to(f64) * params.exp_beta(f64)
-        words = (docs.counts.to(f64) * torch.log(norm.to(f64).clamp(min=1e-300))).sum()
-        theta = dirichlet_terms(self.alpha, gamma).sum()
+        if self._compiled(docs):
+            from lvmkit.models import lda_kernels
+
+            with lda_kernels.threads(torch.get_num_threads()):
+                counts = lda_kernels.topic_word_counts(
+                    docs.crow.numpy(),
+                    docs.words.numpy(),
+                    docs.unique_words.numpy(),
+                    found.ratios.numpy(),
+                    found.exp_theta.numpy(),
+                    params.exp_beta_t(self.dtype).numpy(),
+                )
+            counts = torch.from_numpy(counts)
+        else:
+            raw = docs.transposed(found.ratios) @ found.exp_theta  # (V, K)
+            counts = raw.T.to(f64) * params.exp_beta(f64)
         device = counts.device
         return Stats(
             counts=counts,
-            log_likelihood=(words + theta).to(device),
+            log_likelihood=found.bounds.sum().to(device),
             n_samples=torch.tensor(float(docs.n_docs), dtype=f64, device=device),
             n_words=docs.counts.sum(dtype=f64),
         )
@@ -371,12 +486,19 @@ class LDAModel:
         self._remember(params)
         k, v = params.components.shape
         zero = dict(dtype=f64, device=params.components.device)
-        return Stats(
+        stats = Stats(
             counts=torch.zeros(k, v, **zero),
             log_likelihood=torch.zeros((), **zero),
             n_samples=torch.zeros((), **zero),
             n_words=torch.zeros((), **zero),
         )
+        if self.guard:
+            stats = Stats(
+                stats,
+                guarded_counts=stats["counts"],
+                guarded_log_likelihood=stats["log_likelihood"],
+            )
+        return stats
 
     def portable(self, stats: Stats, params: TopicParams) -> Stats:
         return stats  # expected counts: the same whatever the topics they were computed under
@@ -388,18 +510,53 @@ class LDAModel:
 
     def bound(self, stats: Stats) -> float:
         """The ELBO per word (nats) of the documents in ``stats`` under the topics of the last
-        E-step (−log of the perplexity)."""
+        E-step (−log of the perplexity).
+
+        With the guard (batch EM): the bound of the fresh E-step if it is at least the previous
+        pass's, else that of the guarded one, which is at least the previous pass's: the
+        previous γ under the new topics bound at least as much as under the old ones (the M-step
+        maximised the bound over the topics at that γ), and each document keeps the better of
+        its fresh γ and that one."""
+        fresh, guarded = self._bounds(stats)
+        chosen = fresh if self._choose_fresh(stats) else guarded
+        self._pass_bound = chosen
+        return chosen
+
+    def _bounds(self, stats: Stats) -> tuple[float, float | None]:
         params, term = self._topic_term
         if term is None:  # the K x V lgamma term, once per parameters (not per mini-batch)
             term = self.topic_term(params)
             self._topic_term = (params, term)
-        total = stats.scalar("log_likelihood") + term
-        return total / max(stats.scalar("n_words"), 1e-300)
+        words = max(stats.scalar("n_words"), 1e-300)
+        fresh = (stats.scalar("log_likelihood") + term) / words
+        if "guarded_log_likelihood" not in stats:
+            return fresh, None
+        return fresh, (stats.scalar("guarded_log_likelihood") + term) / words
+
+    def _choose_fresh(self, stats: Stats) -> bool:
+        """Whether this pass keeps its fresh E-step (else the guarded one)."""
+        fresh, guarded = self._bounds(stats)
+        keep = guarded is None or self._reference is None or fresh >= self._reference
+        self._fresh_chosen = keep
+        return keep
 
     def m_step(self, stats: Stats, params: TopicParams, reseed=None) -> TopicParams:
         n = stats.scalar("n_samples")
         scale = 1.0 if self.scale is None else self.scale / max(n, 1e-300)
-        return TopicParams(self.eta + stats["counts"] * scale)
+        counts = stats["counts"] if self._choose_fresh(stats) else stats["guarded_counts"]
+        return TopicParams(self.eta + counts * scale)
+
+
+def _better(docs: Documents, one: Inferred, other: Inferred) -> Inferred:
+    """Per document, the end (of ``one`` or ``other``) with the higher bound."""
+    take = other.bounds > one.bounds
+    entries = torch.repeat_interleave(take, docs.lengths)
+    return Inferred(
+        torch.where(take[:, None], other.gamma, one.gamma),
+        torch.where(take[:, None], other.exp_theta, one.exp_theta),
+        torch.where(entries, other.ratios, one.ratios),
+        torch.where(take, other.bounds, one.bounds),
+    )
 
 
 # ---------------------------------------------------------------------- held-out likelihood
