@@ -45,9 +45,10 @@ Protocol
 * Threads: ``--threads`` (2) for torch, OpenMP, MKL and OpenBLAS (set before NumPy and torch
   load, and by threadpoolctl). ``OMP_WAIT_POLICY=PASSIVE`` is set before torch loads
   (``--omp-wait-policy default`` leaves the environment alone): on a 2-core machine shared with
-  other jobs, libgomp's default policy (spin, then sleep) made lvmkit's 2-thread E-step 4–20×
-  slower, every small parallel op waiting for a thread the scheduler had put aside. scikit-learn's
-  and gensim's E-steps use no OpenMP, so the setting changes only torch.
+  other jobs, libgomp's default policy (spin, then sleep) made lvmkit's earlier 2-thread torch
+  E-step 4–20× slower, every small parallel op waiting for a thread the scheduler had put aside.
+  lvmkit's CPU E-step is now compiled (numba, as many threads as torch's, OpenMP-backed).
+  scikit-learn's and gensim's E-steps use no OpenMP.
 * Timing: every fit runs with ``verbose`` (scikit-learn, lvmkit: one line per iteration) or
   gensim's INFO log (one "topic diff" record per M-step) captured with a timestamp per line.
   s/iteration = (end of iteration n − end of iteration 1) / (n − 1): iterations 2 … n only, so
@@ -672,7 +673,7 @@ def main(argv=None) -> None:
         sections.append("\n".join(notes) + "\n")
     elapsed = time.perf_counter() - started
 
-    info = _common.machine_info(("torch", "numpy", "sklearn", "gensim"))
+    info = _common.machine_info(("torch", "numpy", "numba", "sklearn", "gensim"))
     command = ".venv/bin/python bench/lda.py" + (" " + " ".join(argv) if argv else "")
     if argv is None and len(sys.argv) > 1:
         command = ".venv/bin/python bench/lda.py " + " ".join(sys.argv[1:])
@@ -735,9 +736,10 @@ def main(argv=None) -> None:
             + (
                 " (set by the script before torch loads; `--omp-wait-policy default` leaves it "
                 "alone). On this 2-core machine shared with other jobs, libgomp's default policy "
-                "(spin, then sleep) made lvmkit's 2-thread E-step 4–20× slower: each small "
-                "parallel op waited for a descheduled thread. scikit-learn's and gensim's E-steps "
-                "use no OpenMP, so the setting affects only torch."
+                "(spin, then sleep) made lvmkit's earlier 2-thread torch E-step 4–20× slower: "
+                "each small parallel op waited for a descheduled thread. lvmkit's E-step is now "
+                "compiled (numba, its threads as many as torch's, OpenMP-backed); "
+                "scikit-learn's and gensim's E-steps use no OpenMP."
                 if WAIT_POLICY == "PASSIVE"
                 else ""
             ),
