@@ -137,7 +137,9 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         A document's E-step stops when its γ moves by less than this (mean absolute change).
     max_doc_update_iter : int, default=100
     n_jobs : ignored
-        Accepted for scikit-learn compatibility; the E-step is vectorised over documents.
+        Accepted for scikit-learn compatibility. On the CPU the E-step runs documents in
+        parallel on torch's threads (``torch.set_num_threads``), a compiled loop per document;
+        on a GPU it moves a batch's documents at once.
     verbose : int, default=0
     random_state : int, RandomState or None
         Seeds the topics' start and the documents' first E-step (the same draws as

@@ -535,8 +535,11 @@ class LDAModel:
 
     def _choose_fresh(self, stats: Stats) -> bool:
         """Whether this pass keeps its fresh E-step (else the guarded one)."""
-        fresh, guarded = self._bounds(stats)
-        keep = guarded is None or self._reference is None or fresh >= self._reference
+        if "guarded_log_likelihood" not in stats or self._reference is None:
+            self._fresh_chosen = True
+            return True  # no guard (online steps: no bound computed here), or its first pass
+        fresh, _ = self._bounds(stats)
+        keep = fresh >= self._reference
         self._fresh_chosen = keep
         return keep
 

@@ -22,26 +22,33 @@ import math
 import numba as nb
 import numpy as np
 
-_JIT = dict(cache=True, nogil=True)
+# error_model="numpy": a division by zero gives inf, not an exception (which would keep the
+# loops from vectorizing); nothing here divides by zero (γ > 0, normalizers guarded by eps)
+_JIT = dict(cache=True, nogil=True, error_model="numpy")
 # the sums over topics may be reordered (SIMD); nothing else is relaxed
 _SUMS = dict(_JIT, fastmath={"reassoc", "contract"})
 
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238  # ln 2 in two parts (Cody & Waite): n · _LN2_HI is exact
+_LN2_LO = 1.9082149292705877e-10
+#: 1/12!, 1/11!, …, 1/0!: exp's Taylor coefficients, highest first (Horner)
+_EXP_TAYLOR = np.array([1.0 / math.factorial(i) for i in range(12, -1, -1)])
 
-@nb.njit(**_JIT)
+
+@nb.njit(inline="always", **_JIT)
 def _digamma_parts(x: float):
     """(y, r) with ψ(x) = log(y) + r, for x > 0: below 6, the recurrence
     ψ(x) = ψ(x + 6) − Σ_{i<6} 1/(x + i) (the sum as one fraction: one division, not six), then
     at y = x (+ 6) the asymptotic series to y⁻¹⁴ (absolute error below 2e-13; checked against
-    SciPy)."""
-    shift = 0.0
-    if x < 6.0:
-        num, den = 1.0, x
-        for i in range(1, 6):
-            num = num * (x + i) + den
-            den *= x + i
-        shift = -num / den
-        x += 6.0
-    f = 1.0 / (x * x)
+    SciPy). Branch-free (selects), so that loops over it vectorize."""
+    num, den = 1.0, x
+    for i in range(1, 6):
+        num = num * (x + i) + den
+        den *= x + i
+    small = x < 6.0
+    y = x + 6.0 if small else x
+    shift = -num / den if small else 0.0
+    f = 1.0 / (y * y)
     series = f * (
         -1.0 / 12
         + f
@@ -50,7 +57,7 @@ def _digamma_parts(x: float):
             + f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 - f / 12))))
         )
     )
-    return x, shift - 0.5 / x + series
+    return y, shift - 0.5 / y + series
 
 
 @nb.njit(**_JIT)
@@ -68,29 +75,66 @@ def exp_digamma(x: float) -> float:
 
 
 @nb.njit(**_JIT)
-def _exp_elog(gamma, out):
-    """out ← exp(E[log θ]) = exp(ψ(γ_k)) / exp(ψ(Σ γ)) under Dir(gamma) (1-D)."""
+def exp_digamma_into(xs, out, bits):
+    """out[i] ← exp(ψ(xs[i])) for every i (``bits``: int64 scratch of the same length).
+
+    The same arithmetic as :func:`exp_digamma` with the exponential written out, so that the
+    loop vectorizes (no calls): exp(r) = 2ⁿ exp(g), n = round(r / ln 2), g = r − n ln 2 in two
+    parts, exp(g) by its Taylor polynomial to g¹² (|g| ≤ ln 2 / 2: relative error below 2e-16),
+    2ⁿ written as the bits of a float64. Below r = −708 (x below about 1/708) the result is 0
+    where the exponential's is subnormal (below 3e-308) or 0."""
+    scale = bits.view(np.float64)
+    for i in range(xs.shape[0]):
+        y, exponent = _digamma_parts(xs[i])
+        r = max(exponent, -708.0)
+        n = math.floor(r * _LOG2E + 0.5)
+        g = (r - n * _LN2_HI) - n * _LN2_LO
+        p = _EXP_TAYLOR[0]
+        for j in range(1, _EXP_TAYLOR.shape[0]):
+            p = p * g + _EXP_TAYLOR[j]
+        bits[i] = (np.int64(n) + 1023) << 52
+        out[i] = y * p if exponent >= -708.0 else 0.0
+    for i in range(xs.shape[0]):
+        out[i] *= scale[i]
+
+
+@nb.njit(**_JIT)
+def _exp_elog(gamma, out, work, bits):
+    """out ← exp(E[log θ]) = exp(ψ(γ_k)) / exp(ψ(Σ γ)) under Dir(gamma) (1-D; ``work``
+    float64 and ``bits`` int64 scratch of its length)."""
     total = 0.0
     for k in range(gamma.shape[0]):
         total += gamma[k]
+    exp_digamma_into(gamma, work, bits)
     scale = 1.0 / exp_digamma(total)
     for k in range(gamma.shape[0]):
-        out[k] = exp_digamma(gamma[k]) * scale
+        out[k] = work[k] * scale
 
 
 @nb.njit(parallel=True, **_JIT)
 def exp_dirichlet_expectation(lam, out):
     """exp(E[log β_kw]) = exp(ψ(λ_kw)) / exp(ψ(Σ_w λ_kw)) of ``lam`` (K, V) float64 into ``out``:
-    (K, V), or (V, K) (transposed: the E-step's layout), in its own dtype. Rows in parallel."""
-    transposed = out.shape[0] != lam.shape[0]
-    for k in nb.prange(lam.shape[0]):
-        scale = 1.0 / exp_digamma(lam[k].sum())
-        for w in range(lam.shape[1]):
-            value = exp_digamma(lam[k, w]) * scale
+    (K, V), or (V, K) (transposed: the E-step's layout), in its own dtype. Parallel over blocks
+    of words (no two threads write one cache line)."""
+    n_topics, n_vocabulary = lam.shape
+    scales = np.empty(n_topics)
+    for k in range(n_topics):
+        scales[k] = 1.0 / exp_digamma(lam[k].sum())
+    transposed = out.shape[0] != n_topics
+    block = 512
+    for first in nb.prange((n_vocabulary + block - 1) // block):
+        a = first * block
+        b = min(a + block, n_vocabulary)
+        work = np.empty(b - a)
+        bits = np.empty(b - a, dtype=np.int64)
+        for k in range(n_topics):
+            exp_digamma_into(lam[k, a:b], work, bits)
             if transposed:
-                out[w, k] = value
+                for w in range(a, b):
+                    out[w, k] = work[w - a] * scales[k]
             else:
-                out[k, w] = value
+                for w in range(a, b):
+                    out[k, w] = work[w - a] * scales[k]
     return out
 
 
@@ -98,7 +142,7 @@ def exp_dirichlet_expectation(lam, out):
 def topic_word_counts(crow, words, unique_words, ratios, exp_theta, beta_t):
     """The expected topic-word counts Σ_d c_dw φ_dwk (K, V) float64: exp(E[log β_kw]) times
     Σ_d exp(E[log θ_dk]) c_dw / n_dw; topics in parallel, each over every entry (no two threads
-    write the same row). ``unique_words``: the words that occur (the only non-zero columns)."""
+    write one row). ``unique_words``: the words that occur (the only non-zero columns)."""
     n_vocabulary, n_topics = beta_t.shape
     out = np.zeros((n_topics, n_vocabulary), dtype=np.float64)
     for k in nb.prange(n_topics):
@@ -125,7 +169,7 @@ def _normalize(factors, et, norm):
 
 
 @nb.njit(**_SUMS)
-def _ascend(factors, counts, gamma, et, norm, alpha, max_iter, tol, eps):
+def _ascend(factors, counts, gamma, et, norm, work, bits, alpha, max_iter, tol, eps):
     """One document's coordinate ascent in place: ``gamma`` (K,) float64 from its start to
     where its mean absolute change falls below ``tol`` (or ``max_iter`` steps); ``et`` ends as
     exp(E[log θ]) of the final γ. Returns the number of steps."""
@@ -142,7 +186,7 @@ def _ascend(factors, counts, gamma, et, norm, alpha, max_iter, tol, eps):
             new = alpha + et[k] * acc
             change += abs(new - gamma[k])
             gamma[k] = new
-        _exp_elog(gamma, et)
+        _exp_elog(gamma, et, work, bits)
         if change / n_topics < tol:
             return step + 1
     return max_iter
@@ -209,8 +253,10 @@ def infer(crow, words, counts, beta_t, start, alpha, max_iter, tol, eps):
         norm = np.empty(length, dtype=dtype)
         g = start[d].astype(np.float64)
         et = np.empty(n_topics, dtype=dtype)
-        _exp_elog(g, et)
-        steps[d] = _ascend(factors, c, g, et, norm, alpha, max_iter, tol, eps)
+        work = np.empty(n_topics)
+        bits = np.empty(n_topics, dtype=np.int64)
+        _exp_elog(g, et, work, bits)
+        steps[d] = _ascend(factors, c, g, et, norm, work, bits, alpha, max_iter, tol, eps)
         bounds[d] = _document_bound(factors, c, g, et, norm, ratios[a:b], alpha, lgamma_prior, eps)
         for k in range(n_topics):
             gamma[d, k] = g[k]
@@ -223,7 +269,11 @@ def threads(n: int):
     """numba's threads set to ``n`` (at most its pool's size) for the block: the E-step follows
     torch's thread setting."""
     before = nb.get_num_threads()
-    nb.set_num_threads(max(1, min(int(n), nb.config.NUMBA_NUM_THREADS)))
+    wanted = max(1, min(int(n), nb.config.NUMBA_NUM_THREADS))
+    if wanted == before:
+        yield
+        return
+    nb.set_num_threads(wanted)
     try:
         yield
     finally:

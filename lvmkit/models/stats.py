@@ -76,7 +76,12 @@ class Stats(Mapping):
 
     def blend(self, other: Stats, step: float) -> Stats:
         """``(1 − step) · self + step · other``: stepwise EM's update of running statistics."""
-        return Stats({k: v * (1.0 - step) + other._data[k] * step for k, v in self._data.items()})
+        return Stats(
+            {
+                k: torch.add(v * (1.0 - step), other._data[k], alpha=step)
+                for k, v in self._data.items()
+            }
+        )
 
     # one collective
     def flat(self) -> Tensor:
