@@ -156,6 +156,9 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
     topic_word_prior_, lower_bounds_ (the bound per word at every iteration), n_features_in_.
     """
 
+    # what the report's summary calls n_components and n_features_in_
+    _summary_labels = {"n_components": "topics", "n_features_in_": "words (vocabulary)"}
+
     _constraints = {
         "n_components": v.Interval(1, None, integer=True),
         "doc_topic_prior": v.any_of(

@@ -92,10 +92,18 @@ class Documents:
 
     @property
     def unique_words(self) -> Tensor:
-        """The words that occur in these documents, each once (sorted)."""
+        """The words that occur in these documents, each once (sorted) (U,)."""
+        return self._vocabulary()[0]
+
+    @property
+    def local_words(self) -> Tensor:
+        """Every entry's word as its place in :attr:`unique_words` (nnz,)."""
+        return self._vocabulary()[1]
+
+    def _vocabulary(self) -> tuple[Tensor, Tensor]:
         if self._unique is None:
-            self._unique = torch.unique(self.words)
-        return self._unique
+            self._unique, self._local = torch.unique(self.words, return_inverse=True)
+        return self._unique, self._local
 
     @property
     def lengths(self) -> Tensor:
@@ -124,6 +132,7 @@ class Documents:
     padded_valid: Tensor | None = None
     padded_counts: Tensor | None = None
     _unique: Tensor | None = field(default=None, repr=False)
+    _local: Tensor | None = field(default=None, repr=False)
 
 
 def _csr(crow, col, values, size) -> Tensor:
@@ -238,6 +247,23 @@ class TopicParams:
             t = self.exp_beta_t(dtype)
             self.compute[key] = torch.cat([t, torch.zeros_like(t[:1])])
         return self.compute[key]
+
+    def exp_beta_t_at(self, words: Tensor, dtype) -> Tensor:
+        """exp(E[log β])ᵀ at ``words`` only (U, K), in ``dtype`` (CPU): the E-step's topic
+        factors for the words of one batch (an online mini-batch touches a fraction of a large
+        vocabulary)."""
+        from lvmkit.models import lda_kernels
+
+        cached = self.compute.get(("at", dtype, id(words)))
+        if cached is not None and cached[0] is words:
+            return cached[1]
+        out = torch.empty(words.numel(), self.components.shape[0], dtype=dtype)
+        with lda_kernels.threads(torch.get_num_threads()):
+            lda_kernels.exp_dirichlet_expectation_at(
+                self.components.numpy(), words.numpy(), out.numpy()
+            )
+        self.compute[("at", dtype, id(words))] = (words, out)
+        return out
 
     def _exp_compiled(self, shape, dtype) -> Tensor:
         from lvmkit.models import lda_kernels
@@ -394,9 +420,9 @@ class LDAModel:
         with lda_kernels.threads(torch.get_num_threads()):
             gamma, exp_theta, ratios, bounds, _ = lda_kernels.infer(
                 docs.crow.numpy(),
-                docs.words.numpy(),
+                docs.local_words.numpy(),
                 docs.counts.numpy(),
-                params.exp_beta_t(dtype).numpy(),
+                params.exp_beta_t_at(docs.unique_words, dtype).numpy(),
                 start.to(dtype).contiguous().numpy(),
                 self.alpha,
                 max_iter,
@@ -464,11 +490,12 @@ class LDAModel:
             with lda_kernels.threads(torch.get_num_threads()):
                 counts = lda_kernels.topic_word_counts(
                     docs.crow.numpy(),
-                    docs.words.numpy(),
+                    docs.local_words.numpy(),
                     docs.unique_words.numpy(),
                     found.ratios.numpy(),
                     found.exp_theta.numpy(),
-                    params.exp_beta_t(self.dtype).numpy(),
+                    params.exp_beta_t_at(docs.unique_words, self.dtype).numpy(),
+                    docs.n_vocabulary,
                 )
             counts = torch.from_numpy(counts)
         else:

@@ -38,17 +38,20 @@ _EXP_TAYLOR = np.array([1.0 / math.factorial(i) for i in range(12, -1, -1)])
 @nb.njit(inline="always", **_JIT)
 def _digamma_parts(x: float):
     """(y, r) with ψ(x) = log(y) + r, for x > 0: below 6, the recurrence
-    ψ(x) = ψ(x + 6) − Σ_{i<6} 1/(x + i) (the sum as one fraction: one division, not six), then
-    at y = x (+ 6) the asymptotic series to y⁻¹⁴ (absolute error below 2e-13; checked against
-    SciPy). Branch-free (selects), so that loops over it vectorize."""
+    ψ(x) = ψ(x + 6) − Σ_{i<6} 1/(x + i) (the sum as one fraction), then at y = x (+ 6) the
+    asymptotic series to y⁻¹⁴ (absolute error below 2e-13; checked against SciPy). One division
+    in all, and branch-free (selects), so that loops over it vectorize."""
     num, den = 1.0, x
     for i in range(1, 6):
         num = num * (x + i) + den
         den *= x + i
     small = x < 6.0
     y = x + 6.0 if small else x
-    shift = -num / den if small else 0.0
-    f = 1.0 / (y * y)
+    # one division for both 1/den and 1/y
+    q = 1.0 / (den * y if small else y)
+    inv = den * q if small else q
+    shift = -num * y * q if small else 0.0
+    f = inv * inv
     series = f * (
         -1.0 / 12
         + f
@@ -57,7 +60,7 @@ def _digamma_parts(x: float):
             + f * (-1.0 / 252 + f * (1.0 / 240 + f * (-1.0 / 132 + f * (691.0 / 32760 - f / 12))))
         )
     )
-    return y, shift - 0.5 / y + series
+    return y, shift - 0.5 * inv + series
 
 
 @nb.njit(**_JIT)
@@ -139,20 +142,47 @@ def exp_dirichlet_expectation(lam, out):
 
 
 @nb.njit(parallel=True, **_JIT)
-def topic_word_counts(crow, words, unique_words, ratios, exp_theta, beta_t):
+def exp_dirichlet_expectation_at(lam, words, out):
+    """exp(E[log β_kw]) of ``lam`` (K, V) float64 at the columns ``words`` (U,), into ``out``
+    (U, K) in its own dtype (the E-step's layout); each row's normaliser over all of it."""
+    n_topics = lam.shape[0]
+    scales = np.empty(n_topics)
+    for k in range(n_topics):
+        scales[k] = 1.0 / exp_digamma(lam[k].sum())
+    block = 512
+    n_words = words.shape[0]
+    for first in nb.prange((n_words + block - 1) // block):
+        a = first * block
+        b = min(a + block, n_words)
+        values = np.empty(b - a)
+        work = np.empty(b - a)
+        bits = np.empty(b - a, dtype=np.int64)
+        for k in range(n_topics):
+            for u in range(a, b):
+                values[u - a] = lam[k, words[u]]
+            exp_digamma_into(values, work, bits)
+            for u in range(a, b):
+                out[u, k] = work[u - a] * scales[k]
+    return out
+
+
+@nb.njit(parallel=True, **_JIT)
+def topic_word_counts(crow, local_words, unique_words, ratios, exp_theta, factors, n_vocabulary):
     """The expected topic-word counts Σ_d c_dw φ_dwk (K, V) float64: exp(E[log β_kw]) times
-    Σ_d exp(E[log θ_dk]) c_dw / n_dw; topics in parallel, each over every entry (no two threads
-    write one row). ``unique_words``: the words that occur (the only non-zero columns)."""
-    n_vocabulary, n_topics = beta_t.shape
+    Σ_d exp(E[log θ_dk]) c_dw / n_dw, over the batch's own words (``unique_words`` (U,), the
+    entries' words as places in it, ``factors`` (U, K) their exp(E[log β])); zero elsewhere.
+    Topics in parallel, each over every entry (no two threads write one row)."""
+    n_topics = factors.shape[1]
     out = np.zeros((n_topics, n_vocabulary), dtype=np.float64)
     for k in nb.prange(n_topics):
-        row = out[k]
+        local = np.zeros(unique_words.shape[0])
         for d in range(crow.shape[0] - 1):
             e = float(exp_theta[d, k])
             for j in range(crow[d], crow[d + 1]):
-                row[words[j]] += e * ratios[j]
-        for w in unique_words:
-            row[w] *= beta_t[w, k]
+                local[local_words[j]] += e * ratios[j]
+        row = out[k]
+        for u in range(unique_words.shape[0]):
+            row[unique_words[u]] = local[u] * factors[u, k]
     return out
 
 

@@ -137,11 +137,13 @@ def model_summary(model, X=None, lengths=None) -> list[tuple[str, str]]:
     from lvmkit import __version__
 
     sequences = _is_sequence_model(model)
+    # a model may name its facts (a topic model's components are topics, its features words)
+    named = dict(_SEQUENCE_FACTS if sequences else {}, **getattr(model, "_summary_labels", {}))
     rows = [("model", type(model).__name__)]
     for attr, label in _FACTS:
         value = getattr(model, attr, None)
         if value is not None:
-            rows.append((_SEQUENCE_FACTS.get(attr, label) if sequences else label, _fmt(value)))
+            rows.append((named.get(attr, label), _fmt(value)))
     weights = getattr(model, "weights_", None)
     if weights is not None and np.ndim(weights) == 1:
         shown = ", ".join(f"{w:.3f}" for w in np.asarray(weights)[:12])

@@ -89,6 +89,9 @@ def test_fit_info_transform_score(cli, tmp_path):
         assert len(topic["words"]) == 10 and _topic_of(topic["words"]) is not None
         assert topic["probabilities"] == sorted(topic["probabilities"], reverse=True)
     assert info["summary"]["topic 1"] == " ".join(info["topics"][0]["words"])
+    # the summary names a topic model's components and features for what they are
+    assert info["summary"]["topics"] == "3" and info["summary"]["words (vocabulary)"] == "30"
+    assert "components" not in info["summary"] and "features" not in info["summary"]
 
     out, _ = cli("transform", "lda.lvm", "docs.txt", "-o", "props.csv")
     assert out == "wrote the topic proportions of 45 documents (topic1 .. topic3) to props.csv\n"

@@ -30,6 +30,11 @@ def test_topic_factors_equal_torchs_in_both_layouts():
     np.testing.assert_allclose(
         lda_kernels.exp_dirichlet_expectation(lam.numpy(), out), reference, rtol=1e-12, atol=1e-300
     )  # (below 3e-308, where exp is subnormal, the kernel gives 0)
+    # at some columns only (an online mini-batch's words), each row still normalised over all
+    words = np.array([0, 5, 17, 299, 120])
+    at = np.empty((5, 7))
+    lda_kernels.exp_dirichlet_expectation_at(lam.numpy(), words, at)
+    np.testing.assert_allclose(at, reference[:, words].T, rtol=1e-12, atol=1e-300)
     out_t = np.empty((300, 7), dtype=np.float32)
     np.testing.assert_allclose(
         lda_kernels.exp_dirichlet_expectation(lam.numpy(), out_t),
