@@ -9,7 +9,8 @@ cache, documents in parallel (``prange``): the same updates, the same stopping r
 numbers (to rounding), without the lock step.
 
 The products over a document's words run in the compute dtype (float32 by default: the topic
-factors, the normalizers, exp(E[log θ])); γ, ψ and the bound in float64. ψ and exp(ψ) are
+factors, the normalizers, exp(E[log θ])); γ is iterated in float64 (and returned in the compute
+dtype), ψ and the bound are float64. ψ and exp(ψ) are
 computed here (:func:`digamma`, :func:`exp_digamma`; numba has no SciPy special functions), to
 2e-13 of SciPy's.
 """
@@ -250,8 +251,8 @@ def infer(crow, words, counts, beta_t, start, alpha, max_iter, tol, eps):
     Parameters
     ----------
     crow, words, counts : the batch in CSR form (n + 1,), (nnz,), (nnz,) (counts in the compute
-        dtype)
-    beta_t : exp(E[log β])ᵀ (V, K), compute dtype
+        dtype), every entry's word as a row of ``beta_t``
+    beta_t : exp(E[log β])ᵀ at the batch's words (U, K) (or at every word (V, K)), compute dtype
     start : (n, K) starting γ
     alpha, max_iter, tol, eps : the prior, the stopping rule (``max_iter`` 0: evaluate ``start``),
         the normalizer's guard
