@@ -223,8 +223,8 @@ class TopicParams:
         """exp(E[log β]) (K, V) in ``dtype``."""
         key = ("exp", dtype)
         if key not in self.compute:
-            if self.components.device.type == "cpu":  # exp(ψ) directly, rows in parallel
-                self.compute[key] = self._exp_compiled(self.components.shape, dtype)
+            if self.components.device.type == "cpu":  # the compiled exp(ψ), transposed back
+                self.compute[key] = self.exp_beta_t(dtype).T.contiguous()
             else:
                 self.compute[key] = torch.exp(self.elog_beta()).to(dtype)
         return self.compute[key]
@@ -233,9 +233,9 @@ class TopicParams:
         """exp(E[log β])ᵀ (V, K), contiguous, in ``dtype``."""
         key = ("exp_t", dtype)
         if key not in self.compute:
-            if self.components.device.type == "cpu":
-                k, v = self.components.shape
-                self.compute[key] = self._exp_compiled((v, k), dtype)
+            if self.components.device.type == "cpu":  # at every word
+                every = torch.arange(self.components.shape[1])
+                self.compute[key] = self.exp_beta_t_at(every, dtype)
             else:
                 self.compute[key] = self.exp_beta(dtype).T.contiguous()
         return self.compute[key]
@@ -263,14 +263,6 @@ class TopicParams:
                 self.components.numpy(), words.numpy(), out.numpy()
             )
         self.compute[("at", dtype, id(words))] = (words, out)
-        return out
-
-    def _exp_compiled(self, shape, dtype) -> Tensor:
-        from lvmkit.models import lda_kernels
-
-        out = torch.empty(shape, dtype=dtype)
-        with lda_kernels.threads(torch.get_num_threads()):
-            lda_kernels.exp_dirichlet_expectation(self.components.numpy(), out.numpy())
         return out
 
 

@@ -116,36 +116,11 @@ def _exp_elog(gamma, out, work, bits):
 
 
 @nb.njit(parallel=True, **_JIT)
-def exp_dirichlet_expectation(lam, out):
-    """exp(E[log β_kw]) = exp(ψ(λ_kw)) / exp(ψ(Σ_w λ_kw)) of ``lam`` (K, V) float64 into ``out``:
-    (K, V), or (V, K) (transposed: the E-step's layout), in its own dtype. Parallel over blocks
-    of words (no two threads write one cache line)."""
-    n_topics, n_vocabulary = lam.shape
-    scales = np.empty(n_topics)
-    for k in range(n_topics):
-        scales[k] = 1.0 / exp_digamma(lam[k].sum())
-    transposed = out.shape[0] != n_topics
-    block = 512
-    for first in nb.prange((n_vocabulary + block - 1) // block):
-        a = first * block
-        b = min(a + block, n_vocabulary)
-        work = np.empty(b - a)
-        bits = np.empty(b - a, dtype=np.int64)
-        for k in range(n_topics):
-            exp_digamma_into(lam[k, a:b], work, bits)
-            if transposed:
-                for w in range(a, b):
-                    out[w, k] = work[w - a] * scales[k]
-            else:
-                for w in range(a, b):
-                    out[k, w] = work[w - a] * scales[k]
-    return out
-
-
-@nb.njit(parallel=True, **_JIT)
 def exp_dirichlet_expectation_at(lam, words, out):
-    """exp(E[log β_kw]) of ``lam`` (K, V) float64 at the columns ``words`` (U,), into ``out``
-    (U, K) in its own dtype (the E-step's layout); each row's normaliser over all of it."""
+    """exp(E[log β_kw]) = exp(ψ(λ_kw)) / exp(ψ(Σ_w λ_kw)) of ``lam`` (K, V) float64 at the
+    columns ``words`` (U,) (all of them: ``arange(V)``), into ``out`` (U, K) in its own dtype
+    (the E-step's layout). Parallel over blocks of words (no two threads write one cache
+    line)."""
     n_topics = lam.shape[0]
     scales = np.empty(n_topics)
     for k in range(n_topics):
