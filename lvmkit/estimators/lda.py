@@ -37,7 +37,7 @@ from lvmkit.estimators._mixture import _atomic
 from lvmkit.fit import callbacks
 from lvmkit.fit.em import e_pass, run_em
 from lvmkit.fit.stepwise import Batch, StepwiseState, stepwise_step
-from lvmkit.models import lda
+from lvmkit.models import documents, lda
 from lvmkit.models.stats import Stats
 
 f64 = torch.float64
@@ -293,15 +293,15 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         self._init_latent(comm)
         dtype = v.resolve_dtype(self.dtype)
         if self.learning_method == "batch":
-            chunks = lda.DocumentChunks(X, dtype, self._device(), E_STEP_DOCS, offset)
+            chunks = documents.DocumentChunks(X, dtype, self._device(), E_STEP_DOCS, offset)
             model = self._model(self._random_starts(n_total), guard=True)
             params = self._batch(model, chunks, comm)
             final = model.bound(e_pass(model, chunks, params, comm))
         else:
-            chunks = lda.DocumentChunks(X, dtype, self._device(), self.batch_size, offset)
+            chunks = documents.DocumentChunks(X, dtype, self._device(), self.batch_size, offset)
             params = self._online(chunks, comm, n_total)
             model = self._model(self._ones)
-            whole = lda.DocumentChunks(X, dtype, self._device(), E_STEP_DOCS, offset)
+            whole = documents.DocumentChunks(X, dtype, self._device(), E_STEP_DOCS, offset)
             final = model.bound(e_pass(model, whole, params, comm))
         self._store(params)
         self.bound_ = math.exp(-final)
@@ -401,7 +401,7 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         elif not hasattr(self, "_rng"):
             self._rng = ranks.random_state(self.random_state, comm)
         dtype = v.resolve_dtype(self.dtype)
-        chunks = lda.DocumentChunks(X, dtype, self._device(), self.batch_size, offset)
+        chunks = documents.DocumentChunks(X, dtype, self._device(), self.batch_size, offset)
         params = self._params()
         state = self._stepwise_state(params, self.total_samples)
         model = self._model(self._batch_starts, scale=float(self.total_samples))
@@ -424,7 +424,9 @@ class LatentDirichletAllocation(Persistent, TransformerMixin, BaseEstimator):
         X = check_counts(self, X, reset=False)
         model = self._model(self._ones)
         params = self._params()
-        chunks = lda.DocumentChunks(X, v.resolve_dtype(self.dtype), self._device(), E_STEP_DOCS)
+        chunks = documents.DocumentChunks(
+            X, v.resolve_dtype(self.dtype), self._device(), E_STEP_DOCS
+        )
         gammas, total = [], None
         for docs, _ in chunks.iter_weighted():
             found = model.solve(docs, params, self._ones(0, docs.n_docs))

@@ -9,6 +9,7 @@ from scipy.special import digamma as scipy_digamma
 import lvmkit.estimators.lda as lda_estimator
 from lvmkit import LatentDirichletAllocation
 from lvmkit.models import lda, lda_kernels
+from lvmkit.models.documents import documents
 from tests.estimators.test_lda import corpus
 
 f64 = torch.float64
@@ -47,7 +48,7 @@ def fitted_setup(dtype=f64, n_docs=150):
     X, _ = corpus(n_docs=n_docs, seed=4)
     rng = np.random.default_rng(1)
     params = lda.TopicParams(torch.as_tensor(rng.gamma(2.0, 1.0, (5, X.shape[1]))))
-    docs = lda.documents(X, dtype, "cpu")
+    docs = documents(X, dtype, "cpu")
     start = torch.as_tensor(rng.gamma(100.0, 0.01, (X.shape[0], 5)))
     return docs, params, start
 
