@@ -82,6 +82,18 @@ def blas_threads() -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(seen.items())) or "none loaded"
 
 
+def limit_threads(n: int):
+    """torch, and every BLAS/OpenMP library loaded so far (threadpoolctl), to ``n`` threads for
+    the rest of the run. Import what will compute before calling: threadpoolctl only reaches the
+    libraries already loaded. Returns threadpoolctl's limiter (None without threadpoolctl)."""
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return None
+    return threadpool_limits(n)
+
+
 def library_versions(modules: Iterable[str]) -> dict[str, str]:
     """``{module: __version__}``; ``"not installed"`` for missing modules."""
     out = {}

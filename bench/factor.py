@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as a script
     sys.path.append(str(Path(__file__).resolve().parent.parent))
@@ -58,13 +57,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     _common.resolve_output(args, args.quick)
-    torch.set_num_threads(args.threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:  # pragma: no cover
-        pass
+    _common.limit_threads(args.threads)
     from sklearn.decomposition import PCA
     from sklearn.decomposition import FactorAnalysis as SkFA
 

@@ -780,10 +780,7 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    torch.set_num_threads(args.threads)
-    from threadpoolctl import threadpool_limits
-
-    limits = threadpool_limits(args.threads)  # noqa: F841  (held for the whole run)
+    limits = _common.limit_threads(args.threads)  # noqa: F841  (held for the whole run)
     loads = [_loadavg(), None]
     info = _common.machine_info(("torch", "numpy", "hmmlearn", "pomegranate", "lvmkit"))
     log(

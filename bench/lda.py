@@ -598,13 +598,7 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     _common.resolve_output(args, args.quick)
-    torch.set_num_threads(args.threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:  # pragma: no cover
-        pass
+    _common.limit_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
 
     def log(msg: str) -> None:

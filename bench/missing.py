@@ -39,7 +39,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as a script
     sys.path.append(str(Path(__file__).resolve().parent.parent))
@@ -390,18 +389,12 @@ def main(argv=None) -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     _common.resolve_output(args, args.quick)
-    torch.set_num_threads(args.threads)
     # load every BLAS/OpenMP library first: threadpool_limits only reaches those already loaded
     import scipy.linalg  # noqa: F401
     import sklearn.impute  # noqa: F401
     import sklearn.neighbors  # noqa: F401
 
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-    except ImportError:  # pragma: no cover
-        pass
+    _common.limit_threads(args.threads)
     parts = {"impute": impute_part, "mixtures": mixtures_part, "iterations": iterations_part}
     chosen = PARTS if args.part == "all" else (args.part,)
     log = Log()
